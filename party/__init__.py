@@ -1,0 +1,58 @@
+"""party: the one party/transport layer everything in tessera is written against.
+
+Public API: :class:`Party`, :class:`Role`, :class:`Tag`, :class:`Transport`,
+:class:`InMemoryNetwork`, :class:`InMemoryTransport`, :class:`GrpcTransport`,
+:class:`Router`, the codec (:func:`encode`, :func:`decode`, :func:`wire`), the
+federation config, :func:`write_atomic`, and every error class.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from party.codec import MAX_MESSAGE_BYTES, decode, encode, wire
+from party.errors import (
+    AuthenticationError,
+    ClosedTransport,
+    CodecError,
+    ConfigError,
+    LocalProtocolError,
+    PartyTimeout,
+    PartyUnavailable,
+    ProtocolError,
+    QuorumLost,
+    RemoteProtocolError,
+    TesseraError,
+)
+from party.files import write_atomic
+from party.inmemory import InMemoryNetwork, InMemoryTransport
+from party.party import Party, Role
+from party.transport import Tag, Transport, TransportStats
+
+logging.getLogger("party").addHandler(logging.NullHandler())
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "AuthenticationError",
+    "ClosedTransport",
+    "CodecError",
+    "ConfigError",
+    "InMemoryNetwork",
+    "InMemoryTransport",
+    "LocalProtocolError",
+    "Party",
+    "PartyTimeout",
+    "PartyUnavailable",
+    "ProtocolError",
+    "QuorumLost",
+    "RemoteProtocolError",
+    "Role",
+    "Tag",
+    "TesseraError",
+    "Transport",
+    "TransportStats",
+    "decode",
+    "encode",
+    "wire",
+    "write_atomic",
+]

@@ -1,0 +1,67 @@
+"""Atomic file output: a reader sees the old file or the new complete one, never a part."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed over it.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    dst = Path(path)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, dst)
+        with contextlib.suppress(OSError):
+            dfd = os.open(dst.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_atomic(
+    path: str | os.PathLike[str],
+    data: bytes | str | Callable[[IO[Any]], None],
+    *,
+    mode: int | None = None,
+) -> None:
+    """Write ``data`` (bytes, text, or a function writing to a binary file) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            if isinstance(data, bytes):
+                f.write(data)
+            elif isinstance(data, str):
+                f.write(data.encode("utf-8"))
+            else:
+                data(f)
+        if mode is not None:
+            os.chmod(tmp, mode)
+
+
+def sweep_stale_tmp(directory: str | os.PathLike[str]) -> int:
+    """Remove ``.*.tmp`` files left by a killed writer; returns how many."""
+    n = 0
+    for p in Path(directory).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            n += 1
+    return n

@@ -1,0 +1,133 @@
+"""Party: a name, a role and a Transport, plus the codec and typed receive."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, TypeVar, overload
+
+from party.codec import MAX_MESSAGE_BYTES, decode, encode
+from party.errors import CodecError, PartyTimeout, PartyUnavailable, RemoteProtocolError
+from party.transport import Tag, Transport
+
+log = logging.getLogger("party")
+
+T = TypeVar("T")
+
+
+class Role(str, enum.Enum):
+    """What a party does in a federation."""
+
+    SERVER = "server"  # HFL aggregator
+    CLIENT = "client"  # HFL client
+    ACTIVE = "active"  # VFL label holder (guest)
+    PASSIVE = "passive"  # VFL feature holder (host)
+    PARTY = "party"  # generic (PSI, FTL)
+    ROUTER = "router"
+
+
+class Party:
+    """One organisation in a federation.
+
+    ``send`` encodes with the safe codec; ``recv`` decodes and, given a type,
+    checks the peer sent that message type (``RemoteProtocolError`` otherwise).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        transport: Transport,
+        *,
+        role: Role | str = Role.PARTY,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        if transport.name != name:
+            raise ValueError(f"transport belongs to {transport.name!r}, not {name!r}")
+        self.name = name
+        self.role = Role(role)
+        self.transport = transport
+        self.max_message_bytes = max_message_bytes
+
+    def __repr__(self) -> str:
+        return f"Party({self.name!r}, role={self.role.value!r})"
+
+    @property
+    def peers(self) -> list[str]:
+        return self.transport.peers
+
+    def send(self, dst: str, tag: Tag, msg: Any) -> int:
+        """Encode and send ``msg``; returns the number of payload bytes."""
+        data = encode(msg)
+        self.transport.send(dst, tag, data)
+        return len(data)
+
+    @overload
+    def recv(self, src: str, tag: Tag, kind: type[T], *, timeout_s: float) -> T: ...
+    @overload
+    def recv(self, src: str, tag: Tag, kind: None = None, *, timeout_s: float) -> Any: ...
+
+    def recv(self, src: str, tag: Tag, kind: type[T] | None = None, *, timeout_s: float) -> Any:
+        """Receive and decode the next message from ``src`` for ``tag``."""
+        data = self.transport.recv(src, tag, timeout_s=timeout_s)
+        try:
+            msg = decode(data, max_bytes=self.max_message_bytes)
+        except CodecError as e:
+            raise CodecError(f"from {src!r} for {tag}: {e}", peer=src) from None
+        if kind is not None and not isinstance(msg, kind):
+            raise RemoteProtocolError(
+                f"expected {kind.__name__} for {tag}, got {type(msg).__name__}", peer=src
+            )
+        return msg
+
+    def broadcast(self, dsts: Iterable[str], tag: Tag, msg: Any) -> None:
+        """Send the same message to each of ``dsts`` (encoded once)."""
+        data = encode(msg)
+        for d in dsts:
+            self.transport.send(d, tag, data)
+
+    def gather(
+        self,
+        srcs: Iterable[str],
+        tag: Tag,
+        kind: type[T] | None = None,
+        *,
+        timeout_s: float,
+        min_count: int | None = None,
+    ) -> dict[str, Any]:
+        """Receive one message from each of ``srcs`` within one shared deadline.
+
+        With ``min_count=None`` every source must answer (else the first
+        PartyTimeout/PartyUnavailable propagates). With ``min_count=k`` sources
+        that time out or vanish are left out, and ``PartyTimeout`` is raised only
+        if fewer than ``k`` answered — the dropout-tolerant form used by SecAgg.
+        """
+        srcs = list(srcs)
+        deadline = time.monotonic() + timeout_s
+        out: dict[str, Any] = {}
+        for s in srcs:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                out[s] = self.recv(s, tag, kind, timeout_s=left)
+            except (PartyTimeout, PartyUnavailable) as e:
+                if min_count is None:
+                    raise
+                log.info("%s: %s dropped out at %s (%s)", self.name, s, tag, e)
+        if min_count is not None and len(out) < min_count:
+            missing = [s for s in srcs if s not in out]
+            raise PartyTimeout(
+                f"{len(missing)} of {len(srcs)} parties ({', '.join(missing[:5])}...)",
+                tag,
+                timeout_s,
+            )
+        return out
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Party:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
