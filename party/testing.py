@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from party.config import FederationConfig, load_federation, write_federation
 from party.inmemory import InMemoryNetwork
 from party.party import Party, Role
 
@@ -17,13 +22,25 @@ def run_parties(
     network: InMemoryNetwork | None = None,
     timeout_s: float = 300.0,
     make_party: Callable[[str], Party] | None = None,
+    transport: str = "inmemory",
 ) -> dict[str, Any]:
     """Run ``fns[name](party)`` for each party in its own thread; return the results.
 
     Parties talk over a fresh :class:`InMemoryNetwork` unless ``make_party``
     builds them (e.g. over gRPC). The first exception raised by any party is
     re-raised here (with the party name added as a note) after all threads end.
+    ``transport="grpc"`` runs the same functions over a real router on
+    127.0.0.1 (a free port) with mutual TLS and fresh certificates.
     """
+    if transport == "grpc" and make_party is None:
+        with grpc_federation(list(fns), roles=roles) as (config, _router):
+            from party.grpc_transport import connect
+
+            return run_parties(
+                fns, timeout_s=timeout_s, make_party=lambda n: connect(config, n)
+            )
+    if transport not in ("inmemory", "grpc"):
+        raise ValueError(f"transport must be 'inmemory' or 'grpc', got {transport!r}")
     roles = roles or {}
     net = network or InMemoryNetwork(list(fns))
     results: dict[str, Any] = {}
@@ -34,7 +51,11 @@ def run_parties(
             party = make_party(name) if make_party else Party(
                 name, net.transport(name), role=roles.get(name, Role.PARTY)
             )
-            results[name] = fns[name](party)
+            try:
+                results[name] = fns[name](party)
+            finally:
+                if make_party is not None:
+                    party.close()
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller
             errors[name] = e
 
@@ -50,3 +71,35 @@ def run_parties(
         exc.add_note(f"(raised by party {name!r}; {len(errors)} parties failed: {sorted(errors)})")
         raise exc
     return results
+
+
+@contextlib.contextmanager
+def grpc_federation(
+    names: Sequence[str],
+    *,
+    roles: Mapping[str, Role | str] | None = None,
+    directory: str | Path | None = None,
+    max_message_mb: int | None = None,
+) -> Iterator[tuple[FederationConfig, Any]]:
+    """A router on 127.0.0.1 (free port) with fresh certificates; yields (config, router).
+
+    The router stops, and the temporary directory goes, when the block ends.
+    """
+    from party.certs import init_certs
+    from party.router import Router
+
+    roles = roles or {}
+    with contextlib.ExitStack() as stack:
+        d = Path(directory) if directory else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        init_certs(d / "certs", list(names), overwrite=True)
+        cfg_path = write_federation(
+            d / "fed.toml", name="test", router="127.0.0.1:1",
+            parties={n: Role(roles.get(n, Role.PARTY)).value for n in names},
+        )
+        config = load_federation(cfg_path)
+        if max_message_mb is not None:
+            config = dataclasses.replace(config, max_message_bytes=max_message_mb << 20)
+        router = Router(config, listen="127.0.0.1:0").start()
+        stack.callback(router.stop)
+        config = dataclasses.replace(config, router=f"127.0.0.1:{router.port}")
+        yield config, router

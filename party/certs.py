@@ -1,0 +1,208 @@
+"""Certificates for a federation: one CA, a router certificate, one certificate per party.
+
+    python -m party.certs init --parties bank,fintech --out certs
+    python -m party.certs init --config fed.toml          # parties and paths from the config
+
+Keys are EC P-256, written with 0600 permissions. A party's identity is the
+common name of its certificate; the router refuses messages whose ``src``
+differs from it. The CA key stays with whoever runs ``init`` (in production: an
+offline machine); each party needs only ``ca.pem`` and its own pem/key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import ipaddress
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from party.config import check_party_name, load_federation
+from party.errors import ConfigError
+from party.files import write_atomic
+
+DEFAULT_ROUTER_HOSTS = ("localhost", "127.0.0.1")
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_atomic(path, pem, mode=0o600)
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    write_atomic(path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
+
+def make_ca(name: str = "tessera-ca", *, days: int = 365) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA key and certificate."""
+    key = _key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def make_cert(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    common_name: str,
+    *,
+    hosts: Sequence[str] = (),
+    server: bool = False,
+    days: int = 365,
+    not_before: dt.datetime | None = None,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A key and a certificate for ``common_name`` signed by the CA.
+
+    Party certificates carry the party name as CN and as a DNS SAN, with the
+    clientAuth usage; the router's carries ``hosts`` and serverAuth.
+    """
+    key = _key()
+    now = not_before or dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    sans: list[x509.GeneralName] = []
+    for h in [*hosts, common_name]:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    usage = [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def init_certs(
+    out: str | Path,
+    parties: Sequence[str],
+    *,
+    router_hosts: Sequence[str] = DEFAULT_ROUTER_HOSTS,
+    days: int = 365,
+    overwrite: bool = False,
+) -> Path:
+    """Write ca.pem/ca.key, router.pem/router.key and <party>.pem/<party>.key under ``out``."""
+    out = Path(out)
+    if len(set(parties)) != len(parties) or not parties:
+        raise ConfigError(f"--parties: need distinct names, got {list(parties)}")
+    for p in parties:
+        check_party_name(p, "--parties")
+    if (out / "ca.pem").exists() and not overwrite:
+        raise ConfigError(f"{out / 'ca.pem'} exists; pass --overwrite to make a new CA")
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    ca_key, ca_cert = make_ca(days=days)
+    _write_key(out / "ca.key", ca_key)
+    _write_cert(out / "ca.pem", ca_cert)
+    rkey, rcert = make_cert(ca_key, ca_cert, "router", hosts=router_hosts, server=True, days=days)
+    _write_key(out / "router.key", rkey)
+    _write_cert(out / "router.pem", rcert)
+    for p in parties:
+        k, c = make_cert(ca_key, ca_cert, p, days=days)
+        _write_key(out / f"{p}.key", k)
+        _write_cert(out / f"{p}.pem", c)
+    return out
+
+
+def add_party(out: str | Path, name: str, *, days: int = 365) -> None:
+    """Issue a certificate for a new party with an existing CA (ca.key under ``out``)."""
+    out = Path(out)
+    check_party_name(name)
+    ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((out / "ca.pem").read_bytes())
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{out / 'ca.key'}: not an EC key")
+    k, c = make_cert(ca_key, ca_cert, name, days=days)
+    _write_key(out / f"{name}.key", k)
+    _write_cert(out / f"{name}.pem", c)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m party.certs", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    init = sub.add_parser("init", help="make a CA, a router certificate and party certificates")
+    init.add_argument("--parties", help="comma-separated party names")
+    init.add_argument("--config", help="federation TOML: parties and the CA directory from it")
+    init.add_argument("--out", help="output directory (default: the config's CA directory, or certs)")
+    init.add_argument("--router-hosts", default=",".join(DEFAULT_ROUTER_HOSTS),
+                      help="host names/IPs the router certificate is valid for")
+    init.add_argument("--days", type=int, default=365)
+    init.add_argument("--overwrite", action="store_true")
+    add = sub.add_parser("add", help="issue a certificate for one more party")
+    add.add_argument("--out", default="certs")
+    add.add_argument("--party", required=True)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "add":
+            add_party(args.out, args.party)
+            print(f"wrote {args.out}/{args.party}.pem and .key")
+            return 0
+        hosts = [h for h in args.router_hosts.split(",") if h]
+        if args.config:
+            cfg = load_federation(args.config)
+            parties = list(cfg.parties)
+            out = Path(args.out) if args.out else cfg.tls.ca.parent
+            host = cfg.router.rpartition(":")[0]
+            if host not in hosts:
+                hosts.append(host)
+        elif args.parties:
+            parties = [p.strip() for p in args.parties.split(",") if p.strip()]
+            out = Path(args.out or "certs")
+        else:
+            ap.error("init needs --parties or --config")
+        init_certs(out, parties, router_hosts=hosts, days=args.days, overwrite=args.overwrite)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote CA, router and {len(parties)} party certificates to {out}/ (keys 0600)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

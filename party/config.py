@@ -1,0 +1,216 @@
+"""Federation config: one TOML file for a whole federation.
+
+Example (paths are relative to the file)::
+
+    [federation]
+    name = "credit-vfl"
+    router = "127.0.0.1:50051"      # the address parties dial
+    # listen = "0.0.0.0:50051"      # where the router binds (default: router)
+    # max_message_mb = 1024
+    # timeout_s = 120               # default per-recv timeout for protocols
+
+    [tls]
+    ca = "certs/ca.pem"
+    router_cert = "certs/router.pem" # used by the router only
+    router_key = "certs/router.key"
+
+    [parties.bank]
+    role = "active"
+    cert = "certs/bank.pem"           # default: <ca dir>/<name>.pem
+    key = "certs/bank.key"            # default: <ca dir>/<name>.key; needed only by bank
+
+    [parties.fintech]
+    role = "passive"
+
+Any wrong or missing field raises :class:`ConfigError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from party.errors import ConfigError
+from party.party import Role
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def check_party_name(name: str, where: str = "party name") -> str:
+    """Party names are certificate common names and tag parts: keep them simple."""
+    if not isinstance(name, str) or not _NAME.match(name) or name == "router":
+        raise ConfigError(
+            f"{where}: {name!r} is not a valid party name "
+            "(letters, digits, '_', '.', '-'; at most 63 characters; not 'router')"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Paths of the federation's CA and the router's certificate."""
+
+    ca: Path
+    router_cert: Path
+    router_key: Path
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    """One party of the federation."""
+
+    name: str
+    role: Role
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """A parsed federation file."""
+
+    name: str
+    router: str
+    listen: str
+    tls: TlsConfig
+    parties: dict[str, PartyConfig]
+    max_message_bytes: int = 1 << 30
+    timeout_s: float = 120.0
+    source: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def party(self, name: str) -> PartyConfig:
+        """The config of ``name``; ConfigError if it is not in the federation."""
+        try:
+            return self.parties[name]
+        except KeyError:
+            raise ConfigError(
+                f"{self.source or 'federation config'}: party {name!r} is not in [parties] "
+                f"(known: {', '.join(sorted(self.parties))})"
+            ) from None
+
+    def names(self, role: Role | str | None = None) -> list[str]:
+        """Party names, optionally only those with ``role``."""
+        return [p.name for p in self.parties.values() if role is None or p.role == Role(role)]
+
+
+def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
+    if key not in d:
+        raise ConfigError(f"{where}: missing field {key!r}")
+    v = d[key]
+    if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
+        raise ConfigError(f"{where}.{key}: expected {getattr(typ, '__name__', typ)}, got {v!r}")
+    return v
+
+
+def _address(v: str, where: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {v!r} is not a host:port address")
+    return v
+
+
+def parse_federation(data: dict[str, Any], *, base: Path, source: Path | None = None) -> FederationConfig:
+    """Build a FederationConfig from parsed TOML (``base``: directory for relative paths)."""
+    src = str(source or "federation config")
+    if not isinstance(data.get("federation"), dict):
+        raise ConfigError(f"{src}: missing table [federation]")
+    fed = data["federation"]
+    name = _get(fed, "name", str, f"{src} [federation]")
+    router = _address(_get(fed, "router", str, f"{src} [federation]"), f"{src} [federation].router")
+    listen = _address(str(fed.get("listen", router)), f"{src} [federation].listen")
+    max_mb = fed.get("max_message_mb", 1024)
+    if not isinstance(max_mb, int) or isinstance(max_mb, bool) or max_mb <= 0:
+        raise ConfigError(f"{src} [federation].max_message_mb: expected a positive integer, got {max_mb!r}")
+    timeout_s = fed.get("timeout_s", 120.0)
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        raise ConfigError(f"{src} [federation].timeout_s: expected a positive number, got {timeout_s!r}")
+
+    def path(v: str) -> Path:
+        p = Path(v)
+        return p if p.is_absolute() else (base / p)
+
+    if not isinstance(data.get("tls"), dict):
+        raise ConfigError(f"{src}: missing table [tls]")
+    tls_d = data["tls"]
+    ca = path(_get(tls_d, "ca", str, f"{src} [tls]"))
+    tls = TlsConfig(
+        ca=ca,
+        router_cert=path(str(tls_d.get("router_cert", ca.parent / "router.pem"))),
+        router_key=path(str(tls_d.get("router_key", ca.parent / "router.key"))),
+    )
+    parties_d = data.get("parties")
+    if not isinstance(parties_d, dict) or not parties_d:
+        raise ConfigError(f"{src}: missing table [parties] (one [parties.<name>] per party)")
+    parties: dict[str, PartyConfig] = {}
+    for pname, pd in parties_d.items():
+        where = f"{src} [parties.{pname}]"
+        check_party_name(pname, where)
+        if not isinstance(pd, dict):
+            raise ConfigError(f"{where}: expected a table")
+        role_s = _get(pd, "role", str, where)
+        try:
+            role = Role(role_s)
+        except ValueError:
+            raise ConfigError(
+                f"{where}.role: {role_s!r} is not one of {[r.value for r in Role]}"
+            ) from None
+        parties[pname] = PartyConfig(
+            name=pname,
+            role=role,
+            cert=path(str(pd.get("cert", ca.parent / f"{pname}.pem"))),
+            key=path(str(pd.get("key", ca.parent / f"{pname}.key"))),
+        )
+    extra = {k: v for k, v in data.items() if k not in ("federation", "tls", "parties")}
+    return FederationConfig(
+        name=name, router=router, listen=listen, tls=tls, parties=parties,
+        max_message_bytes=max_mb << 20, timeout_s=float(timeout_s), source=source, extra=extra,
+    )
+
+
+def load_federation(path: str | Path) -> FederationConfig:
+    """Read and check a federation TOML file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read federation config {p}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_federation(data, base=p.resolve().parent, source=p)
+
+
+def write_federation(
+    path: str | Path,
+    *,
+    name: str,
+    router: str,
+    parties: dict[str, str],
+    cert_dir: str = "certs",
+    listen: str | None = None,
+    timeout_s: float | None = None,
+) -> Path:
+    """Write a federation TOML (parties: name -> role), certificates under ``cert_dir``."""
+    from party.files import write_atomic
+
+    lines = ["[federation]", f'name = "{name}"', f'router = "{router}"']
+    if listen:
+        lines.append(f'listen = "{listen}"')
+    if timeout_s is not None:
+        lines.append(f"timeout_s = {timeout_s}")
+    lines += ["", "[tls]", f'ca = "{cert_dir}/ca.pem"', ""]
+    for pname, role in parties.items():
+        check_party_name(pname)
+        lines += [f"[parties.{pname}]", f'role = "{Role(role).value}"', ""]
+    write_atomic(path, "\n".join(lines))
+    return Path(path)
