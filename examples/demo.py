@@ -1,9 +1,10 @@
-"""Placeholder demo until the gRPC transport lands (replaced in the same issue)."""
+"""The main demo (`make demo`). Until the vertical-FL pipeline lands it runs the transport demo."""
 
-from party import InMemoryNetwork, Party, Tag
+from __future__ import annotations
+
+import sys
+
+from examples.transport_demo.run_local import main
 
 if __name__ == "__main__":
-    net = InMemoryNetwork(["bank", "fintech"])
-    bank, fintech = (Party(n, net.transport(n)) for n in ("bank", "fintech"))
-    bank.send("fintech", Tag("demo"), {"hello": "fintech"})
-    print(fintech.recv("bank", Tag("demo"), timeout_s=1))
+    sys.exit(main())

@@ -135,7 +135,7 @@ def _enc(v: Any, parts: list[bytes | memoryview], depth: int) -> None:
         head += b"".join(_U64.pack(s) for s in a.shape) + _U64.pack(a.nbytes)
         parts.append(head)
         if a.nbytes:
-            parts.append(memoryview(a.reshape(-1)).cast("B"))
+            parts.append(memoryview(a.reshape(-1)).cast("B"))  # type: ignore[arg-type]
     elif type(v) in _NAMES:
         name, version = _NAMES[type(v)]
         nb = name.encode()

@@ -106,7 +106,7 @@ def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) 
     if key not in d:
         raise ConfigError(f"{where}: missing field {key!r}")
     v = d[key]
-    if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
         raise ConfigError(f"{where}.{key}: expected {getattr(typ, '__name__', typ)}, got {v!r}")
     return v
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from party.chunking import FRAME_LIMIT, CHUNK_BYTES, Reassembler, make_frame, parse_frame, split
+from party.chunking import CHUNK_BYTES, FRAME_LIMIT, Reassembler, make_frame, parse_frame, split
 from party.codec import MAX_MESSAGE_BYTES
 from party.config import FederationConfig
 from party.errors import (
@@ -28,6 +28,7 @@ from party.errors import (
     ClosedTransport,
     CodecError,
     ConfigError,
+    LocalProtocolError,
     PartyTimeout,
     PartyUnavailable,
     RemoteProtocolError,
@@ -98,8 +99,9 @@ class GrpcTransport:
         self._call = stub(self._requests(), wait_for_ready=True)
         self._reader = threading.Thread(target=self._read, daemon=True, name=f"grpc-read-{name}")
         self._reader.start()
-        if not self._welcome.wait(connect_timeout_s):
-            err = self._box._fatal
+        welcomed = self._welcome.wait(connect_timeout_s)
+        err = self._box._fatal
+        if err is not None or not welcomed:
             self.close()
             if isinstance(err, Exception):
                 raise err
@@ -144,8 +146,13 @@ class GrpcTransport:
         down = self._box.is_down(dst)
         if down is not None:
             raise PartyUnavailable(dst, down)
-        chunks = split(payload, self._chunk)
         size = len(payload)
+        if size > self._reasm.max_message_bytes:
+            raise LocalProtocolError(
+                f"message of {size} bytes for {dst!r} ({tag}) is over the federation cap "
+                f"of {self._reasm.max_message_bytes} bytes ([federation].max_message_mb)"
+            )
+        chunks = split(payload, self._chunk)
         deadline = time.monotonic() + self._send_timeout_s
         with self._send_lock:
             self._seq += 1

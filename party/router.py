@@ -81,6 +81,11 @@ class Router:
         self._server: grpc.Server | None = None
         self.port: int | None = None
         self.rejected: dict[str, int] = {}
+        # Frames for parties that have not connected yet (start order is free).
+        self._pending: dict[str, list[bytes]] = {}
+        self._pending_bytes: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self.max_pending_bytes = 256 << 20
 
     def start(self) -> Router:
         tls = self.config.tls
@@ -148,12 +153,17 @@ class Router:
         with self._lock:
             old = self._links.get(name)
             self._links[name] = link
+            self._seen.add(name)
             others = [ln for ln in self._links.values() if ln is not link]
+            pending = self._pending.pop(name, [])
+            self._pending_bytes.pop(name, None)
         if old is not None:
             with contextlib.suppress(queue.Full):
                 old.out.put_nowait(_CLOSE)
         log.info("party %r connected from %s", name, context.peer())
         link.out.put(make_frame({"k": "welcome", "online": self.online}))
+        for frame in pending:
+            link.out.put(frame)
         for o in others:
             self._send(o, make_frame({"k": "up", "src": name}))
         reader = threading.Thread(target=self._read, args=(link, requests), daemon=True,
@@ -205,8 +215,15 @@ class Router:
                     continue
                 with self._lock:
                     target = self._links.get(dst)
+                    if target is None and dst not in self._seen:
+                        used = self._pending_bytes.get(dst, 0) + len(frame)
+                        if used <= self.max_pending_bytes:
+                            self._pending.setdefault(dst, []).append(frame)
+                            self._pending_bytes[dst] = used
+                            continue
                 if target is None:
-                    self._send(link, make_frame({"k": "down", "src": dst, "msg": "not connected"}))
+                    why = "disconnected" if dst in self._seen else "not connected yet (router buffer full)"
+                    self._send(link, make_frame({"k": "down", "src": dst, "msg": why}))
                     continue
                 self._send(target, frame)
         except grpc.RpcError:

@@ -56,7 +56,7 @@ def run_parties(
             finally:
                 if make_party is not None:
                     party.close()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+        except BaseException as e:
             errors[name] = e
 
     threads = [threading.Thread(target=body, args=(n,), name=f"party-{n}", daemon=True) for n in fns]

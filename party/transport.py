@@ -33,7 +33,7 @@ class Tag:
         """The same slot at another step."""
         return dataclasses.replace(self, step=step)
 
-    def with_round(self, round: int) -> Tag:  # noqa: A002 - mirrors the field name
+    def with_round(self, round: int) -> Tag:
         """The same slot at another round."""
         return dataclasses.replace(self, round=round)
 

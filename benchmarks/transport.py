@@ -1,0 +1,115 @@
+"""Transport benchmark: throughput and latency, in memory and through the gRPC router with mTLS.
+
+    python -m benchmarks.transport [--mb 256] [--pings 2000]
+
+Prints JSON lines: MB/s for one float32 array party->party (through the router
+on localhost with mutual TLS, and in memory), and round-trip latency p50/p99 for
+a 1 KB message on both transports. Sender and receiver are threads of this
+process; the router runs in a separate process (as deployed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._emit import emit
+from party import InMemoryNetwork, Party, Tag
+from party.certs import init_certs
+from party.config import load_federation, write_federation
+from party.grpc_transport import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def throughput(a: Party, b: Party, arr: np.ndarray, reps: int) -> float:
+    best = 0.0
+    for r in range(reps):
+        tag = Tag("bench", "tp", r)
+        t0 = time.perf_counter()
+        th = threading.Thread(target=a.send, args=("b", tag, arr))
+        th.start()
+        got = b.recv("a", tag, timeout_s=600)
+        th.join()
+        dt = time.perf_counter() - t0
+        assert got.nbytes == arr.nbytes
+        best = max(best, arr.nbytes / 1e6 / dt)
+        del got
+    return best
+
+
+def latency(a: Party, b: Party, n: int) -> tuple[float, float]:
+    msg = np.zeros(1024, dtype=np.uint8)
+    stop = threading.Event()
+
+    def echo() -> None:
+        for i in range(n + 50):
+            m = b.recv("a", Tag("ping", "", i), timeout_s=30)
+            b.send("a", Tag("pong", "", i), m)
+
+    th = threading.Thread(target=echo)
+    th.start()
+    times = []
+    for i in range(n + 50):
+        t0 = time.perf_counter()
+        a.send("b", Tag("ping", "", i), msg)
+        a.recv("b", Tag("pong", "", i), timeout_s=30)
+        if i >= 50:
+            times.append((time.perf_counter() - t0) * 1e3)
+    th.join()
+    stop.set()
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mb", type=int, default=256)
+    ap.add_argument("--pings", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    arr = np.random.default_rng(0).standard_normal(args.mb * (1 << 20) // 4).astype(np.float32)
+    cond = {"array_mb": args.mb, "dtype": "float32", "cpus": os.cpu_count(), "host": "localhost"}
+
+    net = InMemoryNetwork(["a", "b"])
+    a, b = Party("a", net.transport("a")), Party("b", net.transport("b"))
+    emit("inmemory_throughput", round(throughput(a, b, arr, args.reps), 1), "MB/s", **cond)
+    p50, p99 = latency(a, b, args.pings)
+    emit("inmemory_rtt_p50", round(p50, 4), "ms", msg_bytes=1024, n=args.pings)
+    emit("inmemory_rtt_p99", round(p99, 4), "ms", msg_bytes=1024, n=args.pings)
+
+    with tempfile.TemporaryDirectory() as d:
+        init_certs(Path(d) / "certs", ["a", "b"])
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg_path = write_federation(Path(d) / "fed.toml", name="bench", router=f"127.0.0.1:{port}",
+                                    parties={"a": "party", "b": "party"})
+        router = subprocess.Popen([sys.executable, "-m", "party.router", "--config", str(cfg_path)],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            cfg = load_federation(cfg_path)
+            ga, gb = connect(cfg, "a"), connect(cfg, "b")
+            emit("grpc_router_mtls_throughput", round(throughput(ga, gb, arr, args.reps), 1), "MB/s",
+                 **cond, path="party->router->party", tls="mTLS ECDSA P-256")
+            p50, p99 = latency(ga, gb, args.pings)
+            emit("grpc_rtt_p50", round(p50, 3), "ms", msg_bytes=1024, n=args.pings, path="via router")
+            emit("grpc_rtt_p99", round(p99, 3), "ms", msg_bytes=1024, n=args.pings, path="via router")
+            ga.close()
+            gb.close()
+        finally:
+            router.terminate()
+            router.wait()
+
+
+if __name__ == "__main__":
+    main()
