@@ -1,0 +1,80 @@
+"""Fixed-point encoding of weighted float vectors into Z_{2**bits} and back.
+
+A client's vector ``x`` (clipped to ±clip) becomes ``q = stochastic_round(x / step)``
+with ``step = clip / 2**(quant_bits-1)``, so ``|q| <= 2**(quant_bits-1)`` and
+``E[q * step] = clip(x)``. The encoded vector is ``[w*q, w]`` for an integer
+weight ``w`` (e.g. a number of examples), stored mod 2**modulus_bits. The sum of
+``n`` encodings is exact as long as ``n * max_weight * 2**(quant_bits-1)`` is below
+``2**(modulus_bits-1)``, which :class:`SecAggParams` checks at configuration
+time; :func:`decode_sum` then lifts it to signed integers and rescales. The
+weighted mean's error per coordinate is below one step (4e-9 with the defaults).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import numpy.typing as npt
+
+from secure_agg.params import SecAggParams
+
+
+def dtype_of(params: SecAggParams) -> np.dtype:
+    """The unsigned dtype of the masked vector."""
+    return np.dtype(np.uint64 if params.modulus_bits == 64 else np.uint32)
+
+
+def check_weight(weight: float, params: SecAggParams) -> int:
+    """An integral weight in [0, max_weight], else ValueError (never a silent wrap)."""
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+        raise TypeError(f"weight must be a real number, got {type(weight).__name__}")
+    w = float(weight)
+    if not (w.is_integer() and 0 <= w <= params.max_weight):
+        raise ValueError(
+            f"weight {weight!r} must be an integer in [0, max_weight={params.max_weight}] "
+            "(scale fractional weights yourself)"
+        )
+    return int(w)
+
+
+def encode(
+    x: npt.ArrayLike, weight: float, params: SecAggParams, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """``[w * q(x), w]`` mod 2**modulus_bits as a uint array of length d + 1."""
+    arr = np.asarray(x)
+    if arr.ndim != 1 or arr.shape[0] != params.vector_length:
+        raise ValueError(
+            f"input vector must have shape ({params.vector_length},), got {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"input vector must be numeric, got dtype {arr.dtype}")
+    w = check_weight(weight, params)
+    xf = arr.astype(np.float64, copy=True)
+    if not np.isfinite(xf).all():
+        raise ValueError("input vector contains NaN or Inf")
+    rng = rng if rng is not None else np.random.default_rng()
+    inv = 1.0 / params.step
+    np.clip(xf, -params.clip, params.clip, out=xf)
+    xf *= inv
+    # stochastic rounding: floor(v + U[0,1)) is v rounded up with probability frac(v)
+    xf += rng.random(xf.shape[0])
+    np.floor(xf, out=xf)
+    q = xf.astype(np.int64)
+    dt = dtype_of(params)
+    out = np.empty(params.vector_length + 1, dtype=dt)
+    if w == 1:
+        out[:-1] = q.astype(dt)  # two's complement: -1 -> 2**bits - 1
+    else:
+        np.multiply(q, np.int64(w), out=q)
+        out[:-1] = q.astype(dt)
+    out[-1] = w
+    return out
+
+
+def decode_sum(total: np.ndarray, params: SecAggParams) -> tuple[np.ndarray, float]:
+    """Weighted sum Σ w_u x_u (float64) and total weight Σ w_u from the unmasked sum."""
+    signed = total.view(np.int64 if params.modulus_bits == 64 else np.int32)
+    vec = signed[:-1].astype(np.float64)
+    vec *= params.step
+    return vec, float(signed[-1])

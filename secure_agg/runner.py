@@ -1,0 +1,286 @@
+"""Runners: move the SecAgg state machines' messages over a :class:`party.Party`.
+
+They only send, receive, apply the per-stage deadlines and decide who dropped;
+all cryptography and every check live in :mod:`secure_agg.client` and
+:mod:`secure_agg.server`. They work over any Transport (in memory or gRPC).
+
+Tags: ``Tag("secagg", session, round, step)`` with steps ``advertise_keys``,
+``public_keys``, ``share_keys``, ``forwarded_shares``, ``masked_input``,
+``unmask_request``, ``unmask_shares``, ``finished``. A message of another round or
+session sits in another slot and is never read by this round.
+
+The server collects each stage with one shared deadline (``party.gather(...,
+min_count=...)`` semantics): a client that is silent past the deadline, has
+disconnected, or sent something invalid is a dropout. Clients the round goes on
+without get an :class:`Excluded` notice; when fewer than the threshold remain,
+every remaining client gets :class:`Abort` and the server raises ``QuorumLost``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from party.errors import (
+    PartyTimeout,
+    PartyUnavailable,
+    QuorumLost,
+    RemoteProtocolError,
+)
+from party.party import Party
+from party.transport import Tag
+from secure_agg.client import SecAggClient
+from secure_agg.messages import (
+    Abort,
+    AdvertiseKeys,
+    EncryptedShares,
+    Excluded,
+    Finished,
+    ForwardedShares,
+    MaskedInput,
+    PublicKeys,
+    UnmaskRequest,
+    UnmaskShares,
+)
+from secure_agg.params import SecAggParams
+from secure_agg.server import SecAggResult, SecAggServer
+
+log = logging.getLogger("secure_agg")
+T = TypeVar("T")
+PROTOCOL = "secagg"
+
+
+@dataclass(frozen=True)
+class ClientOutcome:
+    """How a client's round ended (an aborted round raises QuorumLost instead)."""
+
+    completed: bool  # True: the input is in the sum
+    num_survivors: int = 0
+    reason: str = ""
+
+
+def _tag(session: str, round: int) -> Tag:
+    return Tag(PROTOCOL, session, round, "")
+
+
+# ---- client ---------------------------------------------------------------------------
+
+
+def run_client(
+    party: Party,
+    server: str,
+    x: npt.ArrayLike,
+    *,
+    weight: float = 1,
+    params: SecAggParams,
+    session: str,
+    round: int = 0,
+    timeout_s: float | None = None,
+) -> ClientOutcome:
+    """Contribute ``weight * x`` to one secure aggregation round.
+
+    Args:
+        party: this client.
+        server: the aggregator's party name.
+        x: flat float vector of length ``params.vector_length``.
+        weight: integer weight (e.g. number of examples), at most ``params.max_weight``.
+        params: the round's parameters (same as the server's).
+        session: the run's id; with ``round`` it makes every key and seed unique.
+        round: round number.
+        timeout_s: how long to wait for each server message (default 3·params.timeout_s).
+
+    Returns:
+        ``ClientOutcome(completed=True, ...)`` when the round finished with this
+        input in the sum; ``completed=False`` when the server went on without it.
+
+    Raises:
+        QuorumLost: the server aborted the round.
+        ClientAborted, ShareDecryptionError: the server's messages were contradictory
+            or tampered with; the client quit without revealing anything more.
+        PartyTimeout, PartyUnavailable: the server stopped answering.
+        ValueError: ``x`` or ``weight`` does not fit ``params``.
+    """
+    sm = SecAggClient(party.name, params=params, session=session, round=round)
+    wait = timeout_s if timeout_s is not None else 3 * params.timeout_s
+    tag = _tag(session, round)
+    # Refuse a wrong-sized input before anyone relies on this client.
+    shape = np.shape(x)
+    if shape != (params.vector_length,):
+        raise ValueError(f"input vector must have shape ({params.vector_length},), got {shape}")
+    try:
+        party.send(server, tag.at("advertise_keys"), sm.advertise_keys())
+        pk = _await(party, server, tag.at("public_keys"), PublicKeys, wait, sm)
+        if isinstance(pk, Excluded):
+            return ClientOutcome(False, reason=pk.reason)
+        party.send(server, tag.at("share_keys"), sm.share_keys(pk))
+        fwd = _await(party, server, tag.at("forwarded_shares"), ForwardedShares, wait, sm)
+        if isinstance(fwd, Excluded):
+            return ClientOutcome(False, reason=fwd.reason)
+        party.send(server, tag.at("masked_input"), sm.masked_input(fwd, x, weight=weight))
+        req = _await(party, server, tag.at("unmask_request"), UnmaskRequest, wait, sm)
+        if isinstance(req, Excluded):
+            return ClientOutcome(False, reason=req.reason)
+        party.send(server, tag.at("unmask_shares"), sm.unmask(req))
+        fin = _await(party, server, tag.at("finished"), Finished, wait, sm)
+        if isinstance(fin, Excluded):  # pragma: no cover - the server never sends it here
+            return ClientOutcome(False, reason=fin.reason)
+        return ClientOutcome(True, num_survivors=fin.num_survivors)
+    except RemoteProtocolError as e:
+        # Tell the server at once instead of letting it wait for the deadline.
+        _notify(party, server, tag.at(_next_server_step(sm.stage.value)), Abort(session, round, str(e)))
+        raise
+
+
+def _next_server_step(stage: str) -> str:
+    # The step the server is waiting on when the client fails in `stage`.
+    return {
+        "idle": "advertise_keys",
+        "advertised": "share_keys",
+        "shared": "masked_input",
+        "masked": "unmask_shares",
+    }.get(stage, "unmask_shares")
+
+
+def _await(
+    party: Party, server: str, tag: Tag, kind: type[T], wait: float, sm: SecAggClient
+) -> T | Excluded:
+    try:
+        msg = party.recv(server, tag, timeout_s=wait)
+    except (PartyTimeout, PartyUnavailable):
+        sm.abort()
+        raise
+    if isinstance(msg, Abort):
+        sm.abort()
+        raise QuorumLost(f"server aborted secagg round {tag.session}/{tag.round}: {msg.reason}")
+    if isinstance(msg, Excluded):
+        sm.abort()
+        return msg
+    if not isinstance(msg, kind):
+        sm.abort()
+        raise RemoteProtocolError(
+            f"expected {kind.__name__} for {tag}, got {type(msg).__name__}", peer=server
+        )
+    return msg
+
+
+# ---- server ---------------------------------------------------------------------------
+
+
+def run_server(
+    party: Party,
+    clients: Sequence[str],
+    *,
+    params: SecAggParams,
+    session: str,
+    round: int = 0,
+    timeout_s: float | None = None,
+    graph_seed: bytes | None = None,
+) -> SecAggResult:
+    """Aggregate one round: return Σ w_u x_u and Σ w_u over the surviving clients.
+
+    Args:
+        party: the aggregator.
+        clients: the cohort's party names (at most ``params.num_clients``).
+        params: the round's parameters (same as the clients').
+        session: the run's id; never reuse a (session, round) pair.
+        round: round number.
+        timeout_s: deadline of each stage (default ``params.timeout_s``).
+        graph_seed: SecAgg+ graph seed (random by default; tests fix it).
+
+    Returns:
+        :class:`SecAggResult` with ``sum`` (float64), ``total_weight``, ``mean``,
+        ``survivors`` and ``dropped`` (client -> stage).
+
+    Raises:
+        QuorumLost: fewer than the threshold remained at some stage; the clients
+            were told, and nothing is returned.
+    """
+    srv = SecAggServer(clients, params=params, session=session, round=round, graph_seed=graph_seed)
+    wait = timeout_s if timeout_s is not None else params.timeout_s
+    tag = _tag(session, round)
+    steps: list[tuple[str, type[Any], str]] = [
+        ("advertise_keys", AdvertiseKeys, "public_keys"),
+        ("share_keys", EncryptedShares, "forwarded_shares"),
+        ("masked_input", MaskedInput, "unmask_request"),
+        ("unmask_shares", UnmaskShares, "finished"),
+    ]
+    stage_fns: list[Callable[[Any], Any]] = [
+        srv.advertise_keys, srv.share_keys, srv.masked_input, srv.unmask
+    ]
+    out: Any = None
+    for (inbox, kind, outbox), fn in zip(steps, stage_fns, strict=True):
+        expected = srv.alive
+        got = _collect(party, expected, tag.at(inbox), kind, wait, srv)
+        try:
+            out = fn(got)
+        except QuorumLost as e:
+            for u in expected:
+                _notify(party, u, tag.at(outbox), Abort(session, round, str(e)))
+            raise
+        except RemoteProtocolError as e:
+            for u in expected:
+                _notify(party, u, tag.at(outbox), Abort(session, round, f"server gave up: {e}"))
+            raise
+        if isinstance(out, SecAggResult):
+            fin = Finished(session, round, len(out.survivors))
+            for u in expected:
+                _notify(party, u, tag.at(outbox), fin)
+            return out
+        for u in expected:
+            if u in out:
+                _notify(party, u, tag.at(outbox), out[u])
+            else:
+                why = srv.rejected.get(u, f"no valid message before the {inbox} deadline")
+                _notify(party, u, tag.at(outbox), Excluded(session, round, why))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def secure_sum(
+    party: Party,
+    clients: Sequence[str],
+    *,
+    params: SecAggParams,
+    session: str,
+    round: int = 0,
+    timeout_s: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """One call for the aggregator: (Σ w_u x_u as float64, Σ w_u) over the survivors."""
+    res = run_server(party, clients, params=params, session=session, round=round, timeout_s=timeout_s)
+    return res.sum, res.total_weight
+
+
+def _collect(
+    party: Party, srcs: Sequence[str], tag: Tag, kind: type[T], timeout_s: float, srv: SecAggServer
+) -> Mapping[str, T]:
+    deadline = time.monotonic() + timeout_s
+    out: dict[str, T] = {}
+    for s in srcs:
+        left = max(0.0, deadline - time.monotonic())
+        try:
+            msg = party.recv(s, tag, timeout_s=left)
+        except (PartyTimeout, PartyUnavailable) as e:
+            log.info("secagg %s: %s dropped out at %s (%s)", tag.session, s, tag.step, e)
+            continue
+        except RemoteProtocolError as e:  # malformed payload: a dropout with a reason
+            srv.rejected[s] = f"{tag.step}: {e}"
+            continue
+        if isinstance(msg, Abort):
+            srv.rejected[s] = f"{tag.step}: client aborted: {msg.reason}"
+        elif not isinstance(msg, kind):
+            srv.rejected[s] = f"{tag.step}: sent {type(msg).__name__}, expected {kind.__name__}"
+        else:
+            out[s] = msg
+    return out
+
+
+def _notify(party: Party, dst: str, tag: Tag, msg: Any) -> None:
+    try:
+        party.send(dst, tag, msg)
+    except PartyUnavailable:
+        log.info("secagg %s: %s is gone; not told %s", tag.session, dst, type(msg).__name__)
