@@ -204,9 +204,7 @@ class GrpcTransport:
                 header, body = parse_frame(frame)
                 k = header["k"]
                 if k == "data":
-                    payload = self._reasm.feed(header, body)
-                    if payload is not None:
-                        self._box.put(str(header["src"]), Tag.parse(str(header["tag"])), payload)
+                    self._on_data(header, body)
                 elif k == "down":
                     src = str(header.get("src"))
                     self._reasm.drop(src)
@@ -242,6 +240,21 @@ class GrpcTransport:
             self._call.cancel()
         finally:
             self._welcome.set()
+
+
+    def _on_data(self, header: dict[str, Any], body: memoryview) -> None:
+        """One data frame; a peer's protocol violation is charged to that peer only."""
+        src = str(header.get("src"))
+        try:
+            tag = Tag.parse(str(header.get("tag")))
+            payload = self._reasm.feed(header, body)
+        except (CodecError, ValueError) as e:
+            log.error("%s: bad frame from %r: %s", self._name, src, e)
+            self._reasm.drop(src)
+            self._box.mark_down(src, f"sent a malformed message ({e})")
+            return
+        if payload is not None:
+            self._box.put(src, tag, payload)
 
 
 def connect(config: FederationConfig, name: str, **kw: Any) -> Party:

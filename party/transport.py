@@ -29,6 +29,10 @@ class Tag:
     round: int = 0
     step: str = ""
 
+    def __post_init__(self) -> None:
+        if "/" in self.protocol or "/" in self.session:
+            raise ValueError(f"tag protocol and session may not contain '/': {self.protocol!r}, {self.session!r}")
+
     def at(self, step: str) -> Tag:
         """The same slot at another step."""
         return dataclasses.replace(self, step=step)
@@ -43,8 +47,8 @@ class Tag:
     @classmethod
     def parse(cls, s: str) -> Tag:
         """Inverse of ``str(tag)``."""
-        parts = s.split("/")
-        if len(parts) != 4:
+        parts = s.split("/", 3)
+        if len(parts) != 4 or not parts[2].lstrip("-").isdigit():
             raise ValueError(f"not a tag: {s!r}")
         return cls(parts[0], parts[1], int(parts[2]), parts[3])
 

@@ -263,3 +263,20 @@ def test_party_object_roundtrip(fed: tuple[FederationConfig, object]) -> None:
         assert isinstance(a, Party) and a.peers == ["bob", "carol"]
         a.send("bob", Tag("hi"), "hello")
         assert b.recv("alice", Tag("hi"), str, timeout_s=5) == "hello"
+
+
+def test_malformed_message_from_a_peer_is_charged_to_that_peer(
+    fed: tuple[FederationConfig, object],
+) -> None:
+    config, _ = fed
+    with connect(config, "bob") as bob, connect(config, "carol") as carol:
+        bad = make_frame({"k": "data", "src": "alice", "dst": "bob", "tag": "no-tag",
+                          "inc": 1, "id": 1, "i": 0, "n": 1, "size": 1}, b"\x00")
+        creds = grpc.ssl_channel_credentials(config.tls.ca.read_bytes(), *reversed(creds_of(config, "alice")))
+        with grpc.secure_channel(config.router, creds, options=CHANNEL_OPTIONS) as ch:
+            call = ch.stream_stream(METHOD)(_slow([bad]), timeout=2)
+            with pytest.raises(PartyUnavailable, match="malformed"):
+                bob.recv("alice", Tag("x"), timeout_s=5)
+            call.cancel()
+        carol.send("bob", Tag("still"), "works")  # bob's link survived
+        assert bob.recv("carol", Tag("still"), timeout_s=5) == "works"
