@@ -1,0 +1,62 @@
+"""Horizontal federated learning with a Flower-compatible API.
+
+Port a Flower quick start by changing ``import flwr as fl`` to ``import hfl as fl``:
+``fl.client.NumPyClient``, ``fl.client.start_client``, ``fl.server.start_server``,
+``fl.server.ServerConfig``, ``fl.server.strategy.FedAvg``, ``fl.common.Metrics``,
+``fl.simulation.start_simulation`` all exist under those names.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hfl import client, common, server, simulation, strategy
+from hfl.client import NumPyClient, run_client, start_client, start_numpy_client
+from hfl.common import Metrics, NDArrays, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
+from hfl.history import History
+from hfl.messages import EvaluateIns, EvaluateRes, FitIns, FitRes
+from hfl.server import NotEnoughClients, Server, ServerConfig, start_server
+from hfl.simulation import simulate, start_simulation
+from hfl.strategy import FedAdagrad, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Strategy
+
+logging.getLogger("hfl").addHandler(logging.NullHandler())
+
+FitResult = FitRes
+EvaluateResult = EvaluateRes
+
+__all__ = [
+    "EvaluateIns",
+    "EvaluateRes",
+    "EvaluateResult",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedProx",
+    "FedYogi",
+    "FitIns",
+    "FitRes",
+    "FitResult",
+    "History",
+    "Metrics",
+    "NDArrays",
+    "NotEnoughClients",
+    "NumPyClient",
+    "Parameters",
+    "Server",
+    "ServerConfig",
+    "Strategy",
+    "client",
+    "common",
+    "ndarrays_to_parameters",
+    "parameters_to_ndarrays",
+    "run_client",
+    "server",
+    "simulate",
+    "simulation",
+    "start_client",
+    "start_numpy_client",
+    "start_server",
+    "start_simulation",
+    "strategy",
+]

@@ -1,0 +1,248 @@
+"""Client side: Flower's ``NumPyClient`` API, the instruction loop, and ``start_client``.
+
+A Flower client ports by changing imports::
+
+    import hfl as fl                       # was: import flwr as fl
+
+    class FlowerClient(fl.client.NumPyClient):
+        def get_parameters(self, config): ...
+        def fit(self, parameters, config): ...       # -> (parameters, num_examples, metrics)
+        def evaluate(self, parameters, config): ...  # -> (loss, num_examples, metrics)
+
+    fl.client.start_client(server_address="127.0.0.1:8080", client=FlowerClient().to_client(),
+                           federation="federation.toml", name="bank_a")
+
+What the server learns from a client: its parameters after local training, its
+example count and the metrics it returns; with ``secure_agg`` on, only the sum of
+all clients' weighted updates (plus example counts and metrics, which stay in the clear).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from hfl.common import Config, Metrics, NDArrays, describe_mismatch
+from hfl.messages import (
+    PROTOCOL,
+    EvaluateIns,
+    EvaluateRes,
+    Failure,
+    FitIns,
+    FitRes,
+    GetParametersIns,
+    GetParametersRes,
+    Hello,
+    Shutdown,
+)
+from party import ClosedTransport, Party, PartyTimeout, PartyUnavailable, Tag
+
+log = logging.getLogger("hfl.client")
+
+HELLO_TAG = Tag(PROTOCOL, "hello")
+DEFAULT_IDLE_TIMEOUT_S = 24 * 3600.0
+
+
+class NumPyClient(ABC):
+    """A federated client that speaks NumPy arrays (Flower's ``NumPyClient``)."""
+
+    def get_properties(self, config: Config) -> dict[str, Any]:
+        """Optional client properties (unused by the built-in strategies)."""
+        return {}
+
+    @abstractmethod
+    def get_parameters(self, config: Config) -> NDArrays:
+        """The current local model as a list of arrays."""
+
+    @abstractmethod
+    def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
+        """Train from ``parameters``; return (new parameters, number of examples, metrics)."""
+
+    def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
+        """Evaluate ``parameters`` locally; return (loss, number of examples, metrics)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement evaluate()")
+
+    def to_client(self) -> NumPyClient:
+        """Flower compatibility: tessera runs NumPyClients directly."""
+        return self
+
+
+ClientLike = Union[NumPyClient, Callable[[], NumPyClient]]  # noqa: UP007
+
+
+def _materialise(client: ClientLike) -> NumPyClient:
+    if isinstance(client, NumPyClient):
+        return client
+    made = client()
+    if not isinstance(made, NumPyClient):
+        raise TypeError(f"client factory returned {type(made).__name__}, not a NumPyClient")
+    return made
+
+
+def _arrays(xs: Any, what: str) -> NDArrays:
+    if not isinstance(xs, (list, tuple)):
+        raise TypeError(f"{what} must return a list of numpy arrays, got {type(xs).__name__}")
+    return [np.asarray(x, order="C") for x in xs]
+
+
+def handle(client: ClientLike, msg: Any) -> Any:
+    """Run one instruction on ``client`` and build the reply (pure: no I/O).
+
+    Exceptions raised by the user's code become :class:`Failure` replies, so the
+    server drops this client for the round and learns why.
+    """
+    try:
+        c = _materialise(client)
+        if isinstance(msg, GetParametersIns):
+            return GetParametersRes(_arrays(c.get_parameters(dict(msg.config)), "get_parameters"))
+        if isinstance(msg, FitIns):
+            fit_out: Any = c.fit(list(msg.parameters), dict(msg.config))
+            if not isinstance(fit_out, tuple) or len(fit_out) != 3:
+                raise TypeError("fit must return (parameters, num_examples, metrics)")
+            params, n, metrics = fit_out
+            return FitRes(_arrays(params, "fit"), int(n), dict(metrics or {}))
+        if isinstance(msg, EvaluateIns):
+            ev_out: Any = c.evaluate(list(msg.parameters), dict(msg.config))
+            if not isinstance(ev_out, tuple) or len(ev_out) != 3:
+                raise TypeError("evaluate must return (loss, num_examples, metrics)")
+            loss, n, metrics = ev_out
+            return EvaluateRes(float(loss), int(n), dict(metrics or {}))
+        raise TypeError(f"unexpected instruction {type(msg).__name__}")
+    except Exception as e:  # the user's training code: report, do not die
+        log.warning("client failed on %s: %s: %s", type(msg).__name__, type(e).__name__, e)
+        return Failure(f"{type(e).__name__}: {e}")
+
+
+def flatten_update(new: NDArrays, old: NDArrays) -> np.ndarray:
+    """Concatenate ``new - old`` into one float64 vector (what secure aggregation sums)."""
+    if not new:
+        return np.zeros(0)
+    return np.concatenate([(np.asarray(a, np.float64) - np.asarray(b, np.float64)).ravel()
+                           for a, b in zip(new, old, strict=True)])
+
+
+def run_client(
+    party: Party,
+    client: ClientLike,
+    *,
+    server: str = "server",
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    executor: Executor | None = None,
+) -> str:
+    """Serve the server's instructions until it says Shutdown; returns why the loop ended.
+
+    ``client`` is a NumPyClient or a factory called per instruction (how the
+    simulation keeps hundreds of clients cheap). With ``executor``, the user's
+    code runs on that pool. Returns ``"shutdown"`` or ``"server gone: ..."``;
+    :class:`ClosedTransport` and a dead router also end the loop with the latter.
+    """
+    incarnation = uuid.uuid4().hex[:16]
+    seq = 0
+    try:
+        party.send(server, HELLO_TAG, Hello(incarnation))
+        while True:
+            tag = Tag(PROTOCOL, incarnation, seq, "ins")
+            try:
+                msg = party.recv(server, tag, timeout_s=idle_timeout_s)
+            except PartyTimeout:
+                return f"server gone: no instruction within {idle_timeout_s:g} s"
+            if isinstance(msg, Shutdown):
+                return "shutdown"
+            if isinstance(msg, FitIns) and msg.secagg_session:
+                _secure_fit(party, client, msg, server=server, tag=tag, executor=executor)
+            else:
+                reply = executor.submit(handle, client, msg).result() if executor else handle(
+                    client, msg)
+                party.send(server, tag.at("res"), reply)
+            seq += 1
+    except (PartyUnavailable, ClosedTransport) as e:
+        return f"server gone: {e}"
+
+
+def _secure_fit(
+    party: Party, client: ClientLike, ins: FitIns, *, server: str, tag: Tag,
+    executor: Executor | None,
+) -> None:
+    """Train, check the update locally, then send it only through secure aggregation."""
+    from hfl.secure import client_round  # imports secure_agg lazily
+
+    res = executor.submit(handle, client, ins).result() if executor else handle(client, ins)
+    if isinstance(res, FitRes):
+        # The server cannot inspect a masked update, so the client checks its own.
+        why = describe_mismatch(list(ins.parameters), list(res.parameters))
+        if why is None and res.num_examples <= 0:
+            why = f"num_examples is {res.num_examples}"
+        if why is not None:
+            res = Failure(f"fit result rejected before secure aggregation: {why}")
+    if not isinstance(res, FitRes):
+        party.send(server, tag.at("res"), res)
+        return
+    party.send(server, tag.at("res"), FitRes([], res.num_examples, res.metrics))
+    delta = flatten_update(list(res.parameters), list(ins.parameters))
+    client_round(party, server, delta, res.num_examples, session=ins.secagg_session,
+                 params=dict(ins.secagg_params))
+
+
+def start_client(
+    *,
+    server_address: str | None = None,
+    client: ClientLike,
+    federation: str | Path | None = None,
+    name: str | None = None,
+    server_name: str | None = None,
+    max_retries: int | None = None,
+    max_wait_time: float | None = 60.0,
+    insecure: bool = False,
+    **_flower_kwargs: Any,
+) -> str:
+    """Connect to the federation's router over gRPC with mutual TLS and serve the server.
+
+    Args:
+        server_address: the router's ``host:port``; overrides ``[federation].router``.
+        client: a :class:`NumPyClient` (``FlowerClient().to_client()`` works too).
+        federation: the federation TOML (CA, this party's certificate and key).
+            Defaults to ``$TESSERA_FEDERATION``.
+        name: this client's party name; defaults to ``$TESSERA_PARTY``, or the only
+            ``role = "client"`` party whose key file exists.
+        server_name: the aggregator's party name (default: the ``role = "server"`` party).
+        max_retries, max_wait_time: give up reconnecting after this many attempts /
+            seconds without a connection (Flower's names).
+        insecure: refused; tessera always uses mutual TLS.
+
+    Returns:
+        ``"shutdown"`` when the server finished training.
+
+    Raises:
+        ConfigError: no federation file, or this party is not in it.
+        PartyUnavailable: no connection within ``max_wait_time``.
+    """
+    from hfl.deploy import client_session
+
+    return client_session(
+        server_address=server_address, client=client, federation=federation, name=name,
+        server_name=server_name, max_retries=max_retries, max_wait_time=max_wait_time,
+        insecure=insecure,
+    )
+
+
+def start_numpy_client(*, server_address: str | None = None, client: NumPyClient,
+                       **kw: Any) -> str:
+    """Deprecated Flower alias of :func:`start_client`."""
+    return start_client(server_address=server_address, client=client, **kw)
+
+
+__all__ = [
+    "NumPyClient",
+    "flatten_update",
+    "handle",
+    "run_client",
+    "start_client",
+    "start_numpy_client",
+]

@@ -1,0 +1,132 @@
+"""Simulation: hundreds of clients in one process over the in-memory transport.
+
+The server and the strategy are exactly those of a gRPC deployment; only the
+transport differs (and the in-memory transport still carries codec-encoded
+bytes). Every virtual client is a light thread waiting on its mailbox; the
+user's ``client_fn`` and its training run on a pool of ``num_workers`` threads
+(torch releases the GIL in its kernels), built lazily per instruction as in Flower.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hfl.client import NumPyClient, run_client
+from hfl.history import History
+from hfl.server import Server, ServerConfig
+from hfl.strategy.base import Strategy
+from party import InMemoryNetwork, Party, Role
+
+log = logging.getLogger("hfl.simulation")
+
+SERVER = "server"
+
+
+@dataclass
+class Context:
+    """What a ``client_fn(context)`` gets (Flower's ``Context.node_config`` keys)."""
+
+    node_id: int
+    node_config: dict[str, Any] = field(default_factory=dict)
+    run_config: dict[str, Any] = field(default_factory=dict)
+
+
+def _factory(client_fn: Callable[..., Any], i: int, n: int) -> Callable[[], NumPyClient]:
+    params = list(inspect.signature(client_fn).parameters)
+    wants_context = bool(params) and params[0] == "context"
+    ctx = Context(i, {"partition-id": i, "num-partitions": n})
+
+    def make() -> NumPyClient:
+        c = client_fn(ctx) if wants_context else client_fn(str(i))
+        return c.to_client() if hasattr(c, "to_client") else c
+
+    return make
+
+
+def simulate(
+    client_fn: Callable[..., Any],
+    num_clients: int,
+    *,
+    config: ServerConfig | None = None,
+    strategy: Strategy | None = None,
+    num_rounds: int | None = None,
+    secure_agg: bool | Mapping[str, Any] = False,
+    num_workers: int | None = None,
+    client_names: Sequence[str] | None = None,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    progress: bool = False,
+    network: InMemoryNetwork | None = None,
+) -> History:
+    """Run federated training with ``num_clients`` virtual clients in this process.
+
+    Args:
+        client_fn: ``client_fn(cid: str) -> NumPyClient`` (or ``client_fn(context)``,
+            ``context.node_config["partition-id"]``); called per instruction.
+        num_clients: number of virtual clients; client ``i`` is party
+            ``client_names[i]`` (default ``client_<i>``) and gets ``cid = str(i)``.
+        config: rounds and per-round timeout (``num_rounds`` is a shortcut).
+        strategy: aggregation rule (default FedAvg).
+        secure_agg: run SecAgg+ among each round's clients (see :class:`Server`).
+        num_workers: threads running client code (default: CPU count).
+        seed: client sampling seed.
+        checkpoint_dir, output_dir, progress: as for :class:`Server`.
+        network: an :class:`InMemoryNetwork` to use (tests use it to kill a client).
+
+    Returns:
+        The :class:`History`; ``history.parameters`` is the final global model.
+    """
+    if num_clients < 1:
+        raise ValueError(f"num_clients must be >= 1, got {num_clients}")
+    cfg = config or ServerConfig(num_rounds=num_rounds if num_rounds is not None else 1)
+    if num_rounds is not None and config is not None:
+        cfg = ServerConfig(num_rounds=num_rounds, round_timeout=config.round_timeout)
+    names = list(client_names) if client_names is not None else [f"client_{i}" for i in range(num_clients)]
+    if len(names) != num_clients:
+        raise ValueError(f"{len(names)} client_names for {num_clients} clients")
+    net = network or InMemoryNetwork([SERVER, *names])
+    workers = num_workers or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hfl-sim")
+    ended: dict[str, str] = {}
+
+    def serve(i: int, name: str) -> None:
+        party = Party(name, net.transport(name), role=Role.CLIENT)
+        ended[name] = run_client(party, _factory(client_fn, i, num_clients), server=SERVER,
+                                 executor=pool)
+
+    threads = [threading.Thread(target=serve, args=(i, n), name=f"sim-{n}", daemon=True)
+               for i, n in enumerate(names)]
+    for t in threads:
+        t.start()
+    server_party = Party(SERVER, net.transport(SERVER), role=Role.SERVER)
+    try:
+        server = Server(server_party, strategy, clients=names, secure_agg=secure_agg,
+                        checkpoint_dir=checkpoint_dir, output_dir=output_dir, seed=seed,
+                        progress=progress, wait_for_clients_s=60.0,
+                        min_clients_at_start=num_clients)
+        history = server.fit(cfg.num_rounds, cfg.round_timeout)
+        server.shutdown()
+        return history
+    finally:
+        server_party.close()  # clients still waiting see the server gone and leave
+        for t in threads:
+            t.join(timeout=30)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_simulation(*, client_fn: Callable[..., Any], num_clients: int,
+                     config: ServerConfig | None = None, strategy: Strategy | None = None,
+                     **kwargs: Any) -> History:
+    """Flower's legacy ``start_simulation`` spelling of :func:`simulate`."""
+    kwargs.pop("client_resources", None)
+    kwargs.pop("ray_init_args", None)
+    return simulate(client_fn, num_clients, config=config, strategy=strategy, **kwargs)
