@@ -216,7 +216,9 @@ def run_server(
     out: Any = None
     for (inbox, kind, outbox), fn in zip(steps, stage_fns, strict=True):
         expected = srv.alive
-        got = _collect(party, expected, tag.at(inbox), kind, wait, srv)
+        # Masked vectors are added to the running sum as they arrive (O(d) memory).
+        stream = srv.add_masked_input if inbox == "masked_input" else None
+        got = _collect(party, expected, tag.at(inbox), kind, wait, srv, stream)
         try:
             out = fn(got)
         except QuorumLost as e:
@@ -256,7 +258,13 @@ def secure_sum(
 
 
 def _collect(
-    party: Party, srcs: Sequence[str], tag: Tag, kind: type[T], timeout_s: float, srv: SecAggServer
+    party: Party,
+    srcs: Sequence[str],
+    tag: Tag,
+    kind: type[T],
+    timeout_s: float,
+    srv: SecAggServer,
+    stream: Callable[[str, Any], Any] | None = None,
 ) -> Mapping[str, T]:
     deadline = time.monotonic() + timeout_s
     out: dict[str, T] = {}
@@ -274,6 +282,8 @@ def _collect(
             srv.rejected[s] = f"{tag.step}: client aborted: {msg.reason}"
         elif not isinstance(msg, kind):
             srv.rejected[s] = f"{tag.step}: sent {type(msg).__name__}, expected {kind.__name__}"
+        elif stream is not None:
+            stream(s, msg)
         else:
             out[s] = msg
     return out

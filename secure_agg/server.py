@@ -132,6 +132,7 @@ class SecAggServer:
         self._u2: list[str] = []
         self._requests: dict[str, UnmaskRequest] = {}
         self._sum: np.ndarray | None = None
+        self._got_y: set[str] = set()
 
     @property
     def alive(self) -> list[str]:
@@ -222,17 +223,44 @@ class SecAggServer:
         """Fix U2 (who sent y), add up the y's, ask survivors for the shares needed."""
         return self._run("masked_input", lambda: self._masked_input(msgs))
 
-    def _masked_input(self, msgs: Mapping[str, MaskedInput]) -> dict[str, UnmaskRequest]:
-        ok = self._valid(msgs, MaskedInput, sorted(self._u1), "masked_input")
+    def add_masked_input(self, u: str, msg: MaskedInput) -> bool:
+        """Add one client's masked vector to the running sum as it arrives.
+
+        Lets a server keep O(d) memory instead of holding every y_u; the stage is
+        closed by :meth:`masked_input` (with the remaining messages, if any).
+        Returns False when the message was rejected (the client counts as dropped).
+        """
+        if self.stage is not ServerStage.MASKED:
+            raise LocalProtocolError(
+                f"secagg server: add_masked_input() needs stage MASKED, but is in {self.stage.name}"
+            )
+        if u in self._got_y:  # a replayed duplicate: the first one is already in the sum
+            log.warning("secagg %s: ignoring a second masked vector from %r", self.session, u)
+            return False
+        ok = self._valid({u: msg}, MaskedInput, self._u1, "masked_input")
+        if u not in ok:
+            return False
+        y = ok[u].y
         dt = quantize.dtype_of(self.params)
         length = self.params.vector_length + 1
-        u2 = []
-        for u in sorted(ok):
-            y = ok[u].y
-            if y.dtype != dt or y.shape != (length,):
-                self._reject(u, "masked_input", f"masked vector {y.dtype}{y.shape}, expected {dt}({length},)")
-                continue
-            u2.append(u)
+        if y.dtype != dt or y.shape != (length,):
+            self._reject(u, "masked_input", f"masked vector {y.dtype}{y.shape}, expected {dt}({length},)")
+            return False
+        t0 = time.perf_counter()
+        if self._sum is None:
+            self._sum = np.zeros(length, dtype=dt)
+        np.add(self._sum, y, out=self._sum)
+        self._got_y.add(u)
+        self.timings["add_masked_input"] = self.timings.get("add_masked_input", 0.0) + (
+            time.perf_counter() - t0
+        )
+        return True
+
+    def _masked_input(self, msgs: Mapping[str, MaskedInput]) -> dict[str, UnmaskRequest]:
+        for u, m in msgs.items():
+            self.add_masked_input(u, m)
+        u2 = sorted(self._got_y)
+        length = self.params.vector_length + 1
         self._mark_dropped(self._u1, u2, "masked_input")
         self._quorum(len(u2), "masked_input")
         alive = set(u2)
@@ -243,10 +271,8 @@ class SecAggServer:
                     f"secagg {self.session}/{self.round}: client {v!r} has {live} surviving share "
                     f"holders after masked_input, fewer than t={self.params.t}"
                 )
-        total = np.zeros(length, dtype=dt)
-        for u in u2:
-            np.add(total, ok[u].y, out=total)
-        self._sum = total
+        if self._sum is None:  # pragma: no cover - quorum ensures at least one y
+            self._sum = np.zeros(length, dtype=quantize.dtype_of(self.params))
         self._u2 = u2
         dead = self._u1 - alive
         self._requests = {
