@@ -69,12 +69,26 @@ def latency(a: Party, b: Party, n: int) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
+def run_peer(cfg_path: str, reps: int, pings: int) -> None:
+    """The receiving party, in its own process: acks each array, echoes each ping."""
+    with connect(load_federation(cfg_path), "b") as b:
+        for r in range(reps):
+            got = b.recv("a", Tag("bench", "tp", r), timeout_s=600)
+            b.send("a", Tag("bench", "ack", r), got.nbytes)
+            del got
+        for i in range(pings + 50):
+            b.send("a", Tag("pong", "", i), b.recv("a", Tag("ping", "", i), timeout_s=30))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mb", type=int, default=256)
     ap.add_argument("--pings", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--peer", help=argparse.SUPPRESS)  # internal: run as the receiving party
     args = ap.parse_args()
+    if args.peer:
+        return run_peer(args.peer, args.reps, args.pings)
     arr = np.random.default_rng(0).standard_normal(args.mb * (1 << 20) // 4).astype(np.float32)
     cond = {"array_mb": args.mb, "dtype": "float32", "cpus": os.cpu_count(), "host": "localhost"}
 
@@ -98,14 +112,30 @@ def main() -> None:
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             cfg = load_federation(cfg_path)
-            ga, gb = connect(cfg, "a"), connect(cfg, "b")
-            emit("grpc_router_mtls_throughput", round(throughput(ga, gb, arr, args.reps), 1), "MB/s",
-                 **cond, path="party->router->party", tls="mTLS ECDSA P-256")
-            p50, p99 = latency(ga, gb, args.pings)
+            ga = connect(cfg, "a")
+            peer = subprocess.Popen([sys.executable, "-m", "benchmarks.transport", "--peer", str(cfg_path),
+                                     "--reps", str(args.reps), "--pings", str(args.pings)], cwd=ROOT)
+            best = 0.0
+            for r in range(args.reps):
+                t0 = time.perf_counter()
+                ga.send("b", Tag("bench", "tp", r), arr)
+                ga.recv("b", Tag("bench", "ack", r), timeout_s=600)
+                best = max(best, arr.nbytes / 1e6 / (time.perf_counter() - t0))
+            emit("grpc_router_mtls_throughput", round(best, 1), "MB/s", **cond,
+                 path="party process -> router process -> party process", tls="mTLS ECDSA P-256")
+            times = []
+            msg = np.zeros(1024, dtype=np.uint8)
+            for i in range(args.pings + 50):
+                t0 = time.perf_counter()
+                ga.send("b", Tag("ping", "", i), msg)
+                ga.recv("b", Tag("pong", "", i), timeout_s=30)
+                if i >= 50:
+                    times.append((time.perf_counter() - t0) * 1e3)
+            peer.wait(60)
+            p50, p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
             emit("grpc_rtt_p50", round(p50, 3), "ms", msg_bytes=1024, n=args.pings, path="via router")
             emit("grpc_rtt_p99", round(p99, 3), "ms", msg_bytes=1024, n=args.pings, path="via router")
             ga.close()
-            gb.close()
         finally:
             router.terminate()
             router.wait()
