@@ -80,14 +80,7 @@ def encode(value: Any) -> bytearray:
     """Encode ``value`` to bytes (a ``bytearray``)."""
     parts: list[bytes | memoryview] = [MAGIC, _U8.pack(VERSION)]
     _enc(value, parts, 0)
-    total = sum(len(p) for p in parts)
-    out = bytearray(total)
-    pos = 0
-    for p in parts:
-        n = len(p)
-        out[pos : pos + n] = p
-        pos += n
-    return out
+    return bytearray().join(parts)  # one copy; a bytearray so decoded arrays are writable
 
 
 def _enc(v: Any, parts: list[bytes | memoryview], depth: int) -> None:
