@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     ids, _ = _vectors(args.clients, args.params, args.seed)
-    n_drop = int(math.floor(args.dropout * args.clients + 1e-9))
+    n_drop = math.floor(args.dropout * args.clients + 1e-9)
     dropped = set(random.Random(args.seed + 1).sample(ids, n_drop))
     cond = {
         "clients": args.clients, "params": args.params, "dropout": args.dropout,
