@@ -57,6 +57,7 @@ from party import (
     Party,
     PartyTimeout,
     PartyUnavailable,
+    QuorumLost,
     RemoteProtocolError,
     Tag,
     TesseraError,
@@ -127,11 +128,16 @@ class Server:
         self.secure_agg: dict[str, Any] | None = (
             None if secure_agg is False else ({} if secure_agg is True else dict(secure_agg))
         )
-        if self.secure_agg is not None and not self.strategy.supports_secure_aggregation:
-            raise ConfigError(
-                f"secure_agg needs a strategy that aggregates a weighted sum; "
-                f"{type(self.strategy).__name__} does not implement aggregate_mean"
-            )
+        if self.secure_agg is not None:
+            if not self.strategy.supports_secure_aggregation:
+                raise ConfigError(
+                    f"secure_agg needs a strategy that aggregates a weighted sum; "
+                    f"{type(self.strategy).__name__} does not implement aggregate_mean"
+                )
+            from hfl.secure import check_settings
+
+            self.secure_agg = check_settings(self.secure_agg)
+        self._secagg_round: dict[str, Any] = {}
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.output_dir = Path(output_dir) if output_dir else None
         self.seed = seed
@@ -268,12 +274,19 @@ class Server:
         rng = np.random.default_rng([self.seed, rnd])
         plan = self.strategy.configure_fit(rnd, params, avail, rng)
         record["fit_clients"] = [c for c, _ in plan]
-        session = f"{self.run_id}-{rnd}" if self.secure_agg is not None else ""
+        session, sa = "", {}
+        if self.secure_agg is not None:
+            from hfl.secure import round_params
+
+            session = self._session(rnd)
+            sa = self._secagg_round = round_params(
+                self.secure_agg, num_clients=max(3, len(plan)),
+                dim=sum(int(a.size) for a in params), client_timeout_s=timeout_s + 300.0)
         msgs: dict[str, FitIns] = {}
         for _c, cfg in plan:  # share one message object between identical configs (encode once)
             key = repr(sorted(cfg.items()))
             if key not in msgs:
-                msgs[key] = FitIns(params, cfg, session, dict(self.secure_agg or {}))
+                msgs[key] = FitIns(params, cfg, session, sa)
         replies, fail = self.ask([(c, msgs[repr(sorted(cfg.items()))]) for c, cfg in plan], timeout_s)
         results: list[tuple[str, FitRes]] = []
         for c in sorted(replies):
@@ -284,7 +297,7 @@ class Server:
                 fail[c] = f"rejected: {why}"
                 log.warning("round %d: client %s %s", rnd, c, fail[c])
         failures: Failures = sorted(fail.items())
-        new, fit_metrics = self._aggregate(rnd, params, results, failures, session, timeout_s)
+        new, fit_metrics = self._aggregate(rnd, params, results, failures, record)
         if new is not None:
             bad = describe_mismatch(params, new)
             if bad is not None:
@@ -302,26 +315,36 @@ class Server:
         return params
 
     def _aggregate(self, rnd: int, params: NDArrays, results: list[tuple[str, FitRes]],
-                   failures: Failures, session: str, timeout_s: float) -> tuple[NDArrays | None, Metrics]:
+                   failures: Failures, record: dict[str, Any]) -> tuple[NDArrays | None, Metrics]:
         if self.secure_agg is None:
             return self.strategy.aggregate_fit(rnd, results, failures)
         from hfl.secure import server_round
 
-        if not results:
+        cohort = sorted(c for c, _ in results)
+        if len(cohort) < 3:
+            record["secure_agg"] = f"skipped: {len(cohort)} clients finished training, need >= 3"
+            log.error("round %d: secure aggregation needs >= 3 clients, %d finished; model "
+                      "unchanged", rnd, len(cohort))
             return None, {}
-        counts = {c: r.num_examples for c, r in results}
-        dim = sum(int(a.size) for a in params)
-        total_vec, total_n, contributors = server_round(
-            self.party, sorted(counts), dim, session=session, params=self.secure_agg,
-            timeout_s=timeout_s,
-        )
+        try:
+            total_vec, total_n, survivors, dropped = server_round(
+                self.party, cohort, session=self._session(rnd), params=self._secagg_round)
+        except QuorumLost as e:
+            record["secure_agg"] = f"aborted: {e}"
+            log.error("round %d: secure aggregation aborted (%s); model unchanged", rnd, e)
+            return None, {}
+        record["secure_agg"] = {"survivors": len(survivors), "dropped": dropped}
         if total_n <= 0:
             return None, {}
         mean_delta = unflatten(total_vec / total_n, params)
         mean = [np.asarray(p, np.float64) + d for p, d in zip(params, mean_delta, strict=True)]
-        metrics = [(r.num_examples, r.metrics) for c, r in results if c in contributors]
-        new, agg = self.strategy.aggregate_mean(rnd, mean, total_n, metrics)
+        alive = set(survivors)
+        metrics = [(r.num_examples, r.metrics) for c, r in results if c in alive]
+        new, agg = self.strategy.aggregate_mean(rnd, mean, int(total_n), metrics)
         return (None if new is None else cast_like(new, params)), agg
+
+    def _session(self, rnd: int) -> str:
+        return f"{self.run_id}-r{rnd}"
 
     def _evaluate(self, rnd: int, params: NDArrays, avail: list[str], timeout_s: float,
                   record: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -118,8 +119,9 @@ def simulate(
         return history
     finally:
         server_party.close()  # clients still waiting see the server gone and leave
+        deadline = time.monotonic() + 1.0  # a client stuck in user code is left behind (daemon)
         for t in threads:
-            t.join(timeout=30)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         pool.shutdown(wait=False, cancel_futures=True)
 
 
