@@ -21,7 +21,7 @@ from __future__ import annotations
 from party.errors import QuorumLost
 from secure_agg.client import ClientAborted, SecAggClient, Stage
 from secure_agg.keys import ShareDecryptionError
-from secure_agg.params import SecAggParams, default_degree
+from secure_agg.params import SecAggParams, default_degree, find_degree
 from secure_agg.runner import ClientOutcome, run_client, run_server, secure_sum
 from secure_agg.server import SecAggResult, SecAggServer, ServerStage
 
@@ -37,6 +37,7 @@ __all__ = [
     "ShareDecryptionError",
     "Stage",
     "default_degree",
+    "find_degree",
     "run_client",
     "run_server",
     "secure_sum",

@@ -37,6 +37,35 @@ def default_degree(num_clients: int) -> int:
     return min(k, num_clients - 1)
 
 
+def find_degree(
+    num_clients: int,
+    dropout_fraction: float,
+    *,
+    corrupt_fraction: float = 0.0,
+    correctness_bits: int = 20,
+) -> int:
+    """Smallest even SecAgg+ degree whose failure bound is below 2**-correctness_bits.
+
+    Uses the default threshold for each candidate degree and
+    :meth:`SecAggParams.failure_bound` (a union bound over clients of the
+    binomial tail of their holders dropping out), like Google's
+    ``graph_parameter_finder`` with its correctness parameter 20. Returns
+    ``num_clients - 1`` (the complete graph) when no smaller degree qualifies.
+    """
+    target = 2.0**-correctness_bits
+    for k in range(2, num_clients - 1, 2):
+        try:
+            p = SecAggParams(
+                num_clients=num_clients, vector_length=1, neighbours=k,
+                dropout_fraction=dropout_fraction, corrupt_fraction=corrupt_fraction,
+            )
+        except ConfigError:
+            continue
+        if p.failure_bound() <= target:
+            return k
+    return num_clients - 1
+
+
 @dataclass(frozen=True, slots=True)
 class SecAggParams:
     """Parameters of one secure aggregation round (see shared/design/secure_agg.md).
@@ -91,10 +120,10 @@ class SecAggParams:
             k = self.neighbours
             if self.mode != "secagg+":
                 raise ConfigError("SecAggParams.neighbours is only meaningful with mode='secagg+'")
-            if not isinstance(k, int) or k < 2 or k % 2:
+            if not isinstance(k, int) or k < 2 or (k % 2 and k < n - 1):
                 raise ConfigError(
                     f"SecAggParams.neighbours must be an even int >= 2 (Harary graph: k/2 "
-                    f"neighbours on each side of a ring), got {k!r}"
+                    f"neighbours on each side of a ring) or >= n-1 (complete), got {k!r}"
                 )
         if not (math.isfinite(self.clip) and self.clip > 0):
             raise ConfigError(f"SecAggParams.clip must be a positive finite float, got {self.clip!r}")
