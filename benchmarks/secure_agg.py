@@ -239,9 +239,9 @@ def run_flower(args: argparse.Namespace, dropped: set[str], degree: int, t: int)
     q_total, recon = factor_extract(recon)
     agg = dequantize(recon, clip, qrange)
     offset = -(len(active) - 1) * clip
-    for vec in agg:
-        vec += offset
-        vec *= qrange / q_total
+    for arr in agg:
+        arr += offset
+        arr *= qrange / q_total
     stime += time.perf_counter() - t0
     # error against exact FedAvg of the survivors
     plain = np.zeros(p)

@@ -53,10 +53,10 @@ def test_shamir_every_t_subset_rebuilds_and_fewer_do_not() -> None:
     pts = list(zip(xs, shares, strict=True))
     for sub in itertools.combinations(pts, 3):
         assert shamir.combine(list(sub), 3) == secret
-    for sub in itertools.combinations(pts, 2):
+    for pair in itertools.combinations(pts, 2):
         # t-1 shares with a wrong threshold give garbage, never the secret
         with contextlib.suppress(shamir.ShamirError):
-            assert shamir.combine(list(sub), 2) != secret
+            assert shamir.combine(list(pair), 2) != secret
     with pytest.raises(shamir.ShamirError, match="need 3 shares"):
         shamir.combine(pts[:2], 3)
 

@@ -95,7 +95,9 @@ def test_secure_sum_and_consecutive_rounds_use_fresh_keys() -> None:
 
     fns: dict[str, Callable[[Party], Any]] = {"server": server}
     for u, x in xs.items():
-        fns[u] = lambda p, u=u, x=x: client(p, u, x, 3)
+        def fn(p: Party, u: str = u, x: np.ndarray = x) -> Any:
+            return client(p, u, x, 3)
+        fns[u] = fn
     Party.send = spy  # type: ignore[method-assign]
     try:
         out = run_parties(fns)
