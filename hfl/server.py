@@ -152,12 +152,16 @@ class Server:
 
     # -- client bookkeeping ----------------------------------------------------------------
     def poll_clients(self) -> list[str]:
-        """Read pending Hellos (latest wins) and return the connected clients, sorted."""
+        """Read pending Hellos (latest wins), forget clients the transport reports gone,
+        and return the connected clients, sorted."""
         for c in self.clients:
             while True:
                 try:
                     h = self.party.recv(c, HELLO_TAG, Hello, timeout_s=0)
-                except (PartyTimeout, PartyUnavailable):
+                except PartyTimeout:
+                    break
+                except PartyUnavailable as e:  # the transport knows it is gone
+                    self._lost(c, str(e))
                     break
                 except RemoteProtocolError as e:
                     log.warning("ignoring a malformed hello from %s: %s", c, e)

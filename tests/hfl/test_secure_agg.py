@@ -1,0 +1,85 @@
+"""secure_agg= on vs off: the same model within quantisation error; dropouts as in secure_agg."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import hfl
+import hfl.secure
+from hfl.strategy import FedAvg, FedAvgM
+from party import InMemoryNetwork
+
+from .helpers import LinearClient, linear_client_fn
+
+CLIP = 8.0
+STEP = CLIP / 2**31  # SecAggParams.step with the default quant_bits=32
+
+
+@pytest.mark.parametrize("strategy_cls", [FedAvg, FedAvgM])
+def test_secure_aggregation_on_and_off_give_the_same_model(strategy_cls: type) -> None:
+    def strategy() -> FedAvg:
+        kw: dict[str, Any] = {"server_momentum": 0.5} if strategy_cls is FedAvgM else {}
+        return strategy_cls(fraction_fit=0.7, min_fit_clients=3, min_available_clients=6,
+                            fraction_evaluate=0, **kw)
+
+    off = hfl.simulate(linear_client_fn, 6, num_rounds=3, strategy=strategy(), seed=3)
+    on = hfl.simulate(linear_client_fn, 6, num_rounds=3, strategy=strategy(), seed=3,
+                      secure_agg={"clip": CLIP})
+    assert [r["fit_clients"] for r in on.rounds] == [r["fit_clients"] for r in off.rounds]
+    assert all(r["secure_agg"]["survivors"] == len(r["fit_clients"]) for r in on.rounds)
+    assert off.parameters is not None and on.parameters is not None
+    for a, b in zip(off.parameters, on.parameters, strict=True):
+        # a few quantisation steps per round, plus float32 rounding of the stored model
+        np.testing.assert_allclose(a, b, rtol=0, atol=3 * 3 * STEP + 2e-7)
+    assert any(not np.array_equal(a, np.zeros_like(a)) for a in on.parameters)
+
+
+def test_secure_round_survives_a_client_killed_during_secure_aggregation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ["server"] + [f"client_{i}" for i in range(5)]
+    net = InMemoryNetwork(names)
+    real_round = hfl.secure.client_round
+
+    def dying_round(party: Any, server: str, delta: Any, weight: int, **kw: Any) -> Any:
+        if party.name == "client_4":
+            real_send = party.send
+
+            def send(dst: str, tag: Any, msg: Any) -> int:
+                n = real_send(dst, tag, msg)
+                if tag.step == "share_keys":  # its shares are out; then kill -9
+                    net.disconnect("client_4", "killed")
+                return n
+
+            party.send = send
+        return real_round(party, server, delta, weight, **kw)
+
+    monkeypatch.setattr(hfl.secure, "client_round", dying_round)
+    strategy = FedAvg(min_fit_clients=3, min_available_clients=3, fraction_evaluate=0)
+    h = hfl.simulate(linear_client_fn, 5, network=net, num_rounds=2, strategy=strategy,
+                     secure_agg={"timeout_s": 5.0, "dropout_fraction": 0.2})
+    r1 = h.rounds[0]
+    assert r1["fit_results"] == 5  # it trained and reported, then died inside SecAgg
+    assert r1["secure_agg"]["survivors"] == 4 and "client_4" in r1["secure_agg"]["dropped"]
+    assert h.rounds[1]["fit_results"] == 4 and "client_4" not in h.rounds[1]["fit_clients"]
+    # round 1's model is exactly FedAvg of the four survivors (within quantisation)
+    init = LinearClient(0).get_parameters({})
+    from .helpers import fedavg_by_hand
+
+    want = fedavg_by_hand(init, [0, 1, 2, 3])
+    one = hfl.simulate(linear_client_fn, 4, num_rounds=1, strategy=FedAvg(
+        min_fit_clients=4, min_available_clients=4, fraction_evaluate=0))
+    assert one.parameters is not None
+    for a, w in zip(one.parameters, want, strict=True):
+        np.testing.assert_allclose(a, w.astype(np.float32), atol=1e-7)
+    assert h.parameters is not None and all(np.isfinite(p).all() for p in h.parameters)
+
+
+def test_too_few_clients_for_secure_aggregation_leaves_the_model_unchanged() -> None:
+    h = hfl.simulate(linear_client_fn, 2, num_rounds=1, secure_agg=True,
+                     strategy=FedAvg(min_fit_clients=2, min_available_clients=2, fraction_evaluate=0))
+    assert "need >= 3" in h.rounds[0]["secure_agg"]
+    assert h.parameters is not None
+    assert all(not p.any() for p in h.parameters)  # still the initial zeros
