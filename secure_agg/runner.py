@@ -113,38 +113,35 @@ def run_client(
     shape = np.shape(x)
     if shape != (params.vector_length,):
         raise ValueError(f"input vector must have shape ({params.vector_length},), got {shape}")
+    # `awaited` is the step the server waits on from us; a failure is reported there.
+    awaited = "advertise_keys"
     try:
         party.send(server, tag.at("advertise_keys"), sm.advertise_keys())
+        awaited = "share_keys"
         pk = _await(party, server, tag.at("public_keys"), PublicKeys, wait, sm)
         if isinstance(pk, Excluded):
             return ClientOutcome(False, reason=pk.reason)
         party.send(server, tag.at("share_keys"), sm.share_keys(pk))
+        awaited = "masked_input"
         fwd = _await(party, server, tag.at("forwarded_shares"), ForwardedShares, wait, sm)
         if isinstance(fwd, Excluded):
             return ClientOutcome(False, reason=fwd.reason)
         party.send(server, tag.at("masked_input"), sm.masked_input(fwd, x, weight=weight))
+        awaited = "unmask_shares"
         req = _await(party, server, tag.at("unmask_request"), UnmaskRequest, wait, sm)
         if isinstance(req, Excluded):
             return ClientOutcome(False, reason=req.reason)
         party.send(server, tag.at("unmask_shares"), sm.unmask(req))
+        awaited = ""
         fin = _await(party, server, tag.at("finished"), Finished, wait, sm)
         if isinstance(fin, Excluded):  # pragma: no cover - the server never sends it here
             return ClientOutcome(False, reason=fin.reason)
         return ClientOutcome(True, num_survivors=fin.num_survivors)
     except RemoteProtocolError as e:
         # Tell the server at once instead of letting it wait for the deadline.
-        _notify(party, server, tag.at(_next_server_step(sm.stage.value)), Abort(session, round, str(e)))
+        if awaited:
+            _notify(party, server, tag.at(awaited), Abort(session, round, str(e)))
         raise
-
-
-def _next_server_step(stage: str) -> str:
-    # The step the server is waiting on when the client fails in `stage`.
-    return {
-        "idle": "advertise_keys",
-        "advertised": "share_keys",
-        "shared": "masked_input",
-        "masked": "unmask_shares",
-    }.get(stage, "unmask_shares")
 
 
 def _await(

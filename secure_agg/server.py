@@ -374,10 +374,17 @@ class SecAggServer:
         return out
 
     def _combine(self, pts: list[tuple[int, bytes]], v: str, what: str) -> bytes:
+        pts = sorted(pts)
+        t = self.params.t
         try:
-            return shamir.combine(sorted(pts), self.params.t)
+            secret = shamir.combine(pts, t)
+            # With a spare share, rebuild from the last t as well: any single wrong share
+            # (a lying or corrupted client) makes the two results differ.
+            if len(pts) > t and shamir.combine(pts[-t:], t) != secret:
+                raise shamir.ShamirError("shares are inconsistent (a wrong share was sent)")
         except shamir.ShamirError as e:
             raise RemoteProtocolError(f"cannot rebuild the {what} of {v!r}: {e}") from None
+        return secret
 
     def _valid(
         self, msgs: Mapping[str, Any], kind: type[T], expected: Sequence[str] | set[str], stage: str

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from party.errors import LocalProtocolError, QuorumLost
+from party.errors import LocalProtocolError, QuorumLost, RemoteProtocolError
 from secure_agg import (
     ClientAborted,
     SecAggClient,
@@ -344,3 +344,19 @@ def test_server_checks_constructor_arguments() -> None:
         SecAggServer(["a", "a", "b"], params=_params(3), session="s")
     with pytest.raises(ValueError, match="num_clients"):
         SecAggServer(["a", "b", "c", "d"], params=_params(3), session="s")
+
+
+def test_a_wrong_unmask_share_is_detected_not_silently_summed() -> None:
+    h = Harness(7, _params(7))
+
+    def lie(stage: str, msgs: dict[str, Any]) -> dict[str, Any]:
+        if stage == "unmask":
+            m = msgs["c004"]
+            rows = m.self_mask_shares.copy()
+            rows[0, -1] ^= 1
+            msgs["c004"] = dataclasses.replace(m, self_mask_shares=rows)
+        return msgs
+
+    with pytest.raises(RemoteProtocolError, match=r"inconsistent|not a 32-byte"):
+        h.run(client_hook=lie)
+    assert h.server.stage is ServerStage.ABORTED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,11 +18,12 @@ from secure_agg import (
     ClientOutcome,
     SecAggClient,
     SecAggParams,
+    ShareDecryptionError,
     run_client,
     run_server,
     secure_sum,
 )
-from secure_agg.messages import AdvertiseKeys, Excluded
+from secure_agg.messages import AdvertiseKeys, Excluded, ForwardedShares
 
 D = 300
 
@@ -219,3 +221,38 @@ def test_runner_over_grpc_with_a_dropout() -> None:
     alive = ["c0", "c1", "c2", "c3"]
     np.testing.assert_allclose(res.mean, _fedavg(xs, ws, alive), atol=params.step)
     assert all(out[u].completed for u in alive)
+
+
+class _TamperingServer(Party):
+    """A server whose relay flips one bit of the shares forwarded to ``victim``."""
+
+    victim = "c1"
+
+    def send(self, dst: str, tag: Tag, msg: Any) -> int:
+        if isinstance(msg, ForwardedShares) and dst == self.victim:
+            cts = msg.ciphertexts.copy()
+            cts[0, 40] ^= 1
+            msg = dataclasses.replace(msg, ciphertexts=cts)
+        return super().send(dst, tag, msg)
+
+
+def test_client_that_detects_tampering_aborts_and_tells_the_server_at_once() -> None:
+    params = SecAggParams(num_clients=6, vector_length=D, mode="secagg")
+
+    def client(p: Party, u: str, x: np.ndarray, w: int) -> Any:
+        try:
+            return run_client(p, "server", x, weight=w, params=params, session="run", timeout_s=60)
+        except ShareDecryptionError as e:
+            return e
+
+    fns, xs, ws = _fed(6, params, client=client, server_timeout=30.0)
+    inner = fns["server"]
+    fns["server"] = lambda p: inner(_TamperingServer(p.name, p.transport))
+    t0 = time.monotonic()
+    out = run_parties(fns)
+    assert time.monotonic() - t0 < 15  # no 30 s wait for the client that quit
+    assert isinstance(out["c1"], ShareDecryptionError)
+    res = out["server"]
+    assert res.dropped == {"c1": "masked_input"}
+    alive = [u for u in xs if u != "c1"]
+    np.testing.assert_allclose(res.mean, _fedavg(xs, ws, alive), atol=params.step)
