@@ -1,0 +1,354 @@
+"""CKKS parameters checked against the HE standard, key pairs, and ciphertext (de)serialization.
+
+Each party makes its own :class:`CkksKeys` (secret key never leaves it) and sends
+the peer only :func:`public_bytes`: the parameters and the public key, asserted
+free of any secret key (threats.md row 28). The peer turns those bytes into a
+:class:`CkksPeer` with :func:`load_public`, which refuses other parameters, an
+oversized blob or a context that holds a secret key.
+
+TenSEAL's high-level vectors are too slow for the interactive layer, so this
+module drives SEAL through ``tenseal.sealapi`` directly: one ciphertext per slot
+vector, only ciphertext × plaintext products (one multiplicative level, no
+relinearisation or Galois keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import struct
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tenseal as ts
+import tenseal.sealapi as seal
+
+from party.errors import CodecError, ConfigError, RemoteProtocolError, TesseraError
+
+#: HE standard (homomorphicencryption.org), 128-bit classical security, ternary
+#: secret: the largest total coefficient modulus (bits) per ring degree N.
+#: Same table as SEAL's ``SEAL_HE_STD_PARMS_128_TC`` (util/hestdparms.h).
+HE_STD_128_MAX_LOGQ: dict[int, int] = {
+    1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881,
+}
+
+#: Decrypted values larger than this are not values we made: wrong key or tampering.
+_SEAL_MAGIC = b"\x5e\xa1"
+
+
+class HeError(TesseraError):
+    """A homomorphic-encryption step failed (base of the vfl.he errors)."""
+
+
+class DecryptionRangeError(HeError, RemoteProtocolError):
+    """A decryption gave values outside the range our masks allow: wrong key or tampering."""
+
+
+class KeyMismatch(HeError, RemoteProtocolError):
+    """A ciphertext names a key we do not hold (stale or foreign key)."""
+
+
+class DecryptionLimit(HeError):
+    """This key reached its decryption budget and must be rotated before more use."""
+
+
+@dataclass(frozen=True)
+class CkksParams:
+    """CKKS parameters of the interactive layer (see shared/design/vfl_he.md).
+
+    Attributes:
+        poly_modulus_degree: ring degree N; N/2 slots per ciphertext.
+        coeff_mod_bit_sizes: (data prime, multiplication prime, special prime).
+            Exactly one multiplicative level is used.
+        scale_bits: log2 of the encoding scale of fresh ciphertexts and plaintexts.
+        value_bound: |h| (passive bottom output) is clipped to this.
+        mask_bound: slot masks are uniform in ±mask_bound.
+        share_bound: the active party's share W_A of the interactive weights is
+            re-drawn uniform in ±share_bound every step, hiding W from the passive.
+        round_bits: decryptions returned to a peer are rounded to 2**-round_bits.
+        flood_sigma: Gaussian noise added before rounding (noise flooding).
+        max_decryptions: decryptions per key before the key must be rotated.
+        range_limit: a decrypted |value| above this raises DecryptionRangeError.
+    """
+
+    poly_modulus_degree: int = 8192
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 60)
+    scale_bits: int = 40
+    value_bound: float = 8.0
+    mask_bound: float = 2.0**14
+    share_bound: float = 256.0
+    round_bits: int = 24
+    flood_sigma: float = 2.0**-26
+    max_decryptions: int = 1 << 16
+    range_limit: float = 2.0**18
+
+    def __post_init__(self) -> None:
+        n = self.poly_modulus_degree
+        bits = tuple(int(b) for b in self.coeff_mod_bit_sizes)
+        object.__setattr__(self, "coeff_mod_bit_sizes", bits)
+        if n not in HE_STD_128_MAX_LOGQ:
+            raise ConfigError(
+                f"poly_modulus_degree must be one of {sorted(HE_STD_128_MAX_LOGQ)}, got {n}"
+            )
+        if len(bits) != 3:
+            raise ConfigError(
+                "coeff_mod_bit_sizes must be (data, multiplication, special) primes: "
+                f"the interactive layer uses exactly one level, got {list(bits)}"
+            )
+        total = sum(bits)
+        if total > HE_STD_128_MAX_LOGQ[n]:
+            raise ConfigError(
+                f"insecure CKKS parameters: N={n} with a {total}-bit coefficient modulus "
+                f"{list(bits)} exceeds the HE standard's 128-bit limit of "
+                f"{HE_STD_128_MAX_LOGQ[n]} bits"
+            )
+        if any(b < 20 or b > 60 for b in bits):
+            raise ConfigError(f"each prime must have 20..60 bits, got {list(bits)}")
+        if bits[1] != self.scale_bits:
+            raise ConfigError(
+                f"the multiplication prime ({bits[1]} bits) must equal scale_bits "
+                f"({self.scale_bits}) so that one rescale restores the scale"
+            )
+        headroom = bits[0] - self.scale_bits - 1
+        if headroom < 1 or 2.0**headroom < self.range_limit:
+            raise ConfigError(
+                f"data prime {bits[0]} bits leaves values < 2**{headroom} after rescale; "
+                f"range_limit {self.range_limit:g} needs more (depth exhausted: "
+                "lower range_limit/mask_bound or use a larger data prime)"
+            )
+        for name in ("value_bound", "mask_bound", "share_bound", "range_limit", "flood_sigma"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{name} must be finite and >= 0, got {v}")
+        if self.mask_bound * 8 > self.range_limit:
+            raise ConfigError(
+                f"mask_bound {self.mask_bound:g} too large for range_limit {self.range_limit:g}"
+            )
+        if not 8 <= self.round_bits <= 40:
+            raise ConfigError(f"round_bits must be in 8..40, got {self.round_bits}")
+        if self.max_decryptions < 1:
+            raise ConfigError("max_decryptions must be >= 1")
+
+    @property
+    def slots(self) -> int:
+        return self.poly_modulus_degree // 2
+
+    @property
+    def scale(self) -> float:
+        return float(2**self.scale_bits)
+
+    def max_ciphertext_bytes(self) -> int:
+        """Upper bound on one serialized ciphertext (2 polys, all data primes, + header)."""
+        return 2 * (len(self.coeff_mod_bit_sizes) - 1) * self.poly_modulus_degree * 8 + 4096
+
+    def max_context_bytes(self) -> int:
+        """Upper bound on a serialized public context (parameters + public key)."""
+        return 4 * len(self.coeff_mod_bit_sizes) * self.poly_modulus_degree * 8 + (1 << 16)
+
+
+def _tmpdir() -> str:
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="tessera-he-", dir=base)
+
+
+class _Engine:
+    """SEAL objects shared by a key owner and a peer view (not thread-safe; one per thread)."""
+
+    def __init__(self, params: CkksParams, tctx: ts.Context) -> None:
+        self.params = params
+        self.tctx = tctx
+        self.sctx: Any = tctx.seal_context().data
+        self.encoder = seal.CKKSEncoder(self.sctx)
+        self.evaluator = seal.Evaluator(self.sctx)
+        self.encryptor = seal.Encryptor(self.sctx, tctx.public_key().data)
+        self.top_parms = self.sctx.first_parms_id()
+        self.last_parms = self.sctx.last_parms_id()
+        self._dir = _tmpdir()
+        self._lock = threading.Lock()
+        self._finalizer_dir = self._dir
+
+    def __del__(self) -> None:
+        shutil.rmtree(getattr(self, "_finalizer_dir", ""), ignore_errors=True)
+
+    # -- encoding ---------------------------------------------------------
+    def encode(self, values: np.ndarray, *, parms: Any = None, scale: float | None = None) -> Any:
+        pt = seal.Plaintext()
+        self.encoder.encode(
+            np.asarray(values, dtype=np.float64).tolist(),
+            parms if parms is not None else self.top_parms,
+            scale if scale is not None else self.params.scale,
+            pt,
+        )
+        return pt
+
+    # -- serialization (sealapi only saves to paths) ------------------------
+    def save(self, obj: Any) -> bytes:
+        with self._lock:
+            path = os.path.join(self._dir, "out.bin")
+            obj.save(path)
+            with open(path, "rb") as f:
+                return f.read()
+
+    def load_ciphertext(self, data: bytes, *, level: str) -> Any:
+        """Deserialize a peer's ciphertext after checking its size, header and level."""
+        limit = self.params.max_ciphertext_bytes()
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise CodecError(f"ciphertext must be bytes, got {type(data).__name__}")
+        if len(data) > limit:
+            raise CodecError(f"ciphertext of {len(data)} bytes exceeds the {limit}-byte limit")
+        if len(data) < 16 or bytes(data[:2]) != _SEAL_MAGIC:
+            raise CodecError("not a SEAL ciphertext (bad header)")
+        (declared,) = struct.unpack_from("<Q", data, 8)
+        if declared != len(data):
+            raise CodecError(
+                f"ciphertext header declares {declared} bytes but {len(data)} arrived (truncated?)"
+            )
+        ct = seal.Ciphertext()
+        with self._lock:
+            path = os.path.join(self._dir, "in.bin")
+            with open(path, "wb") as f:
+                f.write(data)
+            try:
+                ct.load(self.sctx, path)
+            except Exception as e:  # SEAL raises plain RuntimeError/ValueError
+                raise CodecError(f"ciphertext rejected by SEAL: {e}") from None
+        want = self.top_parms if level == "top" else self.last_parms
+        if ct.size() != 2 or list(ct.parms_id()) != list(want) or not ct.is_ntt_form():
+            raise CodecError(
+                f"ciphertext has the wrong shape or level (size {ct.size()}, expected level {level})"
+            )
+        return ct
+
+    def new_ct(self) -> Any:
+        return seal.Ciphertext()
+
+
+class CkksKeys(_Engine):
+    """A key pair owned by one party; decrypts and counts its decryptions."""
+
+    def __init__(self, params: CkksParams | None = None) -> None:
+        params = params or CkksParams()
+        tctx = ts.context(
+            ts.SCHEME_TYPE.CKKS,
+            params.poly_modulus_degree,
+            coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+        )
+        tctx.global_scale = params.scale
+        if not tctx.seal_context().data.parameters_set():
+            raise ConfigError(f"SEAL refused the CKKS parameters {params}")
+        super().__init__(params, tctx)
+        self.encryptor.set_secret_key(tctx.secret_key().data)
+        self.decryptor = seal.Decryptor(self.sctx, tctx.secret_key().data)
+        self.public = public_bytes(tctx)
+        self.key_id = key_id_of(self.public)
+        self.decryptions = 0
+
+    def encrypt_symmetric(self, values: np.ndarray) -> bytes:
+        """Encrypt one slot vector under our secret key; seeded, so about half the size."""
+        ser = self.encryptor.encrypt_symmetric(self.encode(values))
+        return self.save(ser)
+
+    def decrypt(self, ct: Any) -> np.ndarray:
+        """Decrypt one ciphertext; refuses past the key's decryption budget or out of range."""
+        if self.decryptions >= self.params.max_decryptions:
+            raise DecryptionLimit(
+                f"key {self.key_id} used for {self.decryptions} decryptions "
+                f"(limit {self.params.max_decryptions}); rotate the key"
+            )
+        self.decryptions += 1
+        pt = seal.Plaintext()
+        self.decryptor.decrypt(ct, pt)
+        v = np.asarray(self.encoder.decode_double(pt), dtype=np.float64)
+        worst = float(np.max(np.abs(v))) if v.size else 0.0
+        if not math.isfinite(worst) or worst > self.params.range_limit:
+            raise DecryptionRangeError(
+                f"decrypted values out of range (max |v| = {worst:.3g} > "
+                f"{self.params.range_limit:g}): the ciphertext was tampered with or "
+                "made under another key"
+            )
+        return v
+
+    @property
+    def needs_rotation(self) -> bool:
+        return self.decryptions >= self.params.max_decryptions
+
+
+class CkksPeer(_Engine):
+    """The peer's public context: encrypt (for masks) and compute, never decrypt."""
+
+    def __init__(self, params: CkksParams, tctx: ts.Context, key_id: str) -> None:
+        super().__init__(params, tctx)
+        self.key_id = key_id
+
+    def encrypt_mask(self, values: np.ndarray, *, scale: float) -> Any:
+        """Public-key encryption at the last level: masks and re-randomizes a result."""
+        ct = seal.Ciphertext()
+        self.encryptor.encrypt(self.encode(values, parms=self.last_parms, scale=scale), ct)
+        return ct
+
+
+def key_id_of(public: bytes) -> str:
+    """A short fingerprint of a public context, named in messages and errors."""
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+def public_bytes(ctx: ts.Context) -> bytes:
+    """Serialize ``ctx`` without its secret key, for sending to the peer."""
+    pub = ctx.copy()
+    pub.make_context_public()
+    data = pub.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=False,
+                         save_relin_keys=False)
+    check = ts.context_from(data)
+    if check.is_private() or check.has_secret_key():
+        raise HeError("refusing to send a context that holds a secret key")
+    return bytes(data)
+
+
+def load_public(data: bytes, params: CkksParams, *, peer: str = "peer") -> CkksPeer:
+    """Load a peer's public context, refusing secret keys and unexpected parameters."""
+    limit = params.max_context_bytes()
+    if not isinstance(data, (bytes, bytearray)):
+        raise CodecError(f"public context from {peer} must be bytes", peer=peer)
+    if len(data) > limit:
+        raise CodecError(f"public context of {len(data)} bytes exceeds {limit}", peer=peer)
+    try:
+        tctx = ts.context_from(bytes(data))
+    except Exception as e:
+        raise CodecError(f"public context rejected: {e}", peer=peer) from None
+    if tctx.is_private() or tctx.has_secret_key():
+        raise RemoteProtocolError("sent a context that holds its secret key", peer=peer)
+    if not tctx.has_public_key():
+        raise RemoteProtocolError("sent a context without a public key", peer=peer)
+    cd = tctx.seal_context().data.key_context_data().parms()
+    n = cd.poly_modulus_degree()
+    bits = tuple(m.bit_count() for m in cd.coeff_modulus())
+    if n != params.poly_modulus_degree or bits != params.coeff_mod_bit_sizes:
+        raise RemoteProtocolError(
+            f"CKKS parameters differ: peer uses N={n} {list(bits)}, we expect "
+            f"N={params.poly_modulus_degree} {list(params.coeff_mod_bit_sizes)}",
+            peer=peer,
+        )
+    tctx.global_scale = params.scale
+    return CkksPeer(params, tctx, key_id_of(bytes(data)))
+
+
+_ = field  # dataclasses.field kept for subclasses' use
+
+__all__ = [
+    "HE_STD_128_MAX_LOGQ",
+    "CkksKeys",
+    "CkksParams",
+    "CkksPeer",
+    "DecryptionLimit",
+    "DecryptionRangeError",
+    "HeError",
+    "KeyMismatch",
+    "key_id_of",
+    "load_public",
+    "public_bytes",
+]

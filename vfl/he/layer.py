@@ -1,0 +1,462 @@
+"""The interactive layer ``z_P = h W`` on CKKS: sans-I/O state machines for both roles.
+
+Protocol (shared/design/vfl_he.md). P (passive) holds ``h`` (rows × d) and its
+share ``W_P``; A (active) holds ``δ = ∂L/∂z_P`` and its share ``W_A``; ``W = W_A + W_P``
+(d × k) is held by nobody. Each party owns a CKKS key pair and gives the other
+only its public context. Per training step:
+
+1. P -> A  ``EncActivations``: ``Enc_P(h)`` column-blocked (and row-blocked).
+   *A learns nothing (ciphertexts under P's key).*
+2. A -> P  ``MaskedForward``: ``U_j = Enc_P(h) ⊗ W_A[:, j] + Enc_P(r_j)`` (public-key
+   encryption of a fresh uniform mask, which also re-randomizes the ciphertext).
+   *P decrypts only masked slots: learns nothing about W_A.*
+3. P -> A  ``ForwardShare``: ``v = Σ_blocks U + h W_P`` = ``h W + Σ r``, rounded and
+   noise-flooded. *A removes its masks and learns ``z_P = h W`` (by design; A never
+   sees h or W).*
+4. A runs the top model; ``δ = ∂L/∂z_P``.
+5. A -> P  ``MaskedGradient``: ``Gm_j = Enc_P(h_rows) ⊗ δ[:, j] + Enc_P(ξ_j)`` whose
+   decryption sums to ``hᵀδ + T`` (T: A's mask, chosen so that A's share stays
+   bounded), and ``Enc_A(δ)``. *P learns ``hᵀδ + T``: masked; and nothing from Enc_A(δ).*
+6. P -> A  ``MaskedBackward``: ``Y_i = Enc_A(δ) ⊗ W_P[i, :] + Enc_A(s_i)``; P then
+   updates its share ``W_P``. *A decrypts only masked slots: learns nothing about W_P.*
+7. A -> P  ``GradShare``: ``δ Wᵀ + Σ s`` (rounded, noise-flooded); A updates ``W_A``.
+   *P removes s and learns ``∂L/∂h = δ Wᵀ`` (by design, as in all split learning).*
+
+Inference is steps 1–3. The shares follow SGD with momentum exactly:
+``m ← μ m + hᵀδ; W ← W − lr m``, split as ``m_P ← μ m_P + (hᵀδ + T)``,
+``m_A ← μ m_A − T``. A re-draws ``W_A`` within ±``share_bound`` each step (T is
+derived from that draw), so neither share grows without bound.
+
+Defences (threats.md rows 24–29): parameters checked against the HE standard;
+public contexts asserted secret-key free; every ciphertext size-checked before
+SEAL sees it; key ids checked; decryptions counted and keys rotated before their
+budget runs out; decrypted values returned to a peer are noise-flooded and rounded
+to ``2**-round_bits``; decryptions outside the mask range (a tampered ciphertext,
+a wrong key) raise :class:`DecryptionRangeError`; batches over the slot count are
+split into chunks.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from party.errors import LocalProtocolError, RemoteProtocolError
+from vfl.he import packing as pk
+from vfl.he.context import CkksKeys, CkksParams, CkksPeer, KeyMismatch, load_public
+from vfl.he.messages import (
+    EncActivations,
+    ForwardShare,
+    GradShare,
+    MaskedBackward,
+    MaskedForward,
+    MaskedGradient,
+    PublicContext,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Stage(enum.Enum):
+    NEW = "new"  # public contexts not yet exchanged
+    IDLE = "idle"
+    FORWARD = "forward"  # P: sent activations; A: sent masked forward
+    FORWARD_DONE = "forward_done"  # training step: waiting for backward
+    BACKWARD = "backward"  # P: sent masked backward; A: sent masked gradient
+
+
+#: method -> (stages it may be called in, stage it leaves)
+PASSIVE_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage | None]]] = {
+    "on_public_context": (frozenset({Stage.NEW, Stage.IDLE}), Stage.IDLE),
+    "forward": (frozenset({Stage.IDLE}), Stage.FORWARD),
+    "on_masked_forward": (frozenset({Stage.FORWARD}), None),  # IDLE or FORWARD_DONE
+    "on_masked_gradient": (frozenset({Stage.FORWARD_DONE}), Stage.BACKWARD),
+    "on_grad_share": (frozenset({Stage.BACKWARD}), Stage.IDLE),
+}
+ACTIVE_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage | None]]] = {
+    "on_public_context": (frozenset({Stage.NEW, Stage.IDLE}), Stage.IDLE),
+    "on_activations": (frozenset({Stage.IDLE}), Stage.FORWARD),
+    "on_forward_share": (frozenset({Stage.FORWARD}), None),
+    "backward": (frozenset({Stage.FORWARD_DONE}), Stage.BACKWARD),
+    "on_masked_backward": (frozenset({Stage.BACKWARD}), Stage.IDLE),
+}
+
+
+def release(v: FloatArray, params: CkksParams, rng: np.random.Generator) -> FloatArray:
+    """Noise-flood then round a decryption before it goes back to the peer (IND-CPA^D)."""
+    q = float(2**params.round_bits)
+    if params.flood_sigma > 0:
+        v = v + rng.normal(0.0, params.flood_sigma, size=v.shape)
+    return np.asarray(np.round(v * q) / q, dtype=np.float64)
+
+
+class _Layer:
+    _transitions: dict[str, tuple[frozenset[Stage], Stage | None]]
+
+    def __init__(self, role: str, params: CkksParams, d: int, k: int, *,
+                 lr: float, momentum: float, rng: np.random.Generator | None) -> None:
+        if d < 1 or k < 1:
+            raise ValueError(f"d and k must be >= 1, got d={d}, k={k}")
+        if not lr > 0 or not 0 <= momentum < 1:
+            raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got {lr}, {momentum}")
+        self.role = role
+        self.params = params
+        self.d, self.k = d, k
+        self.lr, self.momentum = lr, momentum
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.keys = CkksKeys(params)
+        self.peer: CkksPeer | None = None
+        self.stage = Stage.NEW
+        self.rotations = 0
+        self._rotated = False
+
+    # -- bookkeeping ------------------------------------------------------
+    def _enter(self, method: str) -> None:
+        allowed, _ = self._transitions[method]
+        if self.stage not in allowed:
+            raise LocalProtocolError(
+                f"{self.role} layer: {method}() called in stage {self.stage.name}; "
+                f"allowed in {sorted(s.name for s in allowed)}"
+            )
+
+    def _leave(self, method: str, stage: Stage | None = None) -> None:
+        nxt = self._transitions[method][1]
+        self.stage = stage if stage is not None else nxt  # type: ignore[assignment]
+
+    def public_context(self) -> PublicContext:
+        """Our parameters + public key, to send to the peer once (and after each rotation)."""
+        return PublicContext(context=self.keys.public, key_id=self.keys.key_id)
+
+    def on_public_context(self, msg: PublicContext) -> None:
+        """Load the peer's public context (refuses secret keys and other parameters)."""
+        self._enter("on_public_context")
+        self.peer = load_public(msg.context, self.params, peer=self._peer_name)
+        if self.peer.key_id != msg.key_id:
+            raise KeyMismatch(f"public context fingerprint {self.peer.key_id} != claimed {msg.key_id}")
+        self._leave("on_public_context")
+
+    def _maybe_rotate(self, upcoming: int) -> bytes:
+        """Fresh keys if this step's decryptions would pass the budget; returns the new context."""
+        if self.keys.decryptions + upcoming <= self.params.max_decryptions:
+            return b""
+        self.keys = CkksKeys(self.params)
+        self.rotations += 1
+        return self.keys.public
+
+    def _swap_peer(self, context: bytes) -> None:
+        if context:
+            self.peer = load_public(context, self.params, peer=self._peer_name)
+
+    def _check_own(self, key_id: str) -> None:
+        if key_id != self.keys.key_id:
+            raise KeyMismatch(
+                f"{self._peer_name} used key {key_id}, but {self.role}'s current key is "
+                f"{self.keys.key_id} (stale or foreign key)"
+            )
+
+    def _need_peer(self) -> CkksPeer:
+        if self.peer is None:
+            raise LocalProtocolError(f"{self.role} layer: no peer public context yet")
+        return self.peer
+
+    @property
+    def _peer_name(self) -> str:
+        return "active" if self.role == "passive" else "passive"
+
+    # -- homomorphic building blocks ------------------------------------------
+    def _mat_cols(self, eng: CkksPeer, cts: list[Any], mat: FloatArray, rows: int,
+                  masks: FloatArray) -> list[bytes]:
+        """out[o] = Σ_c cts[c] ⊗ col_weights(mat)[c] + Enc(masks[o]), rescaled."""
+        slots = self.params.slots
+        out: list[bytes] = []
+        for o in range(mat.shape[1]):
+            wv = pk.col_weights(mat, rows, slots, o)
+            out.append(self._dot_and_mask(eng, cts, wv, masks[o]))
+        return out
+
+    def _dot_and_mask(self, eng: CkksPeer, cts: list[Any], wv: FloatArray,
+                      mask: FloatArray) -> bytes:
+        ev = eng.evaluator
+        acc = None
+        for c, ct in enumerate(cts):
+            if not wv[c].any():  # SEAL refuses products that are identically zero
+                continue
+            tmp = eng.new_ct()
+            ev.multiply_plain(ct, eng.encode(wv[c]), tmp)
+            if acc is None:
+                acc = tmp
+            else:
+                ev.add_inplace(acc, tmp)
+        if acc is None:
+            res = eng.encrypt_mask(mask, scale=_rescaled_scale(eng))
+        else:
+            ev.rescale_to_next_inplace(acc)
+            res = acc
+            m = eng.encrypt_mask(mask, scale=acc.scale)
+            ev.add_inplace(res, m)
+        return eng.save(res)
+
+    def _decrypt_all(self, blobs: list[bytes]) -> list[FloatArray]:
+        return [self.keys.decrypt(self.keys.load_ciphertext(b, level="last")) for b in blobs]
+
+    def _uniform(self, *shape: int) -> FloatArray:
+        m = self.params.mask_bound
+        return self.rng.uniform(-m, m, size=shape)
+
+
+def _rescaled_scale(eng: CkksPeer) -> float:
+    q1 = eng.sctx.first_context_data().parms().coeff_modulus()[-1].value()
+    return float(eng.params.scale) ** 2 / float(q1)
+
+
+class PassiveLayer(_Layer):
+    """The passive party's side: owns h, W_P and its key pair."""
+
+    _transitions = PASSIVE_TRANSITIONS
+
+    def __init__(self, params: CkksParams, w_init: FloatArray, *, lr: float,
+                 momentum: float = 0.0, rng: np.random.Generator | None = None) -> None:
+        d, k = w_init.shape
+        super().__init__("passive", params, d, k, lr=lr, momentum=momentum, rng=rng)
+        self.w = np.array(w_init, dtype=np.float64)  # W_P
+        self.m = np.zeros_like(self.w)  # m_P
+        self._h: FloatArray | None = None
+        self._train = False
+        self._s_sums: list[FloatArray] = []
+
+    def forward(self, h: FloatArray, *, train: bool) -> EncActivations:
+        """Step 1: encrypt h (rows × d) under our key."""
+        self._enter("forward")
+        h = np.asarray(h, dtype=np.float64)
+        if h.ndim != 2 or h.shape[1] != self.d or h.shape[0] < 1:
+            raise ValueError(f"h must be (rows, {self.d}), got {h.shape}")
+        if not np.isfinite(h).all():
+            raise ValueError("h contains NaN or Inf")
+        if np.abs(h).max() > self.params.value_bound:
+            raise ValueError(
+                f"|h| up to {np.abs(h).max():.3g} exceeds value_bound {self.params.value_bound:g}"
+            )
+        slots = self.params.slots
+        ch = pk.chunks(h.shape[0], slots)
+        upcoming = self.k * (len(ch) + (1 if train else 0))
+        context = self._maybe_rotate(upcoming)
+        cols = [[self.keys.encrypt_symmetric(v) for v in pk.pack_cols(h[s], slots)] for s in ch]
+        rows = [self.keys.encrypt_symmetric(v) for v in pk.pack_rows(h, slots)] if train else []
+        self._h, self._train = h, train
+        self._leave("forward")
+        return EncActivations(key_id=self.keys.key_id, rows=h.shape[0], cols=cols,
+                              row_blocked=rows, context=context)
+
+    def on_masked_forward(self, msg: MaskedForward) -> ForwardShare:
+        """Step 3: decrypt the masked products, add h W_P, release rounded."""
+        self._enter("on_masked_forward")
+        assert self._h is not None
+        self._check_own(msg.key_id)
+        h, slots = self._h, self.params.slots
+        ch = pk.chunks(h.shape[0], slots)
+        if len(msg.u) != len(ch) or any(len(u) != self.k for u in msg.u):
+            raise RemoteProtocolError(
+                f"masked forward: expected {len(ch)} chunks of {self.k} ciphertexts", peer="active"
+            )
+        v = h @ self.w
+        for s, blobs in zip(ch, msg.u, strict=True):
+            rows = s.stop - s.start
+            for j, dec in enumerate(self._decrypt_all(blobs)):
+                v[s, j] += pk.sum_blocks(dec, rows, slots)
+        out = ForwardShare(v=release(v, self.params, self.rng))
+        self._leave("on_masked_forward", Stage.FORWARD_DONE if self._train else Stage.IDLE)
+        return out
+
+    def on_masked_gradient(self, msg: MaskedGradient) -> MaskedBackward:
+        """Step 6: Y = Enc_A(δ) ⊗ W_Pᵀ + Enc_A(s); then update our share with hᵀδ + T."""
+        self._enter("on_masked_gradient")
+        assert self._h is not None
+        self._check_own(msg.key_id)
+        self._swap_peer(msg.context)
+        peer = self._need_peer()
+        if msg.delta_key_id != peer.key_id:
+            raise KeyMismatch(f"Enc_A(δ) under key {msg.delta_key_id}, expected {peer.key_id}")
+        h, slots = self._h, self.params.slots
+        ch = pk.chunks(h.shape[0], slots)
+        if len(msg.delta) != len(ch) or len(msg.gm) != self.k:
+            raise RemoteProtocolError("masked gradient: wrong number of ciphertexts", peer="active")
+        ys: list[list[bytes]] = []
+        self._s_sums = []
+        wt = np.ascontiguousarray(self.w.T)  # k × d: Y_i uses W_P[i, :]
+        for s, blobs in zip(ch, msg.delta, strict=True):
+            rows = s.stop - s.start
+            _, _, n_ct = pk.col_layout(rows, self.k, slots)
+            if len(blobs) != n_ct:
+                raise RemoteProtocolError(f"Enc(δ): expected {n_ct} ciphertexts", peer="active")
+            cts = [peer.load_ciphertext(b, level="top") for b in blobs]
+            masks = self._uniform(self.d, slots)
+            ys.append(self._mat_cols(peer, cts, wt, rows, masks))
+            self._s_sums.append(np.stack([pk.sum_blocks(m, rows, slots) for m in masks], 1))
+        # hᵀδ + T: decrypt, add the row runs; then the share update (SGD with momentum)
+        g = np.stack([pk.sum_rows(v, self.d, slots) for v in self._decrypt_all(msg.gm)], axis=1)
+        self.m = self.momentum * self.m + g
+        self.w = self.w - self.lr * self.m
+        self._leave("on_masked_gradient")
+        return MaskedBackward(key_id=peer.key_id, y=ys)
+
+    def on_grad_share(self, msg: GradShare) -> FloatArray:
+        """Step 7 (receiving end): remove our masks; returns ∂L/∂h (rows × d)."""
+        self._enter("on_grad_share")
+        assert self._h is not None
+        if msg.g.shape != self._h.shape:
+            raise RemoteProtocolError(
+                f"gradient share has shape {msg.g.shape}, expected {self._h.shape}", peer="active"
+            )
+        s_sum = np.concatenate(self._s_sums, axis=0)
+        grad = msg.g - s_sum
+        self._h = None
+        self._leave("on_grad_share")
+        return grad
+
+
+class ActiveLayer(_Layer):
+    """The active party's side: owns δ, W_A and its key pair."""
+
+    _transitions = ACTIVE_TRANSITIONS
+
+    def __init__(self, params: CkksParams, d: int, k: int, *, lr: float,
+                 momentum: float = 0.0, rng: np.random.Generator | None = None) -> None:
+        super().__init__("active", params, d, k, lr=lr, momentum=momentum, rng=rng)
+        self.w = np.zeros((d, k))  # W_A
+        self.m = np.zeros((d, k))  # m_A
+        self._rows = 0
+        self._r_sum: FloatArray | None = None
+        self._row_cts: list[Any] = []
+        self._train = False
+        self._dwa: FloatArray | None = None
+
+    def on_activations(self, msg: EncActivations) -> MaskedForward:
+        """Step 2: U_j = Enc_P(h) ⊗ W_A[:, j] + Enc_P(r_j) for each output column j."""
+        self._enter("on_activations")
+        self._swap_peer(msg.context)
+        peer = self._need_peer()
+        if msg.key_id != peer.key_id:
+            raise KeyMismatch(f"activations under key {msg.key_id}, expected {peer.key_id}")
+        slots = self.params.slots
+        ch = pk.chunks(msg.rows, slots)
+        if len(msg.cols) != len(ch):
+            raise RemoteProtocolError(f"expected {len(ch)} chunks for {msg.rows} rows",
+                                      peer="passive")
+        us: list[list[bytes]] = []
+        r_sums = []
+        for s, blobs in zip(ch, msg.cols, strict=True):
+            rows = s.stop - s.start
+            _, _, n_ct = pk.col_layout(rows, self.d, slots)
+            if len(blobs) != n_ct:
+                raise RemoteProtocolError(f"Enc(h): expected {n_ct} ciphertexts per chunk",
+                                          peer="passive")
+            cts = [peer.load_ciphertext(b, level="top") for b in blobs]
+            masks = self._uniform(self.k, slots)
+            us.append(self._mat_cols(peer, cts, self.w, rows, masks))
+            r_sums.append(np.stack([pk.sum_blocks(m, rows, slots) for m in masks], 1))
+        self._train = bool(msg.row_blocked)
+        if self._train:
+            _, _, n_rct = pk.row_layout(msg.rows, self.d, slots)
+            if len(msg.row_blocked) != n_rct:
+                raise RemoteProtocolError(f"Enc(h rows): expected {n_rct} ciphertexts",
+                                          peer="passive")
+            self._row_cts = [peer.load_ciphertext(b, level="top") for b in msg.row_blocked]
+        self._rows = msg.rows
+        self._r_sum = np.concatenate(r_sums, axis=0)
+        self._leave("on_activations")
+        return MaskedForward(key_id=peer.key_id, u=us)
+
+    def on_forward_share(self, msg: ForwardShare) -> FloatArray:
+        """Step 4 (start): remove our masks; returns z_P = h W (rows × k)."""
+        self._enter("on_forward_share")
+        assert self._r_sum is not None
+        if msg.v.shape != (self._rows, self.k):
+            raise RemoteProtocolError(
+                f"forward share has shape {msg.v.shape}, expected {(self._rows, self.k)}",
+                peer="passive",
+            )
+        z = msg.v - self._r_sum
+        self._leave("on_forward_share", Stage.FORWARD_DONE if self._train else Stage.IDLE)
+        return z
+
+    def backward(self, delta: FloatArray) -> MaskedGradient:
+        """Step 5: masked Enc_P(hᵀδ) for P's share update, and Enc_A(δ); updates W_A."""
+        self._enter("backward")
+        peer = self._need_peer()
+        delta = np.asarray(delta, dtype=np.float64)
+        if delta.shape != (self._rows, self.k) or not np.isfinite(delta).all():
+            raise ValueError(f"δ must be finite with shape {(self._rows, self.k)}")
+        slots = self.params.slots
+        ch = pk.chunks(self._rows, slots)
+        context = self._maybe_rotate(self.d * len(ch))
+        # A's new share: a bounded random walk; T makes the shared SGD step exact.
+        step = self.rng.uniform(-1.0, 1.0, size=self.w.shape) * (self.params.mask_bound / 4)
+        b = self.params.share_bound
+        w_new = np.clip(self.w + self.lr * step, -b, b)
+        m_new = (self.w - w_new) / self.lr
+        target = self.momentum * self.m - m_new
+        m_pad, per, _ = pk.row_layout(self._rows, self.d, slots)
+        gm: list[bytes] = []
+        for j in range(self.k):
+            xi = self._uniform(per, m_pad)
+            tj = np.zeros(m_pad)
+            tj[: self.d] = target[:, j]
+            xi += (tj - xi.sum(axis=0)) / per  # runs now sum to T[:, j]
+            wv = pk.row_weights(delta[:, j], self.d, slots)
+            gm.append(self._dot_and_mask(peer, self._row_cts, wv, xi.reshape(-1)))
+        enc_delta = [[self.keys.encrypt_symmetric(v) for v in pk.pack_cols(delta[s], slots)]
+                     for s in ch]
+        self._dwa = delta @ self.w.T  # with W_A before the update, as P uses W_P before its
+        self.w, self.m = w_new, m_new
+        self._row_cts = []
+        self._leave("backward")
+        return MaskedGradient(key_id=peer.key_id, gm=gm, delta_key_id=self.keys.key_id,
+                              delta=enc_delta, context=context)
+
+    def on_masked_backward(self, msg: MaskedBackward) -> GradShare:
+        """Step 7: decrypt Y, add δ W_Aᵀ, release δ Wᵀ + Σ s rounded."""
+        self._enter("on_masked_backward")
+        assert self._dwa is not None
+        self._check_own(msg.key_id)
+        slots = self.params.slots
+        ch = pk.chunks(self._rows, slots)
+        if len(msg.y) != len(ch) or any(len(y) != self.d for y in msg.y):
+            raise RemoteProtocolError(
+                f"masked backward: expected {len(ch)} chunks of {self.d} ciphertexts",
+                peer="passive",
+            )
+        g = self._dwa.copy()
+        for s, blobs in zip(ch, msg.y, strict=True):
+            rows = s.stop - s.start
+            for i, dec in enumerate(self._decrypt_all(blobs)):
+                g[s, i] += pk.sum_blocks(dec, rows, slots)
+        self._dwa = None
+        self._leave("on_masked_backward")
+        return GradShare(g=release(g, self.params, self.rng))
+
+    def abort(self) -> None:
+        """Forget a half-done step (e.g. an evaluation pass or a failed peer)."""
+        if self.stage is not Stage.NEW:
+            self.stage = Stage.IDLE
+        self._row_cts, self._dwa, self._r_sum = [], None, None
+
+
+def _passive_abort(self: PassiveLayer) -> None:
+    if self.stage is not Stage.NEW:
+        self.stage = Stage.IDLE
+    self._h, self._s_sums = None, []
+
+
+PassiveLayer.abort = _passive_abort  # type: ignore[attr-defined]
+
+__all__ = [
+    "ACTIVE_TRANSITIONS",
+    "PASSIVE_TRANSITIONS",
+    "ActiveLayer",
+    "PassiveLayer",
+    "Stage",
+    "release",
+]
