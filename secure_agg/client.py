@@ -230,7 +230,7 @@ class SecAggClient:
             self._held[src] = (pt[: shamir.SHARE_BYTES], pt[shamir.SHARE_BYTES :])
         dt = quantize.dtype_of(self.params)
         acc = prg.MaskAccumulator(enc.shape[0], dt)
-        acc.total[:] = enc
+        acc.total = enc  # masks are added in place into the encoded input
         acc.add(prg.self_mask_key(self._b, session=self.session, round=self.round, client=self.me))
         for v in self._held:
             shared = keys.agree(self._mask.secret, self._mask_pk[v])

@@ -88,6 +88,7 @@ class MaskAccumulator:
     def __init__(self, length: int, dtype: npt.DTypeLike = np.uint64) -> None:
         self.dtype = np.dtype(dtype)
         self.length = length
+        #: the running total; may be replaced by an array of the same dtype and length
         self.total = np.zeros(length, dtype=self.dtype)
         self._nbytes = length * self.dtype.itemsize
         self._buf = bytearray(self._nbytes + 15)

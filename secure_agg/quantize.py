@@ -50,26 +50,26 @@ def encode(
     if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"input vector must be numeric, got dtype {arr.dtype}")
     w = check_weight(weight, params)
-    xf = arr.astype(np.float64, copy=True)
+    xf = np.array(arr, dtype=np.float64)  # a private copy we can work in place on
     if not np.isfinite(xf).all():
         raise ValueError("input vector contains NaN or Inf")
     rng = rng if rng is not None else np.random.default_rng()
-    inv = 1.0 / params.step
+    d = params.vector_length
     np.clip(xf, -params.clip, params.clip, out=xf)
-    xf *= inv
+    xf *= 1.0 / params.step
     # stochastic rounding: floor(v + U[0,1)) is v rounded up with probability frac(v)
-    xf += rng.random(xf.shape[0])
+    noise = np.empty(d, dtype=np.float64)
+    rng.random(out=noise)
+    xf += noise
     np.floor(xf, out=xf)
-    q = xf.astype(np.int64)
-    dt = dtype_of(params)
-    out = np.empty(params.vector_length + 1, dtype=dt)
-    if w == 1:
-        out[:-1] = q.astype(dt)  # two's complement: -1 -> 2**bits - 1
-    else:
-        np.multiply(q, np.int64(w), out=q)
-        out[:-1] = q.astype(dt)
-    out[-1] = w
-    return out
+    q = np.empty(d + 1, dtype=np.int64)
+    q[:-1] = xf  # exact: |values| <= 2**(quant_bits-1) < 2**53
+    if w != 1:
+        q[:-1] *= w  # no overflow: checked against the modulus in SecAggParams
+    q[-1] = w
+    if params.modulus_bits == 64:
+        return q.view(np.uint64)  # two's complement: -1 -> 2**64 - 1
+    return q.astype(np.uint32)  # wraps mod 2**32 by truncation
 
 
 def decode_sum(total: np.ndarray, params: SecAggParams) -> tuple[np.ndarray, float]:

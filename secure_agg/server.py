@@ -319,7 +319,7 @@ class SecAggServer:
                     f"shares of the {what} of {short[:5]} arrived at unmask, fewer than t={t}"
                 )
         acc = prg.MaskAccumulator(self._sum.shape[0], self._sum.dtype)
-        acc.total[:] = self._sum
+        acc.total = self._sum  # masks are removed in place
         s, r = self.session, self.round
         for v in self._u2:
             b = self._combine(b_pts[v], v, "self-mask seed")
