@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,8 @@ class Server:
         wait_for_clients_s: how long a round waits for ``min_available_clients``.
         min_clients_at_start: wait for this many clients before anything else (a
             simulation waits for all, so client sampling is reproducible).
+        stop_condition: called with the history after each round; True ends training
+            early (e.g. a target accuracy was reached).
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class Server:
         progress: bool = False,
         wait_for_clients_s: float = 120.0,
         min_clients_at_start: int = 0,
+        stop_condition: Callable[[History], bool] | None = None,
     ) -> None:
         from hfl.strategy import FedAvg
 
@@ -144,6 +147,7 @@ class Server:
         self.progress = progress
         self.wait_for_clients_s = wait_for_clients_s
         self.min_clients_at_start = min_clients_at_start
+        self.stop_condition = stop_condition
         self.run_id = uuid.uuid4().hex[:12]  # fresh per server start: fresh SecAgg sessions
         self.history = History()
         self.parameters: NDArrays | None = None
@@ -416,6 +420,9 @@ class Server:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(_postfix(self.history.rounds[-1]), refresh=False)
+                if self.stop_condition is not None and self.stop_condition(self.history):
+                    log.info("stop condition met after round %d", rnd)
+                    break
         finally:
             if bar is not None:
                 bar.close()

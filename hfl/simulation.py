@@ -67,6 +67,7 @@ def simulate(
     output_dir: str | Path | None = None,
     progress: bool = False,
     network: InMemoryNetwork | None = None,
+    stop_condition: Callable[[History], bool] | None = None,
 ) -> History:
     """Run federated training with ``num_clients`` virtual clients in this process.
 
@@ -82,6 +83,7 @@ def simulate(
         seed: client sampling seed.
         checkpoint_dir, output_dir, progress: as for :class:`Server`.
         network: an :class:`InMemoryNetwork` to use (tests use it to kill a client).
+        stop_condition: ``f(history) -> bool`` checked after each round; True stops early.
 
     Returns:
         The :class:`History`; ``history.parameters`` is the final global model.
@@ -113,7 +115,7 @@ def simulate(
         server = Server(server_party, strategy, clients=names, secure_agg=secure_agg,
                         checkpoint_dir=checkpoint_dir, output_dir=output_dir, seed=seed,
                         progress=progress, wait_for_clients_s=60.0,
-                        min_clients_at_start=num_clients)
+                        min_clients_at_start=num_clients, stop_condition=stop_condition)
         history = server.fit(cfg.num_rounds, cfg.round_timeout)
         server.shutdown()
         return history
