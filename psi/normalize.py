@@ -1,0 +1,269 @@
+"""ID normalisation: one canonical byte string per row, with a report of what changed.
+
+Both parties must normalise the same way or equal customers hash to different
+points; the options are therefore part of the PSI config digest, and a peer with
+other options is refused before any ID is hashed.
+
+Per ID component, in order:
+
+1. Missing values (``None``, ``NaN``, ``pd.NA``) and IDs that end up empty are
+   refused: :class:`IdError` with the count and the first few row numbers.
+2. Typed values become text: ``7`` and ``7.0`` both become ``"7"`` (an integral
+   float is written as an integer, so ``1`` and ``1.0`` from a float column match),
+   ``1.5`` becomes ``"1.5"``.
+3. Text: ``strip`` removes surrounding whitespace, CR/LF and byte-order marks;
+   ``unicode_form`` ("NFC" by default) composes accents so NFC and NFD spellings
+   match; ``casefold`` folds case (stronger than ``lower``: "Straße" = "STRASSE").
+4. ``numbers``: ``"keep"`` (default) leaves number-like strings alone, so the
+   string ``"007"`` and the number ``7`` are *different* IDs (zero-padded
+   account numbers often are); the report counts such strings so the user can
+   decide. ``"canonical"`` rewrites every decimal-looking string to its shortest
+   form: ``"007"`` → ``"7"``, ``"1.50"`` → ``"1.5"``, ``"-0"`` → ``"0"``.
+
+Composite keys (several ID columns) are encoded unambiguously as
+``len:value|len:value``. Duplicated keys after normalisation are an error by
+default (``duplicates="error"``), or all but the first are dropped
+(``"keep-first"``); either way the count is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from party.errors import ConfigError
+
+Duplicates = Literal["error", "keep-first"]
+_DECIMAL = re.compile(r"^([+-]?)(\d+)(?:\.(\d*))?$")
+_LEADING_ZERO = re.compile(r"^[+-]?0\d")
+_STRIP = " \t\r\n\v\f\ufeff\u00a0\u200b"
+
+
+class IdError(ConfigError):
+    """This party's own IDs are unusable (missing, empty, duplicated, no such column)."""
+
+
+@dataclass(frozen=True)
+class NormalizeOptions:
+    """How IDs are canonicalised; both parties must agree (it is in the config digest)."""
+
+    strip: bool = True
+    casefold: bool = True
+    unicode_form: Literal["NFC", "NFKC", "NFD", "NFKD"] | None = "NFC"
+    numbers: Literal["keep", "canonical"] = "keep"
+
+    def __post_init__(self) -> None:
+        if self.unicode_form not in (None, "NFC", "NFKC", "NFD", "NFKD"):
+            raise ConfigError(f"unicode_form must be NFC/NFKC/NFD/NFKD or None, not {self.unicode_form!r}")
+        if self.numbers not in ("keep", "canonical"):
+            raise ConfigError(f"numbers must be 'keep' or 'canonical', not {self.numbers!r}")
+
+    def public(self) -> dict[str, Any]:
+        """The options as a plain dict (sent to peers to check agreement)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class NormalizeReport:
+    """What normalisation did to this party's IDs (counts of rows; nothing leaves the party)."""
+
+    rows: int = 0
+    kept: int = 0
+    typed_values: int = 0
+    stripped: int = 0
+    unicode_changed: int = 0
+    case_folded: int = 0
+    numbers_canonicalised: int = 0
+    leading_zero_strings: int = 0
+    decimal_strings: int = 0
+    duplicates_dropped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class NormalizedIds:
+    """Canonical keys of the rows kept (``rows`` indexes the input, in input order)."""
+
+    keys: list[bytes]
+    rows: np.ndarray
+    report: NormalizeReport
+
+
+def _canonical_number(s: str) -> str | None:
+    m = _DECIMAL.match(s)
+    if m is None:
+        return None
+    sign, whole, frac = m.groups()
+    whole = whole.lstrip("0") or "0"
+    frac = (frac or "").rstrip("0")
+    out = whole + ("." + frac if frac else "")
+    if out == "0":
+        sign = ""
+    return ("-" if sign == "-" else "") + out
+
+
+def _typed_text(v: Any) -> str | None:
+    """Text of a non-string value; None if missing."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isnan(f):
+            return None
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return str(int(f)) if f.is_integer() and abs(f) < 2**63 else repr(f)
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return v.hex()
+    return str(v)
+
+
+def _normalize_column(
+    values: Sequence[Any], opts: NormalizeOptions, rep: NormalizeReport
+) -> list[str | None]:
+    out: list[str | None] = []
+    append = out.append
+    form = opts.unicode_form
+    for v in values:
+        if isinstance(v, str):
+            s = v
+        else:
+            s = _typed_text(v)  # type: ignore[assignment]
+            if s is None:
+                append(None)
+                continue
+            rep.typed_values += 1
+        if opts.strip:
+            t = s.strip(_STRIP)
+            if t != s:
+                rep.stripped += 1
+                s = t
+        if form is not None and not s.isascii():
+            t = unicodedata.normalize(form, s)
+            if t != s:
+                rep.unicode_changed += 1
+                s = t
+        if opts.casefold:
+            t = s.casefold()
+            if t != s:
+                rep.case_folded += 1
+                s = t
+        if s[:1].isdigit() or s[:1] in "+-":
+            if opts.numbers == "canonical":
+                c = _canonical_number(s)
+                if c is not None and c != s:
+                    rep.numbers_canonicalised += 1
+                    s = c
+            elif _DECIMAL.match(s):
+                if _LEADING_ZERO.match(s):
+                    rep.leading_zero_strings += 1
+                elif "." in s:
+                    rep.decimal_strings += 1
+        append(s if s else None)
+    return out
+
+
+def _rows_list(mask: np.ndarray, limit: int = 5) -> str:
+    idx = np.flatnonzero(mask)
+    shown = ", ".join(str(int(i)) for i in idx[:limit])
+    return shown + (", ..." if len(idx) > limit else "")
+
+
+def normalize_ids(
+    columns: Sequence[Sequence[Any]],
+    options: NormalizeOptions | None = None,
+    *,
+    duplicates: Duplicates = "error",
+    names: Sequence[str] | None = None,
+) -> NormalizedIds:
+    """Canonical keys for each row of one or more ID columns (composite key).
+
+    Args:
+        columns: one sequence per ID column, all of the same length.
+        options: the normalisation (both parties must use the same).
+        duplicates: ``"error"`` or ``"keep-first"``.
+        names: column names, for messages.
+
+    Raises:
+        IdError: a missing/empty ID, or a duplicate under ``duplicates="error"``.
+    """
+    opts = options or NormalizeOptions()
+    if duplicates not in ("error", "keep-first"):
+        raise ConfigError(f"duplicates must be 'error' or 'keep-first', not {duplicates!r}")
+    if not columns:
+        raise IdError("no ID column given")
+    n = len(columns[0])
+    if any(len(c) != n for c in columns):
+        raise IdError("ID columns have different lengths")
+    names = list(names) if names else [f"column {i}" for i in range(len(columns))]
+    rep = NormalizeReport(rows=n)
+    normed = [_normalize_column(list(c), opts, rep) for c in columns]
+
+    missing = np.zeros(n, dtype=bool)
+    for name, col in zip(names, normed, strict=True):
+        m = np.fromiter((v is None for v in col), dtype=bool, count=n)
+        if m.any():
+            rep.notes.append(f"{int(m.sum())} rows have an empty or missing {name}")
+        missing |= m
+    if missing.any():
+        raise IdError(
+            f"{int(missing.sum())} of {n} rows have an empty or missing ID "
+            f"(rows {_rows_list(missing)}; {'; '.join(rep.notes)}); fix or drop them first"
+        )
+
+    if len(normed) == 1:
+        texts: list[str] = normed[0]  # type: ignore[assignment]
+    else:
+        texts = ["|".join(f"{len(v)}:{v}" for v in parts) for parts in zip(*normed, strict=True)]  # type: ignore[arg-type]
+    dup = pd.Series(texts, dtype=object).duplicated(keep="first").to_numpy()
+    n_dup = int(dup.sum())
+    if n_dup and duplicates == "error":
+        first = texts[int(np.flatnonzero(dup)[0])]
+        raise IdError(
+            f"{n_dup} of {n} rows repeat an ID already seen after normalisation "
+            f"(rows {_rows_list(dup)}; e.g. {first!r}); pass duplicates='keep-first' "
+            "(--duplicates keep-first) to keep the first row of each ID"
+        )
+    rows = np.flatnonzero(~dup).astype(np.int64)
+    if n_dup:
+        rep.duplicates_dropped = n_dup
+        texts = [texts[i] for i in rows]
+    rep.kept = len(texts)
+    if rep.leading_zero_strings:
+        rep.notes.append(
+            f"{rep.leading_zero_strings} IDs are zero-padded numbers such as '007'; with "
+            "numbers='keep' they do not match the number 7 (use numbers='canonical' if they should)"
+        )
+    if rep.decimal_strings:
+        rep.notes.append(
+            f"{rep.decimal_strings} IDs are decimal strings such as '1.0'; with numbers='keep' "
+            "they do not match '1' (use numbers='canonical' if they should)"
+        )
+    if rep.typed_values:
+        rep.notes.append(
+            f"{rep.typed_values} IDs were numbers, not text; they were written as their shortest "
+            "decimal form (7.0 -> '7')"
+        )
+    keys = [t.encode("utf-8") for t in texts]
+    return NormalizedIds(keys=keys, rows=rows, report=rep)
+
+
+__all__ = ["Duplicates", "IdError", "NormalizeOptions", "NormalizeReport", "NormalizedIds", "normalize_ids"]

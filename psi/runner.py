@@ -1,0 +1,142 @@
+"""Run a :class:`psi.protocol.PsiSession` over a :class:`party.Party` (in memory or gRPC)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from party.errors import ConfigError
+from party.party import Party
+from party.transport import Tag
+from psi.group import GroupEngine
+from psi.messages import Count, Hello, Points
+from psi.normalize import Duplicates, NormalizeReport, normalize_ids
+from psi.protocol import PsiConfig, PsiResult, PsiSession, Send
+
+log = logging.getLogger(__name__)
+
+
+def _progress(total: int, enabled: bool | None, name: str) -> Any:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="pt", unit_scale=True, desc=f"psi {name}", leave=False)
+
+
+def run_psi_keys(
+    party: Party,
+    keys: Sequence[bytes],
+    *,
+    peers: Sequence[str] | None = None,
+    config: PsiConfig | None = None,
+    session: str = "psi",
+    timeout_s: float = 600.0,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> PsiResult:
+    """Private set intersection of canonical, unique ``keys`` with ``peers``.
+
+    Args:
+        party: this side of the federation.
+        keys: canonical ID bytes (from :func:`psi.normalize.normalize_ids`), unique.
+        peers: the other parties of the run (default: every peer of ``party``).
+        config: shared settings; every party must pass the same.
+        session: tag session; all parties of one run use the same.
+        timeout_s: per-message deadline.
+        workers: processes for group operations (default: all cores; 0: inline).
+        progress: a tqdm bar on stderr (default: when stderr is a terminal).
+
+    Returns:
+        :class:`PsiResult`; ``rows`` index ``keys`` in the agreed order.
+
+    Raises:
+        ConfigMismatch: a peer runs with another config.
+        PartyTimeout, PartyUnavailable: a peer stopped answering or disconnected.
+        RemoteProtocolError: a peer sent something malformed (wrong sizes, invalid points).
+    """
+    peers = list(party.peers if peers is None else peers)
+    if party.name in peers:
+        raise ConfigError(f"{party.name!r} cannot run PSI with itself")
+    tag = Tag("psi", session, 0, "")
+    engine = GroupEngine(workers)
+    sess = PsiSession(party.name, [party.name, *peers], keys, config, engine=engine)
+    bar = None
+    t0 = time.perf_counter()
+
+    def send(s: Send) -> None:
+        party.send(s.dst, tag.at(s.step), s.msg)
+
+    try:
+        for s in sess.hello():
+            send(s)
+        for p in sess.peers:
+            sess.on_hello(p, party.recv(p, tag.at("hello"), Hello, timeout_s=timeout_s))
+        chained = sum(sess.sizes[p] for p in sess.peers)
+        bar = _progress(len(keys) + chained, progress, party.name)
+        for s in sess.own_chunks():
+            send(s)
+            if bar is not None:
+                bar.update(s.msg.count if isinstance(s.msg, Points) else 0)
+        while not sess.done:
+            src, step = sess.next_expected()
+            kind: type[Points] | type[Count] = Count if step == "result" and sess.config.mode == "cardinality" else Points
+            msg = party.recv(src, tag.at(step), kind, timeout_s=timeout_s)
+            for s in sess.receive(src, step, msg):
+                send(s)
+            if bar is not None and step.startswith("chain:") and isinstance(msg, Points):
+                bar.update(msg.count)
+    finally:
+        engine.close()
+        if bar is not None:
+            bar.close()
+    res = sess.result()
+    log.info(
+        "psi %s: %d own, peers %s, shared %s, %.1f s",
+        party.name, len(keys), res.peer_sizes, res.size, time.perf_counter() - t0,
+    )
+    return res
+
+
+def run_psi(
+    party: Party,
+    ids: Sequence[Any] | Sequence[Sequence[Any]],
+    *,
+    composite: bool = False,
+    peers: Sequence[str] | None = None,
+    config: PsiConfig | None = None,
+    duplicates: Duplicates = "error",
+    session: str = "psi",
+    timeout_s: float = 600.0,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> PsiResult:
+    """Normalise ``ids`` (one per row; with ``composite=True`` a list of columns) and run PSI.
+
+    The returned ``rows`` index the input rows (duplicates dropped under
+    ``"keep-first"``); ``report`` is attached as ``result.normalize``.
+
+    Raises:
+        IdError: missing, empty or (by default) duplicated IDs, before connecting to anyone.
+        and everything :func:`run_psi_keys` raises.
+    """
+    config = config or PsiConfig()
+    columns = list(ids) if composite else [ids]
+    norm = normalize_ids(columns, config.normalize, duplicates=duplicates)  # type: ignore[arg-type]
+    res = run_psi_keys(
+        party, norm.keys, peers=peers, config=config, session=session,
+        timeout_s=timeout_s, workers=workers, progress=progress,
+    )
+    if res.rows is not None:
+        res.rows = norm.rows[res.rows]
+    res.normalize = norm.report
+    return res
+
+
+__all__ = ["NormalizeReport", "run_psi", "run_psi_keys"]
+
