@@ -1,0 +1,1 @@
+"""Bank (active, labels) + fintech (passive) vertical FL on FATE's default_credit data."""

@@ -1,0 +1,126 @@
+"""Data and model code shared by bank.py and fintech.py (each party runs it on its own data).
+
+Nothing here crosses a party boundary: each party reads its own CSV, fits its
+own preprocessing on its own training rows, and builds its own bottom model.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from vfl.split import ActiveHead, default_active, default_passive
+
+#: Columns with at most this many distinct values are one-hot encoded (FATE's
+#: default_credit: SEX, EDUCATION, MARRIAGE, PAY_0..PAY_6).
+MAX_CATEGORIES = 12
+
+
+@dataclass
+class PartyTable:
+    """One party's CSV: row IDs, feature matrix, optional labels."""
+
+    ids: list[str]
+    x: npt.NDArray[np.float64]
+    y: npt.NDArray[np.float64] | None
+    columns: list[str]
+
+
+def read_table(path: str | Path, *, id_column: str = "id", label: str | None = None) -> PartyTable:
+    """Read a party CSV (first row: header). Refuses duplicate IDs and non-numeric features."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"{path}: empty file")
+    head, body = rows[0], rows[1:]
+    if id_column not in head:
+        raise ValueError(f"{path}: no {id_column!r} column (columns: {head[:8]}...)")
+    ic = head.index(id_column)
+    lc = head.index(label) if label else None
+    if label and lc is None:
+        raise ValueError(f"{path}: no label column {label!r}")
+    feat = [i for i in range(len(head)) if i != ic and i != lc]
+    ids = [r[ic] for r in body]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate IDs")
+    try:
+        x = np.array([[float(r[i]) if r[i] != "" else np.nan for i in feat] for r in body])
+        y = np.array([float(r[lc]) for r in body]) if lc is not None else None
+    except ValueError as e:
+        raise ValueError(f"{path}: non-numeric value ({e})") from None
+    return PartyTable(ids=ids, x=x.reshape(len(body), len(feat)), y=y,
+                      columns=[head[i] for i in feat])
+
+
+def test_split(rows: int, *, test_fraction: float = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) row indices of the aligned table; both parties compute the same split."""
+    perm = np.random.default_rng([seed, 7]).permutation(rows)
+    n_test = int(rows * test_fraction)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+class Preprocessor:
+    """One-hot for low-cardinality columns; for the rest, a standardised copy (clipped to ±5)
+    and a quantile-normalised copy (empirical CDF on the training rows -> normal scores)."""
+
+    def fit(self, x: npt.NDArray[np.float64]) -> Preprocessor:
+        self.cats: list[npt.NDArray[np.float64] | None] = []
+        self.qs: list[npt.NDArray[np.float64]] = []
+        self.mu = np.nanmean(x, axis=0)
+        self.sd = np.nanstd(x, axis=0) + 1e-9
+        for j in range(x.shape[1]):
+            u = np.unique(x[:, j][np.isfinite(x[:, j])])
+            self.cats.append(u if len(u) <= MAX_CATEGORIES else None)
+            self.qs.append(np.nanquantile(x[:, j], np.linspace(0, 1, 201)))
+        return self
+
+    def transform(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        out = []
+        for j, cats in enumerate(self.cats):
+            col = x[:, j : j + 1]
+            if cats is not None:
+                out.append((col == cats[None, :]).astype(np.float32))
+            else:
+                out.append(np.clip((col - self.mu[j]) / self.sd[j], -5, 5).astype(np.float32))
+                q = self.qs[j]
+                u = np.interp(col, q, np.linspace(0, 1, len(q)))
+                u = np.clip(u, 1e-3, 1 - 1e-3)
+                z = np.sqrt(2.0) * torch.special.erfinv(torch.from_numpy(2 * u - 1)).numpy()
+                out.append(z.astype(np.float32))
+        return np.concatenate(out, axis=1)
+
+
+def bank_model(n_features: int, *, seed: int = 0) -> ActiveHead:
+    """Bank: bottom 32 -> 16, own linear 16 -> 16, top ReLU -> 1."""
+    return default_active(n_features, hidden=32, d=16, k=16, seed=seed)
+
+
+def fintech_model(n_features: int, *, seed: int = 1):  # type: ignore[no-untyped-def]
+    """Fintech: bottom 32 -> 16."""
+    return default_passive(n_features, hidden=32, d=16, seed=seed)
+
+
+def drop_random_rows(src: str | Path, dst: str | Path, *, fraction: float, seed: int) -> int:
+    """Copy a CSV without a random ``fraction`` of its rows (the demo's unaligned inputs)."""
+    with open(src, newline="") as f:
+        rows = list(csv.reader(f))
+    head, body = rows[0], rows[1:]
+    keep = np.random.default_rng(seed).random(len(body)) >= fraction
+    from party.files import write_atomic
+
+    def w(fh):  # type: ignore[no-untyped-def]
+        import io
+
+        s = io.StringIO()
+        wr = csv.writer(s, lineterminator="\n")
+        wr.writerow(head)
+        wr.writerows(r for r, k in zip(body, keep, strict=True) if k)
+        fh.write(s.getvalue().encode())
+
+    write_atomic(dst, w)
+    return int(keep.sum())
