@@ -27,7 +27,7 @@ def test_insecure_or_unusable_params_rejected(n: int, bits: tuple[int, ...]) -> 
 
 def test_he_standard_limit_is_218_bits_at_8192() -> None:
     assert HE_STD_128_MAX_LOGQ[8192] == 218
-    with pytest.raises(ConfigError, match="219-bit.*218"):
+    with pytest.raises(ConfigError, match=r"219-bit.*218"):
         CkksParams(coeff_mod_bit_sizes=(60, 40, 119))
     CkksParams(poly_modulus_degree=16384, coeff_mod_bit_sizes=(60, 40, 60))  # fine
 

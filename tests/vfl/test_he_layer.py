@@ -141,7 +141,7 @@ def test_wrong_key_is_a_clear_error() -> None:
     forged = dataclasses.replace(enc, key_id=p.keys.key_id)
     fwd = a.on_activations(forged)
     p.forward(h, train=False)
-    with pytest.raises(DecryptionRangeError, match="another key|tampered"):
+    with pytest.raises(DecryptionRangeError, match=r"another key|tampered"):
         p.on_masked_forward(fwd)
 
 
