@@ -190,9 +190,8 @@ def test_label_leak_defence_noises_the_gradient(data: dict[str, Any]) -> None:
     for sigma in (0.0, 5.0):
         grads: list[np.ndarray] = []
         c = cfg("plaintext", epochs=1, grad_noise=sigma)
-        xa, y = data["xa"][:ROWS], data["y"][:ROWS]
-
         def bank(party: Party, net: InMemoryNetwork, c: TrainConfig = c) -> Any:
+            xa, y = data["xa"][:ROWS], data["y"][:ROWS]
             return ActiveTrainer(party, ["fintech"], default_active(xa.shape[1], seed=2), xa, y,
                                  config=c).fit()
 
