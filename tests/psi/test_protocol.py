@@ -211,7 +211,7 @@ def test_leakage_audit_each_party_receives_only_declared_items() -> None:
                 assert kinds <= {"hello", "chain", "return", "result"}
             else:
                 assert kinds <= {"hello", "chain"}  # never its own full values back
-            for _, step, m in received:
+            for _, _step, m in received:
                 if isinstance(m, Hello):  # config, size, nonce; no ID
                     assert set(m.config) == {"protocol", "group", "mode", "receiver", "parties",
                                              "normalize", "salt_sha256", "chunk_points"}

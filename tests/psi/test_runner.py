@@ -1,0 +1,115 @@
+"""run_psi over party.Party: in memory (threads), a disconnecting peer, and once over gRPC."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from party import InMemoryNetwork, Party
+from party.errors import PartyTimeout, PartyUnavailable
+from party.testing import run_parties
+from psi import IdError, PsiConfig, run_psi
+
+
+def _sets(seed: int, na: int, nb: int, shared: int) -> tuple[list[str], list[str]]:
+    r = random.Random(seed)
+    common = [f"c{i}" for i in range(shared)]
+    a = common + [f"a{i}" for i in range(na - shared)]
+    b = common + [f"b{i}" for i in range(nb - shared)]
+    r.shuffle(a)
+    r.shuffle(b)
+    return a, b
+
+
+def test_in_memory_two_parties_with_normalisation() -> None:
+    a, b = _sets(1, 300, 500, 120)
+    b = [f"  {x.upper()}\r\n" for x in b]  # same customers, other spelling
+    cfg = PsiConfig(chunk_points=100)
+    out = run_parties({
+        "bank": lambda p: run_psi(p, a, config=cfg, timeout_s=30, workers=0),
+        "fintech": lambda p: run_psi(p, b, config=cfg, timeout_s=30, workers=0),
+    })
+    got_a = [a[i] for i in out["bank"].rows]
+    got_b = [b[i].strip().lower() for i in out["fintech"].rows]
+    assert got_a == got_b
+    assert set(got_a) == {f"c{i}" for i in range(120)}
+    assert out["fintech"].normalize.case_folded == 500
+
+
+def test_worker_processes_give_the_same_result() -> None:
+    a, b = _sets(2, 3000, 2500, 1000)
+    cfg = PsiConfig(chunk_points=1024)
+    out = run_parties({
+        "bank": lambda p: run_psi(p, a, config=cfg, timeout_s=60, workers=2),
+        "fintech": lambda p: run_psi(p, b, config=cfg, timeout_s=60, workers=0),
+    })
+    assert [a[i] for i in out["bank"].rows] == [b[i] for i in out["fintech"].rows]
+    assert len(out["bank"].rows) == 1000
+
+
+def test_duplicates_refused_before_any_message() -> None:
+    net = InMemoryNetwork(["bank", "fintech"])
+    party = Party("bank", net.transport("bank"))
+    with pytest.raises(IdError, match="1 of 3 rows repeat"):
+        run_psi(party, ["x", "y", "X"], timeout_s=1)
+    assert party.transport.stats.snapshot()["messages_sent"] == 0
+
+
+def test_peer_disconnecting_mid_run_gives_a_clear_error() -> None:
+    """threats: a peer that dies during the chain stage -> PartyUnavailable at once, no hang."""
+    net = InMemoryNetwork(["bank", "fintech"])
+    a = [f"id{i}" for i in range(400)]
+    bank = Party("bank", net.transport("bank"))
+    fintech = Party("fintech", net.transport("fintech"))
+    errors: dict[str, BaseException] = {}
+
+    def bank_run() -> None:
+        try:
+            run_psi(bank, a, config=PsiConfig(chunk_points=50), timeout_s=30, workers=0)
+        except BaseException as e:  # noqa: BLE001
+            errors["bank"] = e
+
+    t = threading.Thread(target=bank_run)
+    t.start()
+    # the fintech says hello, then dies before sending its set
+    from party.transport import Tag
+    from psi.messages import Hello
+    from psi.protocol import PsiSession
+
+    s = PsiSession("fintech", ["bank", "fintech"], [b"x"], PsiConfig(chunk_points=50))
+    for snd in s.hello():
+        fintech.send(snd.dst, Tag("psi", "psi", 0, snd.step), snd.msg)
+    fintech.recv("bank", Tag("psi", "psi", 0, "hello"), Hello, timeout_s=10)
+    net.disconnect("fintech")
+    t.join(20)
+    assert not t.is_alive()
+    assert isinstance(errors.get("bank"), PartyUnavailable)
+    assert "fintech" in str(errors["bank"])
+
+
+def test_silent_peer_times_out() -> None:
+    net = InMemoryNetwork(["bank", "fintech"])
+    bank = Party("bank", net.transport("bank"))
+    with pytest.raises(PartyTimeout, match="fintech"):
+        run_psi(bank, ["a"], timeout_s=0.3, workers=0)
+
+
+@pytest.mark.grpc
+def test_over_grpc_three_parties() -> None:
+    from party.grpc_transport import connect
+    from party.testing import grpc_federation
+
+    r = random.Random(3)
+    universe = [f"u{i}" for i in range(300)]
+    sets = {n: r.sample(universe, 200) for n in ("bank", "fintech", "insurer")}
+    with grpc_federation(list(sets)) as (config, _router):
+        out = run_parties(
+            {n: (lambda p, n=n: run_psi(p, sets[n], timeout_s=30, workers=0)) for n in sets},
+            make_party=lambda n: connect(config, n),
+        )
+    expect = set.intersection(*(set(s) for s in sets.values()))
+    orders = {n: [sets[n][i] for i in out[n].rows] for n in sets}
+    assert set(orders["bank"]) == expect
+    assert orders["bank"] == orders["fintech"] == orders["insurer"]
