@@ -1,0 +1,200 @@
+"""Masked ``XᵀP`` under CKKS: the one homomorphic operation FTL needs, on ``vfl.he``'s engine.
+
+The key owner encrypts a matrix X (rows × m) with its own key; the peer holds a
+plaintext P (rows × K) and wants neither to reveal P nor to learn X. The peer
+computes ``Enc(Xᵀ P) + mask`` with ciphertext × plaintext products only; the key
+owner decrypts, adds up blocks, and returns the masked sums rounded and
+noise-flooded (``vfl.he.layer.release``); the peer removes its mask.
+
+Layout ("replicated column blocks"): rows are cut into chunks of ``blk`` (a power
+of two) rows; in a chunk's ciphertext, column j of X fills block j (``blk``
+slots), and the m blocks are repeated ``reps = slots // (blk·m)`` times. The
+peer's plaintext for output ciphertext q puts, in replica t, column
+``k = q·reps + t`` of P (per row) under every block. Slot (t, j, i) then holds
+``X[i, j]·P[i, k]``; summing the chunks (homomorphically) and each block (after
+decryption) gives ``(XᵀP)[j, k]``. One multiplicative level, no rotations, no
+Galois or relinearisation keys (vfl_he.md design rules); batches longer than a
+ciphertext are chunked (threats.md row 29).
+
+CKKS keys, parameters (HE-standard checks), serialization with size/level
+checks, decryption budgets and rounding come from ``vfl.he``; nothing here
+re-implements them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from party.errors import RemoteProtocolError
+from vfl.he.context import CkksKeys, CkksParams, CkksPeer, HeError
+from vfl.he.layer import release
+from vfl.he.packing import next_pow2
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _prev_pow2(n: int) -> int:
+    return 1 << (max(1, int(n)).bit_length() - 1)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where X (rows × m) sits in the slots of its ciphertexts."""
+
+    rows: int
+    m: int
+    slots: int
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.m < 1:
+            raise ValueError(f"empty matrix ({self.rows} × {self.m})")
+        if self.m > self.slots:
+            raise ValueError(f"{self.m} columns do not fit {self.slots} slots")
+
+    @property
+    def blk(self) -> int:
+        return min(next_pow2(self.rows), _prev_pow2(self.slots // self.m))
+
+    @property
+    def reps(self) -> int:
+        return self.slots // (self.blk * self.m)
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.rows // self.blk)
+
+    def outputs(self, k: int) -> int:
+        """Ciphertexts in the product with a P of ``k`` columns."""
+        return -(-k // self.reps)
+
+    def pack(self, x: FloatArray) -> FloatArray:
+        """Slot vectors of X: (chunks, slots)."""
+        if x.shape != (self.rows, self.m):
+            raise ValueError(f"expected a {self.rows} × {self.m} matrix, got {x.shape}")
+        blk, reps, n = self.blk, self.reps, self.chunks
+        pad = np.zeros((n * blk, self.m))
+        pad[: self.rows] = x
+        one = pad.reshape(n, blk, self.m).transpose(0, 2, 1).reshape(n, self.m * blk)
+        out = np.zeros((n, self.slots))
+        out[:, : reps * self.m * blk] = np.tile(one, (1, reps))
+        return out
+
+    def weights(self, p: FloatArray, q: int) -> FloatArray:
+        """The peer's plaintext vectors for output ciphertext q: (chunks, slots)."""
+        blk, reps, n, m = self.blk, self.reps, self.chunks, self.m
+        k = p.shape[1]
+        pad = np.zeros((n * blk, reps))
+        cols = range(q * reps, min(k, (q + 1) * reps))
+        for t, kk in enumerate(cols):
+            pad[: self.rows, t] = p[:, kk]
+        # (chunk, rep, block j, row i) = P[chunk·blk + i, q·reps + t]
+        per = pad.reshape(n, blk, reps).transpose(0, 2, 1)[:, :, None, :]
+        full = np.broadcast_to(per, (n, reps, m, blk)).reshape(n, reps * m * blk)
+        out = np.zeros((n, self.slots))
+        out[:, : reps * m * blk] = full
+        return out
+
+    def block_sums(self, v: FloatArray) -> FloatArray:
+        """Sum each block of one decrypted (or mask) vector: (m, reps)."""
+        used = self.reps * self.m * self.blk
+        return v[:used].reshape(self.reps, self.m, self.blk).sum(axis=2).T
+
+    def assemble(self, sums: list[FloatArray], k: int) -> FloatArray:
+        """(m × k) result from the block sums of each output ciphertext."""
+        out = np.concatenate(sums, axis=1) if sums else np.zeros((self.m, 0))
+        return np.asarray(out[:, :k], dtype=np.float64)
+
+
+def encrypt(keys: CkksKeys, x: FloatArray) -> list[bytes]:
+    """Encrypt X under our own key in the replicated column-block layout."""
+    lay = Layout(x.shape[0], x.shape[1], keys.params.slots)
+    return [keys.encrypt_symmetric(v) for v in lay.pack(x)]
+
+
+def _rescaled_scale(eng: CkksPeer) -> float:
+    q1 = eng.sctx.first_context_data().parms().coeff_modulus()[-1].value()
+    return float(eng.params.scale) ** 2 / float(q1)
+
+
+def check_range(params: CkksParams, x: FloatArray, p: FloatArray, what: str) -> None:
+    """Refuse products whose slots could leave the range CKKS decrypts correctly."""
+    if x.size == 0 or p.size == 0:
+        return
+    worst = float(np.abs(x).max()) * float(np.abs(p).max())
+    limit = params.range_limit / 4 - params.mask_bound
+    if not math.isfinite(worst) or worst > limit:
+        raise HeError(
+            f"{what}: slot products up to {worst:.3g} exceed the CKKS range budget "
+            f"{limit:.3g} (range_limit/4 − mask_bound); the model diverged or inputs are unscaled"
+        )
+
+
+def masked_product(peer: CkksPeer, blobs: list[bytes], rows: int, m: int, p: FloatArray,
+                   rng: np.random.Generator, *, peer_name: str) -> tuple[list[bytes], FloatArray]:
+    """``Enc(XᵀP + masks)`` from the key owner's ``Enc(X)``; returns the ciphertexts and
+    the (m × K) mask sums to subtract from the returned block sums."""
+    lay = Layout(rows, m, peer.params.slots)
+    if p.ndim != 2 or p.shape[0] != rows:
+        raise ValueError(f"plaintext must have {rows} rows, got shape {p.shape}")
+    if len(blobs) != lay.chunks:
+        raise RemoteProtocolError(
+            f"expected {lay.chunks} ciphertexts for a {rows} × {m} matrix, got {len(blobs)}",
+            peer=peer_name,
+        )
+    cts = [peer.load_ciphertext(b, level="top") for b in blobs]
+    ev = peer.evaluator
+    out: list[bytes] = []
+    mask_sums: list[FloatArray] = []
+    k = p.shape[1]
+    for q in range(lay.outputs(k)):
+        wv = lay.weights(p, q)
+        acc: Any = None
+        for c, ct in enumerate(cts):
+            if not wv[c].any():  # SEAL refuses products that are identically zero
+                continue
+            tmp = peer.new_ct()
+            ev.multiply_plain(ct, peer.encode(wv[c]), tmp)
+            if acc is None:
+                acc = tmp
+            else:
+                ev.add_inplace(acc, tmp)
+        mask = rng.uniform(-peer.params.mask_bound, peer.params.mask_bound, peer.params.slots)
+        if acc is None:
+            acc = peer.encrypt_mask(mask, scale=_rescaled_scale(peer))
+        else:
+            ev.rescale_to_next_inplace(acc)
+            ev.add_inplace(acc, peer.encrypt_mask(mask, scale=acc.scale))
+        out.append(peer.save(acc))
+        mask_sums.append(lay.block_sums(mask))
+    return out, lay.assemble(mask_sums, k)
+
+
+def decrypt_sums(keys: CkksKeys, blobs: list[bytes], rows: int, m: int, k: int,
+                 rng: np.random.Generator, *, peer_name: str) -> FloatArray:
+    """Decrypt a masked product, add up its blocks, and release it (rounded, flooded)."""
+    lay = Layout(rows, m, keys.params.slots)
+    if len(blobs) != lay.outputs(k):
+        raise RemoteProtocolError(
+            f"expected {lay.outputs(k)} product ciphertexts, got {len(blobs)}", peer=peer_name
+        )
+    sums = [lay.block_sums(keys.decrypt(keys.load_ciphertext(b, level="last"))) for b in blobs]
+    return release(lay.assemble(sums, k), keys.params, rng)
+
+
+def decryptions_needed(rows: int, m: int, k: int, params: CkksParams) -> int:
+    return Layout(rows, m, params.slots).outputs(k)
+
+
+__all__ = [
+    "Layout",
+    "check_range",
+    "decrypt_sums",
+    "decryptions_needed",
+    "encrypt",
+    "masked_product",
+]

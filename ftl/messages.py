@@ -1,0 +1,201 @@
+"""Wire messages of the FTL protocol (see ``ftl.protocol`` for the steps).
+
+Ciphertexts travel as SEAL-serialized ``bytes`` (size/level-checked by
+``vfl.he`` before SEAL sees them); released decryptions travel as float64 arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from party import wire
+
+MAX_CIPHERTEXTS = 1 << 12
+
+
+def _cts(name: str, cts: object) -> None:
+    if not isinstance(cts, list) or len(cts) > MAX_CIPHERTEXTS:
+        raise ValueError(f"{name}: expected a list of at most {MAX_CIPHERTEXTS} ciphertexts")
+    for c in cts:
+        if not isinstance(c, (bytes, bytearray)):
+            raise ValueError(f"{name}: ciphertexts must be bytes, got {type(c).__name__}")
+
+
+def _mat(name: str, a: object) -> None:
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != np.float64:
+        raise ValueError(f"{name}: expected a 2-d float64 array")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: contains NaN or Inf")
+
+
+def _step(epoch: object, step: object) -> None:
+    if not isinstance(epoch, int) or not isinstance(step, int) or epoch < 0 or step < 0:
+        raise ValueError(f"epoch/step must be non-negative ints, got {epoch!r}/{step!r}")
+
+
+@wire("ftl.hello", version=1)
+@dataclass(frozen=True)
+class Hello:
+    """Both ways, once: who I am, what I hold, my public CKKS context (never the secret key)."""
+
+    role: str          # "guest" (A, labels) or "host" (B)
+    has_labels: bool
+    params: dict       # type: ignore[type-arg]  # FtlParams.as_dict()
+    n_overlap: int
+    width: int         # K: this party's activation width (the peer sizes its packing)
+    start_epoch: int   # first epoch this party will train (from its checkpoint)
+    context: bytes
+    key_id: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ("guest", "host"):
+            raise ValueError(f"role must be 'guest' or 'host', got {self.role!r}")
+        if not isinstance(self.params, dict):
+            raise ValueError("params must be a dict")
+        for f in ("n_overlap", "width", "start_epoch"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"{f} must be a non-negative int, got {v!r}")
+
+
+@wire("ftl.host_forward", version=1)
+@dataclass(frozen=True)
+class HostForward:
+    """Step 1, B -> A: Enc_B(U_B) and Enc_B(U_BᵀU_B / n) for the batch."""
+
+    epoch: int
+    step: int
+    key_id: str
+    u: list[bytes]
+    s: list[bytes]
+    stats: np.ndarray  # (1, 2): Σ‖u_B‖², ‖θ_B‖² (for the loss value only)
+    context: bytes     # B's new public context after a key rotation, else b""
+
+    def __post_init__(self) -> None:
+        _step(self.epoch, self.step)
+        _cts("u", self.u)
+        _cts("s", self.s)
+        _mat("stats", self.stats)
+        if self.stats.shape != (1, 2):
+            raise ValueError("stats must be 1 × 2")
+
+
+@wire("ftl.guest_forward", version=1)
+@dataclass(frozen=True)
+class GuestForward:
+    """Step 2, A -> B: masked Enc_B(U_Bᵀ[a, y]), Enc_B(SΦ/n); and Enc_A(C), Enc_A(Q)."""
+
+    epoch: int
+    step: int
+    t: list[bytes]
+    s_phi: list[bytes]
+    key_id: str        # A's key (c, q)
+    c: list[bytes]
+    q: list[bytes]
+    context: bytes     # A's new public context after a key rotation, else b""
+
+    def __post_init__(self) -> None:
+        _step(self.epoch, self.step)
+        for n in ("t", "s_phi", "c", "q"):
+            _cts(n, getattr(self, n))
+
+
+@wire("ftl.host_backward", version=1)
+@dataclass(frozen=True)
+class HostBackward:
+    """Step 3, B -> A: released masked sums for A; masked Enc_A(Cᵀb), Enc_A(Q·M/n)."""
+
+    epoch: int
+    step: int
+    t_sum: np.ndarray
+    s_phi_sum: np.ndarray
+    ctb: list[bytes]
+    qm: list[bytes]
+
+    def __post_init__(self) -> None:
+        _step(self.epoch, self.step)
+        _mat("t_sum", self.t_sum)
+        _mat("s_phi_sum", self.s_phi_sum)
+        _cts("ctb", self.ctb)
+        _cts("qm", self.qm)
+
+
+@wire("ftl.guest_backward", version=1)
+@dataclass(frozen=True)
+class GuestBackward:
+    """Step 4, A -> B: released masked sums for B, and the step's loss."""
+
+    epoch: int
+    step: int
+    ctb_sum: np.ndarray
+    qm_sum: np.ndarray
+    loss: float
+
+    def __post_init__(self) -> None:
+        _step(self.epoch, self.step)
+        _mat("ctb_sum", self.ctb_sum)
+        _mat("qm_sum", self.qm_sum)
+        if not isinstance(self.loss, float) or not np.isfinite(self.loss):
+            raise ValueError("loss must be a finite float")
+
+
+@wire("ftl.predict_request", version=1)
+@dataclass(frozen=True)
+class PredictRequest:
+    """Prediction step 1, B -> A: B will score ``rows`` rows."""
+
+    rows: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rows, int) or self.rows < 1:
+            raise ValueError(f"rows must be a positive int, got {self.rows!r}")
+
+
+@wire("ftl.enc_phi", version=1)
+@dataclass(frozen=True)
+class EncPhi:
+    """Prediction step 2, A -> B: Enc_A(Φ)."""
+
+    key_id: str
+    phi: list[bytes]
+    context: bytes
+
+    def __post_init__(self) -> None:
+        _cts("phi", self.phi)
+
+
+@wire("ftl.predict_masked", version=1)
+@dataclass(frozen=True)
+class PredictMasked:
+    """Prediction step 3, B -> A: Enc_A(Φ·u_j + r_j) for each row j."""
+
+    scores: list[bytes]
+
+    def __post_init__(self) -> None:
+        _cts("scores", self.scores)
+
+
+@wire("ftl.predict_sums", version=1)
+@dataclass(frozen=True)
+class PredictSums:
+    """Prediction step 4, A -> B: the released masked scores (1 × rows)."""
+
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        _mat("scores", self.scores)
+
+
+__all__ = [
+    "EncPhi",
+    "GuestBackward",
+    "GuestForward",
+    "Hello",
+    "HostBackward",
+    "HostForward",
+    "PredictMasked",
+    "PredictRequest",
+    "PredictSums",
+]

@@ -1,0 +1,421 @@
+"""Representation networks and the FTL loss (Liu et al., arXiv:1812.03337), in pure torch.
+
+Notation (one training step):
+
+* A (guest) holds labelled rows. ``S`` is a batch of A's labelled rows ("source"),
+  ``C`` a batch of the overlap (rows both parties hold, in PSI order), n = |C|.
+  B (host) holds features only.
+* Each party's network is ``u = W·[f(x), 1]``: a local bottom ``f`` and a linear
+  representation layer ``W`` (d × K, the bias is the last column). ``a`` and
+  ``b`` denote A's and B's activations ``[f(x), 1]`` (K_A and K_B wide).
+* ``Φ = mean_{k∈S} y_k u^A_k`` with y ∈ {−1, +1} (the paper's Φ^A), and the score
+  of any B row is ``φ(u^B) = Φ·u^B`` (logistic link).
+
+Loss of one step::
+
+    L  = L1 + L2 + α·L_src + λ/2 (‖θ_A‖² + ‖θ_B‖²)
+    L1 = mean_{i∈C} ℓ(y_i, Φ·u^B_i)          ℓ = log(1+e^{−yφ}), or its Taylor form
+                                              log 2 − ½yφ + ⅛φ² (encrypted mode)
+    L2 = γ·mean_{i∈C} ‖u^A_i − u^B_i‖²        alignment on the overlap
+    L_src = mean_{k∈S} log(1+e^{−y_k Φ·u^A_k})  A's own rows (A-local; α = 0 is the paper)
+
+The cross-party terms L1 and L2 train the representation layers W_A and W_B
+(the bottoms enter them detached): that is what lets their gradients be computed
+under encryption as ciphertext × plaintext products only (``ftl.he``). A's bottom
+learns from its own labelled rows (L_src); B's bottom, if it has one, is a fixed
+random feature map.
+
+With the Taylor form every cross-party gradient is a function of a few
+aggregates (``CrossTerms``), which is what the protocol computes:
+
+    for A:  T = U_Bᵀ [a_C, y_C]  (d × (K_A+1)),  SΦ = (U_BᵀU_B) Φ  (d)
+    for B:  Cᵀb  with  c_i = −½ y_i Φ − 2γ u^A_i,  and  Q·(U_Bᵀb)  with  Q = ¼ΦΦᵀ
+
+    ∂L/∂W_A = gΦ ⊗ ȳa + (2γ/n)(u_Cᵀ a_C − T[:, :K_A]),   gΦ = (−½T[:, K_A] + ¼SΦ)/n
+    ∂L/∂W_B = (Cᵀb + Q U_Bᵀb + 2γ U_Bᵀb)/n
+
+where ȳa = mean_{k∈S} y_k a_k (so Φ = W_A ȳa).  ``federated_loss`` is the same
+loss written for autograd; the tests check one against the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from party.errors import ConfigError
+
+FloatArray = npt.NDArray[np.float64]
+
+LOG2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class FtlParams:
+    """Model and training parameters; both parties must use the same ones.
+
+    Attributes:
+        dim: d, the shared representation dimension.
+        guest_hidden: hidden widths of A's bottom network (trained on A's rows).
+        host_hidden: hidden widths of B's bottom network (a fixed random map).
+        alignment: γ, weight of the alignment term L2.
+        source_weight: α, weight of A's own logistic loss L_src (0: the paper's loss).
+        l2: λ, L2 regularisation of every trained parameter.
+        lr: Adam learning rate (both parties).
+        epochs: passes over the overlap.
+        batch_size: overlap rows per step (the last short batch joins the previous one).
+        source_batch: A's labelled rows per step used for Φ and L_src.
+        seed: seeds the networks, the batch order and A's source batches.
+        taylor: use the Taylor form of ℓ (required by the encrypted mode).
+        timeout_s: per-message deadline of the protocol runner.
+    """
+
+    dim: int = 8
+    guest_hidden: tuple[int, ...] = (16,)
+    host_hidden: tuple[int, ...] = ()
+    alignment: float = 0.2
+    source_weight: float = 1.0
+    l2: float = 1e-3
+    lr: float = 0.05
+    epochs: int = 50
+    batch_size: int = 256
+    source_batch: int = 2048
+    seed: int = 0
+    taylor: bool = True
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "guest_hidden", tuple(int(h) for h in self.guest_hidden))
+        object.__setattr__(self, "host_hidden", tuple(int(h) for h in self.host_hidden))
+        if not 1 <= self.dim <= 256:
+            raise ConfigError(f"dim must be in 1..256, got {self.dim}")
+        if any(h < 1 for h in (*self.guest_hidden, *self.host_hidden)):
+            raise ConfigError("hidden widths must be >= 1")
+        for name in ("alignment", "source_weight", "l2"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{name} must be finite and >= 0, got {v}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.epochs < 0 or self.batch_size < 1 or self.source_batch < 2:
+            raise ConfigError("epochs >= 0, batch_size >= 1 and source_batch >= 2 are required")
+        if self.timeout_s <= 0:
+            raise ConfigError("timeout_s must be > 0")
+
+    def as_dict(self) -> dict[str, object]:
+        """The fields both parties compare at the start of a run."""
+        return {
+            "dim": self.dim, "guest_hidden": list(self.guest_hidden),
+            "host_hidden": list(self.host_hidden), "alignment": self.alignment,
+            "source_weight": self.source_weight, "l2": self.l2, "lr": self.lr,
+            "epochs": self.epochs, "batch_size": self.batch_size,
+            "source_batch": self.source_batch, "seed": self.seed, "taylor": self.taylor,
+        }
+
+
+class RepresentationNet(nn.Module):
+    """``u = W·[f(x), 1]``: a bottom ``f`` (Linear+Tanh per hidden width) and a linear top."""
+
+    def __init__(self, n_features: int, hidden: tuple[int, ...], dim: int, *,
+                 seed: int, train_bottom: bool = True) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        layers: list[nn.Module] = []
+        width = n_features
+        for h in hidden:
+            lin = nn.Linear(width, h, dtype=torch.float64)
+            _init(lin, gen)
+            layers += [lin, nn.Tanh()]
+            width = h
+        self.bottom = nn.Sequential(*layers)
+        self.top = nn.Linear(width, dim, dtype=torch.float64)
+        _init(self.top, gen)
+        if not train_bottom:
+            for p in self.bottom.parameters():
+                p.requires_grad_(False)
+        self.n_features = n_features
+        self.width = width + 1  # K: activations plus the constant 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations ``[f(x), 1]`` (with graph): (rows, K)."""
+        h = self.bottom(x)
+        return torch.cat([h, torch.ones(h.shape[0], 1, dtype=h.dtype)], dim=1)
+
+    def weight(self) -> torch.Tensor:
+        """The representation layer as one (d, K) matrix ``[W, bias]``."""
+        return torch.cat([self.top.weight, self.top.bias[:, None]], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x) @ self.weight().T
+
+
+def _init(lin: nn.Linear, gen: torch.Generator) -> None:
+    bound = 1.0 / math.sqrt(lin.in_features)
+    with torch.no_grad():
+        lin.weight.copy_(torch.rand(lin.weight.shape, generator=gen, dtype=torch.float64) * 2 * bound - bound)
+        lin.bias.copy_(torch.rand(lin.bias.shape, generator=gen, dtype=torch.float64) * 2 * bound - bound)
+
+
+def signed(y: FloatArray | npt.NDArray[np.int64]) -> FloatArray:
+    """Labels {0, 1} → {−1, +1} (refuses anything else)."""
+    arr = np.asarray(y, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ConfigError(f"labels must be one column, got shape {arr.shape}")
+    vals = set(np.unique(arr).tolist())
+    if not vals <= {0.0, 1.0, -1.0}:
+        raise ConfigError(f"labels must be binary (0/1 or −1/+1), got values {sorted(vals)[:5]}")
+    return np.where(arr > 0, 1.0, -1.0)
+
+
+def _t(x: FloatArray) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float64))
+
+
+def _np(x: torch.Tensor) -> FloatArray:
+    return np.asarray(x.detach().numpy(), dtype=np.float64)
+
+
+def l1_value(phi: torch.Tensor, y: torch.Tensor, *, taylor: bool) -> torch.Tensor:
+    """Mean logistic loss of scores ``phi`` for labels ``y`` ∈ {−1, +1}."""
+    if taylor:
+        return (LOG2 - 0.5 * y * phi + 0.125 * phi * phi).mean()
+    return nn.functional.softplus(-y * phi).mean()
+
+
+def federated_loss(wa: torch.Tensor, wb: torch.Tensor, a_s: torch.Tensor, ys: torch.Tensor,
+                   a_c: torch.Tensor, yc: torch.Tensor, b_c: torch.Tensor, *, gamma: float,
+                   taylor: bool) -> torch.Tensor:
+    """L1 + L2 for autograd (the reference the protocol's gradients are checked against)."""
+    phi_vec = (ys[:, None] * (a_s @ wa.T)).mean(dim=0)
+    u_b = b_c @ wb.T
+    l1 = l1_value(u_b @ phi_vec, yc, taylor=taylor)
+    l2 = gamma * ((a_c @ wa.T - u_b) ** 2).sum(dim=1).mean()
+    return l1 + l2
+
+
+# --------------------------------------------------------------------------- guest (A)
+
+
+@dataclass
+class GuestBatch:
+    """A's quantities for one step (numpy parts are what the protocol uses)."""
+
+    yc: FloatArray          # (n,) overlap labels ±1
+    a_c: FloatArray         # (n, K_A) activations of the overlap rows
+    u_c: FloatArray         # (n, d)
+    ybar_a: FloatArray      # (K_A,) mean_S y a
+    phi: FloatArray         # (d,) Φ = W_A ȳa
+    src_loss: torch.Tensor  # L_src (graph into A's bottom and top)
+    src_loss_value: float
+
+
+@dataclass
+class HostBatch:
+    """B's quantities for one step."""
+
+    b: FloatArray   # (n, K_B)
+    u: FloatArray   # (n, d)
+
+    @property
+    def s(self) -> FloatArray:
+        return self.u.T @ self.u
+
+    @property
+    def m(self) -> FloatArray:
+        return self.u.T @ self.b
+
+
+@dataclass
+class CrossForGuest:
+    """What A needs from B's side (computed under B's key in the encrypted mode)."""
+
+    t: FloatArray      # (d, K_A + 1) = U_Bᵀ [a_C, y_C]
+    s_phi: FloatArray  # (d,) = U_BᵀU_B Φ
+    tr_s: float        # Σ‖u_B‖² over the batch (for the loss value only)
+    reg_b: float       # ‖θ_B‖² (for the loss value only)
+
+
+@dataclass
+class CrossForHost:
+    """What B needs from A's side (computed under A's key in the encrypted mode)."""
+
+    ctb: FloatArray    # (d, K_B) = Cᵀ b
+    qm: FloatArray     # (d, K_B) = Q U_Bᵀ b
+
+
+class GuestModel:
+    """A's network, optimiser and the A half of the gradient (no I/O)."""
+
+    def __init__(self, n_features: int, params: FtlParams) -> None:
+        if n_features < 1:
+            raise ConfigError("the guest needs at least one feature column")
+        self.params = params
+        self.net = RepresentationNet(n_features, params.guest_hidden, params.dim,
+                                     seed=params.seed * 2 + 1)
+        self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
+                                    lr=params.lr)
+        self.phi_final: FloatArray | None = None
+
+    @property
+    def width(self) -> int:
+        return self.net.width
+
+    def begin(self, xs: FloatArray, ys: FloatArray, xc: FloatArray, yc: FloatArray) -> GuestBatch:
+        """Forward pass on a source batch and an overlap batch."""
+        p = self.params
+        a_s = self.net.features(_t(xs))
+        w = self.net.weight()
+        yst = _t(ys)
+        phi_graph = (yst[:, None] * (a_s @ w.T)).mean(dim=0)
+        u_s = a_s @ w.T
+        src = nn.functional.softplus(-yst * (u_s @ phi_graph)).mean()
+        with torch.no_grad():
+            a_c = self.net.features(_t(xc))
+            u_c = a_c @ w.T
+            ybar_a = (yst[:, None] * a_s).mean(dim=0)
+        return GuestBatch(yc=np.asarray(yc, dtype=np.float64), a_c=_np(a_c), u_c=_np(u_c),
+                          ybar_a=_np(ybar_a), phi=_np(phi_graph), src_loss=src * p.source_weight,
+                          src_loss_value=float(src.detach()))
+
+    def for_host(self, g: GuestBatch) -> tuple[FloatArray, FloatArray]:
+        """A's cross inputs to B's gradient: C (n × d) and Q (d × d)."""
+        c = -0.5 * g.yc[:, None] * g.phi[None, :] - 2.0 * self.params.alignment * g.u_c
+        q = 0.25 * np.outer(g.phi, g.phi)
+        return c, q
+
+    def t_columns(self, g: GuestBatch) -> FloatArray:
+        """The plaintext columns A multiplies B's encrypted U_B by: [a_C, y_C]."""
+        return np.concatenate([g.a_c, g.yc[:, None]], axis=1)
+
+    def grad(self, g: GuestBatch, cross: CrossForGuest) -> tuple[FloatArray, float]:
+        """∂(L1+L2)/∂W_A from the cross terms, and the (Taylor) value of L1 + L2."""
+        p, n, k = self.params, g.a_c.shape[0], g.a_c.shape[1]
+        t, ty = cross.t[:, :k], cross.t[:, k]
+        g_phi = (-0.5 * ty + 0.25 * cross.s_phi) / n
+        w = _np(self.net.weight())
+        grad = np.outer(g_phi, g.ybar_a) + (2 * p.alignment / n) * (g.u_c.T @ g.a_c - t)
+        l1 = LOG2 + (-0.5 * g.phi @ ty + 0.125 * g.phi @ cross.s_phi) / n
+        l2 = p.alignment / n * (float((g.u_c**2).sum()) - 2 * float((t * w).sum()) + cross.tr_s)
+        return grad, float(l1 + l2)
+
+    def apply(self, g: GuestBatch, grad_fed: FloatArray) -> None:
+        """One optimiser step on α·L_src + λ/2‖θ_A‖² + ⟨∂(L1+L2)/∂W_A, W_A⟩."""
+        self.opt.zero_grad()
+        surrogate = g.src_loss + 0.5 * self.params.l2 * self.reg_tensor()
+        surrogate = surrogate + (self.net.weight() * _t(grad_fed)).sum()
+        surrogate.backward()  # type: ignore[no-untyped-call]
+        self.opt.step()
+
+    def reg_tensor(self) -> torch.Tensor:
+        return sum((q**2).sum() for q in self.net.parameters() if q.requires_grad)  # type: ignore[return-value]
+
+    def reg(self) -> float:
+        return float(self.reg_tensor().detach())
+
+    def compute_phi(self, x: FloatArray, y: FloatArray) -> FloatArray:
+        """Φ over all of A's labelled rows (what scoring uses); stored in ``phi_final``."""
+        with torch.no_grad():
+            u = self.net(_t(x))
+            phi = (_t(y)[:, None] * u).mean(dim=0)
+        self.phi_final = _np(phi)
+        return self.phi_final
+
+    def score_own(self, x: FloatArray) -> FloatArray:
+        """A's own scores Φ·u_A for its rows (the source-domain classifier)."""
+        if self.phi_final is None:
+            raise ConfigError("compute_phi() must run before scoring")
+        with torch.no_grad():
+            return _np(self.net(_t(x))) @ self.phi_final
+
+
+class HostModel:
+    """B's network, optimiser and the B half of the gradient (no I/O)."""
+
+    def __init__(self, n_features: int, params: FtlParams) -> None:
+        if n_features < 1:
+            raise ConfigError("the host needs at least one feature column")
+        self.params = params
+        self.net = RepresentationNet(n_features, params.host_hidden, params.dim,
+                                     seed=params.seed * 2 + 2, train_bottom=False)
+        self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
+                                    lr=params.lr)
+
+    @property
+    def width(self) -> int:
+        return self.net.width
+
+    def begin(self, xb: FloatArray) -> HostBatch:
+        with torch.no_grad():
+            b = self.net.features(_t(xb))
+            u = b @ self.net.weight().T
+        return HostBatch(b=_np(b), u=_np(u))
+
+    def grad(self, h: HostBatch, cross: CrossForHost) -> FloatArray:
+        """∂(L1+L2)/∂W_B from the cross terms."""
+        n = h.b.shape[0]
+        return (cross.ctb + cross.qm + 2 * self.params.alignment * h.m) / n
+
+    def apply(self, grad_fed: FloatArray) -> None:
+        self.opt.zero_grad()
+        surrogate = 0.5 * self.params.l2 * self.reg_tensor()
+        surrogate = surrogate + (self.net.weight() * _t(grad_fed)).sum()
+        surrogate.backward()  # type: ignore[no-untyped-call]
+        self.opt.step()
+
+    def reg_tensor(self) -> torch.Tensor:
+        return sum((q**2).sum() for q in self.net.parameters() if q.requires_grad)  # type: ignore[return-value]
+
+    def reg(self) -> float:
+        return float(self.reg_tensor().detach())
+
+    def represent(self, x: FloatArray) -> FloatArray:
+        with torch.no_grad():
+            return _np(self.net(_t(x)))
+
+
+def plain_cross(g: GuestBatch, h: HostBatch, guest: GuestModel, host: HostModel
+                ) -> tuple[CrossForGuest, CrossForHost]:
+    """Both cross terms computed in the clear (plaintext mode and tests)."""
+    c, q = guest.for_host(g)
+    cg = CrossForGuest(t=h.u.T @ guest.t_columns(g), s_phi=h.s @ g.phi,
+                       tr_s=float((h.u**2).sum()), reg_b=host.reg())
+    ch = CrossForHost(ctb=c.T @ h.b, qm=q @ h.m)
+    return cg, ch
+
+
+def epoch_batches(n_overlap: int, params: FtlParams, epoch: int) -> list[npt.NDArray[np.int64]]:
+    """Overlap row indices of each step of ``epoch`` (same on both sides: seeded)."""
+    perm = np.random.default_rng([params.seed, 7, epoch]).permutation(n_overlap)
+    nb = max(1, n_overlap // params.batch_size)
+    return [np.asarray(b, dtype=np.int64) for b in np.array_split(perm, nb)]
+
+
+def source_rows(n_source: int, params: FtlParams, epoch: int, step: int) -> npt.NDArray[np.int64]:
+    """A's labelled rows used at (epoch, step) for Φ and L_src (A-local, seeded)."""
+    if n_source <= params.source_batch:
+        return np.arange(n_source, dtype=np.int64)
+    rng = np.random.default_rng([params.seed, 11, epoch, step])
+    return np.sort(rng.choice(n_source, size=params.source_batch, replace=False))
+
+
+__all__ = [
+    "CrossForGuest",
+    "CrossForHost",
+    "FtlParams",
+    "GuestBatch",
+    "GuestModel",
+    "HostBatch",
+    "HostModel",
+    "RepresentationNet",
+    "epoch_batches",
+    "federated_loss",
+    "l1_value",
+    "plain_cross",
+    "signed",
+    "source_rows",
+]

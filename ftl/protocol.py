@@ -1,0 +1,512 @@
+"""FTL over CKKS: sans-I/O state machines for A (``FtlGuest``, labels) and B (``FtlHost``).
+
+Liu et al., "A Secure Federated Transfer Learning Framework" (arXiv:1812.03337),
+with the paper's Paillier replaced by CKKS from ``vfl.he`` and the paper's
+"peer masks, key owner decrypts, peer unmasks" pattern for every cross term.
+Each party generates its own key pair; only public contexts are exchanged.
+The math (what the aggregates are and how the gradients follow) is in
+``ftl.model``; the homomorphic product is ``ftl.he``.
+
+Setup: both send ``Hello`` (role, parameters, overlap size, activation width,
+public context). Mismatches (both or neither holding labels, different
+parameters or overlap sizes, CKKS parameters) stop the run with ``ConfigError``
+or ``RemoteProtocolError``.
+
+One training step on an overlap batch C (n rows; A also draws a batch S of its
+labelled rows):
+
+1. B -> A ``HostForward``: Enc_B(U_B), Enc_B(U_BᵀU_B/n); plus Σ‖u_B‖² and
+   ‖θ_B‖² in the clear (scalars, used only for the loss value).
+2. A -> B ``GuestForward``: Enc_B(U_Bᵀ[a_C, y_C] + R1) and Enc_B((U_BᵀU_B/n)Φ + R2)
+   (ciphertext × plaintext, fresh masks R in every slot); and Enc_A(C),
+   Enc_A(Q) with c_i = −½y_iΦ − 2γu^A_i and Q = ¼ΦΦᵀ.
+3. B -> A ``HostBackward``: B decrypts step 2's products and returns the masked
+   block sums, noise-flooded and rounded; and Enc_A(Cᵀb + R3), Enc_A(Q·M/n + R4)
+   with M = U_Bᵀb.
+4. A -> B ``GuestBackward``: A decrypts step 3's products and returns the masked
+   sums (flooded, rounded) and the step's loss.
+   A removes R1, R2 and gets T = U_Bᵀ[a_C, y_C] and (U_BᵀU_B)Φ; B removes R3, R4
+   and gets Cᵀb and Q·M. Each computes the gradient of its representation layer
+   (``ftl.model``) and takes an Adam step.
+
+Prediction for B's rows: B -> A ``PredictRequest``; A -> B ``EncPhi``
+(Enc_A(Φ)); B -> A ``PredictMasked`` (Enc_A(Φ·u_j + r_j)); A -> B
+``PredictSums`` (released); B removes r_j and has the scores.
+
+What each party learns:
+  A (guest)  per step the aggregates T = U_Bᵀ[a_C, y_C] (d × (K_A+1)) and
+             (U_BᵀU_B)Φ (d), plus Σ‖u_B‖² and ‖θ_B‖²: the gradient of its own
+             representation layer, as in the paper. Never U_B, x_B or θ_B row by
+             row: the runner refuses batches with n ≤ K_A + 1 rows, where T
+             could be solved for U_B. In prediction A sees only masked values.
+  B (host)   per step Cᵀb and Q·M (d × K_B each): the gradient of its own layer.
+             Not the labels, Φ or u_A of any row (n > K_B + 1 is enforced, as
+             above). In prediction B learns the scores Φ·u_j of its rows — the
+             purpose — and hence, from d or more rows, Φ itself: that is
+             inherent in giving B a linear scorer and is why only A's Φ (not
+             A's network, features or labels) is ever exposed.
+  Both       the overlap size, the batch order (seeded) and each other's
+             activation width; every decryption returned to the peer is
+             noise-flooded and rounded (Li–Micciancio; threats.md row 27) and
+             counted, and keys rotate at ``CkksParams.max_decryptions``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ftl import he
+from ftl.data import GuestData, HostData
+from ftl.messages import (
+    EncPhi,
+    GuestBackward,
+    GuestForward,
+    Hello,
+    HostBackward,
+    HostForward,
+    PredictMasked,
+    PredictRequest,
+    PredictSums,
+)
+from ftl.model import (
+    CrossForGuest,
+    CrossForHost,
+    FtlParams,
+    GuestBatch,
+    GuestModel,
+    HostBatch,
+    HostModel,
+    epoch_batches,
+    signed,
+    source_rows,
+)
+from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from vfl.he.context import CkksKeys, CkksParams, CkksPeer, KeyMismatch, load_public
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class Stage(enum.Enum):
+    NEW = "new"
+    READY = "ready"        # hello exchanged, between steps
+    FORWARD = "forward"    # host: sent HostForward / guest: sent GuestForward
+    BACKWARD = "backward"  # host: sent HostBackward
+    PREDICT = "predict"    # host: sent PredictRequest, or guest: sent EncPhi
+    PREDICT2 = "predict2"  # host: sent PredictMasked
+
+
+HOST_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage]]] = {
+    "on_hello": (frozenset({Stage.NEW}), Stage.READY),
+    "begin_step": (frozenset({Stage.READY}), Stage.FORWARD),
+    "on_guest_forward": (frozenset({Stage.FORWARD}), Stage.BACKWARD),
+    "on_guest_backward": (frozenset({Stage.BACKWARD}), Stage.READY),
+    "predict_request": (frozenset({Stage.READY}), Stage.PREDICT),
+    "on_enc_phi": (frozenset({Stage.PREDICT}), Stage.PREDICT2),
+    "on_predict_sums": (frozenset({Stage.PREDICT2}), Stage.READY),
+}
+GUEST_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage]]] = {
+    "on_hello": (frozenset({Stage.NEW}), Stage.READY),
+    "on_host_forward": (frozenset({Stage.READY}), Stage.FORWARD),
+    "on_host_backward": (frozenset({Stage.FORWARD}), Stage.READY),
+    "on_predict_request": (frozenset({Stage.READY}), Stage.PREDICT),
+    "on_predict_masked": (frozenset({Stage.PREDICT}), Stage.READY),
+}
+
+
+def min_batch_rows(peer_width: int) -> int:
+    """Fewest overlap rows per step so that a step's aggregate cannot be solved for rows."""
+    return peer_width + 2
+
+
+class _Side:
+    role: str
+    _transitions: dict[str, tuple[frozenset[Stage], Stage]]
+
+    def __init__(self, params: FtlParams, ckks: CkksParams | None,
+                 rng: np.random.Generator | None, start_epoch: int, predict_only: bool) -> None:
+        self.params = params
+        self.predict_only = predict_only
+        self.ckks = ckks or CkksParams()
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.keys = CkksKeys(self.ckks)
+        self.peer: CkksPeer | None = None
+        self.peer_hello: Hello | None = None
+        self.stage = Stage.NEW
+        self.start_epoch = start_epoch
+        self.rotations = 0
+
+    @property
+    def peer_name(self) -> str:
+        return "host" if self.role == "guest" else "guest"
+
+    def _enter(self, method: str) -> None:
+        allowed, _ = self._transitions[method]
+        if self.stage not in allowed:
+            raise LocalProtocolError(
+                f"ftl {self.role}: {method}() called in stage {self.stage.name}; "
+                f"allowed in {sorted(s.name for s in allowed)}"
+            )
+
+    def _leave(self, method: str) -> None:
+        self.stage = self._transitions[method][1]
+
+    def _check_hello(self, msg: Hello, n_overlap: int) -> None:
+        if msg.role == self.role:
+            held = "both hold labels" if self.role == "guest" else "neither holds labels"
+            raise ConfigError(
+                f"labels on the wrong side: both parties started as the {self.role} ({held}); "
+                "the party with the labels must be the guest (A) and the other the host (B)"
+            )
+        if msg.has_labels != (msg.role == "guest"):
+            raise RemoteProtocolError(
+                f"the {msg.role} claims has_labels={msg.has_labels}", peer=self.peer_name)
+        mine = self.params.as_dict()
+        diff = sorted(k for k in set(mine) | set(msg.params) if mine.get(k) != msg.params.get(k))
+        if diff:
+            raise ConfigError(
+                "FTL parameters differ between the parties: "
+                + ", ".join(f"{k} (ours {mine.get(k)!r}, {self.peer_name} "
+                            f"{msg.params.get(k)!r})" for k in diff[:5])
+            )
+        if msg.n_overlap != n_overlap:
+            raise ConfigError(
+                f"overlap sizes differ: we hold {n_overlap} aligned rows, the {self.peer_name} "
+                f"{msg.n_overlap}; both must use the output of the same alignment (PSI) run"
+            )
+        if msg.start_epoch != self.start_epoch:
+            raise ConfigError(
+                f"checkpoints disagree: we resume at epoch {self.start_epoch}, the "
+                f"{self.peer_name} at epoch {msg.start_epoch}; restore matching checkpoints"
+            )
+        need = min_batch_rows(msg.width)
+        smallest = min(len(b) for b in epoch_batches(n_overlap, self.params, 0))
+        if smallest < need and not self.predict_only:
+            raise ConfigError(
+                f"overlap batches of {smallest} rows are too small: with the {self.peer_name}'s "
+                f"activation width {msg.width} a batch needs at least {need} rows, or its "
+                f"aggregate could be solved for single rows (raise batch_size or the overlap)"
+            )
+        self.peer = load_public(msg.context, self.ckks, peer=self.peer_name)
+        if self.peer.key_id != msg.key_id:
+            raise KeyMismatch(
+                f"{self.peer_name}'s context fingerprint {self.peer.key_id} != claimed {msg.key_id}")
+        self.peer_hello = msg
+
+    def _need_peer(self) -> CkksPeer:
+        if self.peer is None:
+            raise LocalProtocolError(f"ftl {self.role}: no peer context yet")
+        return self.peer
+
+    def _maybe_rotate(self, upcoming: int) -> bytes:
+        if self.keys.decryptions + upcoming <= self.ckks.max_decryptions:
+            return b""
+        self.keys = CkksKeys(self.ckks)
+        self.rotations += 1
+        return self.keys.public
+
+    def _swap_peer(self, context: bytes) -> None:
+        if context:
+            self.peer = load_public(context, self.ckks, peer=self.peer_name)
+
+    def _check_own(self, key_id: str) -> None:
+        if key_id != self.keys.key_id:
+            raise KeyMismatch(
+                f"the {self.peer_name} used key {key_id}, but our current key is "
+                f"{self.keys.key_id} (stale or foreign key)")
+
+    def _check_peer_key(self, key_id: str) -> None:
+        if key_id != self._need_peer().key_id:
+            raise KeyMismatch(f"the {self.peer_name} encrypted under {key_id}, not its "
+                              f"announced key {self._need_peer().key_id}")
+
+    def _check_shape(self, name: str, a: FloatArray, shape: tuple[int, ...]) -> None:
+        if a.shape != shape:
+            raise RemoteProtocolError(f"{name} has shape {a.shape}, expected {shape}",
+                                      peer=self.peer_name)
+
+
+class FtlHost(_Side):
+    """B's side: features, no labels. Owns ``HostModel`` and B's key pair."""
+
+    role = "host"
+    _transitions = HOST_TRANSITIONS
+
+    def __init__(self, data: HostData, params: FtlParams, *, ckks: CkksParams | None = None,
+                 model: HostModel | None = None, start_epoch: int = 0,
+                 rng: np.random.Generator | None = None, predict_only: bool = False) -> None:
+        super().__init__(params, ckks, rng, start_epoch, predict_only)
+        self.data = data
+        self.model = model or HostModel(data.x.shape[1], params)
+        if self.model.net.n_features != data.x.shape[1]:
+            raise ConfigError(f"host model expects {self.model.net.n_features} features, "
+                              f"data has {data.x.shape[1]}")
+        self._batch: HostBatch | None = None
+        self._at: tuple[int, int] = (-1, -1)
+        self._masks: tuple[FloatArray, FloatArray] | None = None
+        self._pred: FloatArray | None = None
+        self.last_loss = float("nan")
+
+    def hello(self) -> Hello:
+        return Hello(role="host", has_labels=False, params=self.params.as_dict(),
+                     n_overlap=int(self.data.overlap.size), width=self.model.width,
+                     start_epoch=self.start_epoch, context=self.keys.public,
+                     key_id=self.keys.key_id)
+
+    def on_hello(self, msg: Hello) -> None:
+        self._enter("on_hello")
+        self._check_hello(msg, int(self.data.overlap.size))
+        self._leave("on_hello")
+
+    def steps(self, epoch: int) -> int:
+        return len(epoch_batches(self.data.overlap.size, self.params, epoch))
+
+    def begin_step(self, epoch: int, step: int) -> HostForward:
+        """Step 1: encrypt U_B and U_BᵀU_B/n for this step's overlap batch."""
+        self._enter("begin_step")
+        idx = epoch_batches(self.data.overlap.size, self.params, epoch)[step]
+        hb = self.model.begin(self.data.x[self.data.overlap[idx]])
+        n, d = hb.u.shape
+        assert self.peer_hello is not None
+        k_a = self.peer_hello.width + 1
+        upcoming = (he.decryptions_needed(n, d, k_a, self.ckks)
+                    + he.decryptions_needed(d, d, 1, self.ckks))
+        ctx = self._maybe_rotate(upcoming)
+        s = hb.s / n
+        he.check_range(self.ckks, hb.u, np.ones((1, 1)), "host representation U_B")
+        he.check_range(self.ckks, s, np.ones((1, 1)), "host U_BᵀU_B/n")
+        self._batch, self._at = hb, (epoch, step)
+        stats = np.array([[float((hb.u**2).sum()), self.model.reg()]])
+        msg = HostForward(epoch=epoch, step=step, key_id=self.keys.key_id,
+                          u=he.encrypt(self.keys, hb.u), s=he.encrypt(self.keys, s),
+                          stats=stats, context=ctx)
+        self._leave("begin_step")
+        return msg
+
+    def on_guest_forward(self, msg: GuestForward) -> HostBackward:
+        """Step 3: release A's products of our ciphertexts; mask products of A's."""
+        self._enter("on_guest_forward")
+        hb = self._batch
+        assert hb is not None and self.peer_hello is not None
+        if (msg.epoch, msg.step) != self._at:
+            raise RemoteProtocolError(f"guest answered step {(msg.epoch, msg.step)}, "
+                                      f"expected {self._at}", peer="guest")
+        self._swap_peer(msg.context)
+        self._check_peer_key(msg.key_id)
+        n, d = hb.u.shape
+        k_a, k_b = self.peer_hello.width + 1, self.model.width
+        t_sum = he.decrypt_sums(self.keys, msg.t, n, d, k_a, self.rng, peer_name="guest")
+        s_phi_sum = he.decrypt_sums(self.keys, msg.s_phi, d, d, 1, self.rng, peer_name="guest")
+        peer = self._need_peer()
+        m_n = hb.m / n
+        he.check_range(self.ckks, np.ones((1, 1)), hb.b, "host activations b")
+        he.check_range(self.ckks, np.ones((1, 1)), m_n, "host U_Bᵀb/n")
+        ctb, mask_ctb = he.masked_product(peer, msg.c, n, d, hb.b, self.rng, peer_name="guest")
+        qm, mask_qm = he.masked_product(peer, msg.q, d, d, m_n, self.rng, peer_name="guest")
+        assert ctb and qm
+        self._masks = (mask_ctb, mask_qm)
+        _ = k_b
+        self._leave("on_guest_forward")
+        return HostBackward(epoch=msg.epoch, step=msg.step, t_sum=t_sum, s_phi_sum=s_phi_sum,
+                            ctb=ctb, qm=qm)
+
+    def on_guest_backward(self, msg: GuestBackward) -> float:
+        """Step 4 (B's half): unmask Cᵀb and Q·M, take the optimiser step; returns the loss."""
+        self._enter("on_guest_backward")
+        hb, masks = self._batch, self._masks
+        assert hb is not None and masks is not None
+        if (msg.epoch, msg.step) != self._at:
+            raise RemoteProtocolError(f"guest answered step {(msg.epoch, msg.step)}, "
+                                      f"expected {self._at}", peer="guest")
+        n, d = hb.u.shape
+        shape = (d, self.model.width)
+        self._check_shape("ctb_sum", msg.ctb_sum, shape)
+        self._check_shape("qm_sum", msg.qm_sum, shape)
+        cross = CrossForHost(ctb=msg.ctb_sum - masks[0], qm=(msg.qm_sum - masks[1]) * n)
+        self.model.apply(self.model.grad(hb, cross))
+        self._batch, self._masks = None, None
+        self.last_loss = msg.loss
+        self._leave("on_guest_backward")
+        return msg.loss
+
+    # -- prediction -----------------------------------------------------------
+    def predict_request(self, x: FloatArray) -> PredictRequest:
+        """Prediction step 1: B's representations of the rows to score."""
+        self._enter("predict_request")
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.model.net.n_features:
+            raise ConfigError(f"rows to score must have {self.model.net.n_features} feature "
+                              f"columns, got shape {x.shape}")
+        self._pred = self.model.represent(x)
+        he.check_range(self.ckks, np.ones((1, 1)), self._pred, "host representations")
+        self._leave("predict_request")
+        return PredictRequest(rows=int(x.shape[0]))
+
+    def on_enc_phi(self, msg: EncPhi) -> PredictMasked:
+        self._enter("on_enc_phi")
+        assert self._pred is not None
+        self._swap_peer(msg.context)
+        self._check_peer_key(msg.key_id)
+        d = self.params.dim
+        out, mask = he.masked_product(self._need_peer(), msg.phi, d, 1, self._pred.T,
+                                      self.rng, peer_name="guest")
+        self._masks = (mask, mask)
+        self._leave("on_enc_phi")
+        return PredictMasked(scores=out)
+
+    def on_predict_sums(self, msg: PredictSums) -> FloatArray:
+        """Prediction step 4: remove our masks; returns the scores Φ·u_j (logits)."""
+        self._enter("on_predict_sums")
+        assert self._pred is not None and self._masks is not None
+        self._check_shape("scores", msg.scores, (1, self._pred.shape[0]))
+        scores = (msg.scores - self._masks[0])[0]
+        self._pred, self._masks = None, None
+        self._leave("on_predict_sums")
+        return np.asarray(scores, dtype=np.float64)
+
+
+class FtlGuest(_Side):
+    """A's side: labelled rows. Owns ``GuestModel`` and A's key pair."""
+
+    role = "guest"
+    _transitions = GUEST_TRANSITIONS
+
+    def __init__(self, data: GuestData, params: FtlParams, *, ckks: CkksParams | None = None,
+                 model: GuestModel | None = None, start_epoch: int = 0,
+                 rng: np.random.Generator | None = None, predict_only: bool = False) -> None:
+        if not params.taylor:
+            raise ConfigError("the encrypted mode needs taylor=True (the Taylor form of the loss)")
+        super().__init__(params, ckks, rng, start_epoch, predict_only)
+        self.data = data
+        self.ys = signed(data.y)
+        self.model = model or GuestModel(data.x.shape[1], params)
+        if self.model.net.n_features != data.x.shape[1]:
+            raise ConfigError(f"guest model expects {self.model.net.n_features} features, "
+                              f"data has {data.x.shape[1]}")
+        self._batch: GuestBatch | None = None
+        self._at: tuple[int, int] = (-1, -1)
+        self._masks: tuple[FloatArray, FloatArray] | None = None
+        self._stats: FloatArray | None = None
+        self._pred_rows = 0
+
+    def hello(self) -> Hello:
+        return Hello(role="guest", has_labels=True, params=self.params.as_dict(),
+                     n_overlap=int(self.data.overlap.size), width=self.model.width,
+                     start_epoch=self.start_epoch, context=self.keys.public,
+                     key_id=self.keys.key_id)
+
+    def on_hello(self, msg: Hello) -> None:
+        self._enter("on_hello")
+        self._check_hello(msg, int(self.data.overlap.size))
+        self._leave("on_hello")
+
+    def on_host_forward(self, msg: HostForward) -> GuestForward:
+        """Step 2: masked products of B's ciphertexts; encrypt C and Q under our key."""
+        self._enter("on_host_forward")
+        assert self.peer_hello is not None
+        self._swap_peer(msg.context)
+        self._check_peer_key(msg.key_id)
+        epoch, step = msg.epoch, msg.step
+        batches = epoch_batches(self.data.overlap.size, self.params, epoch)
+        if step >= len(batches) or epoch >= self.params.epochs:
+            raise RemoteProtocolError(f"host started step {(epoch, step)}, outside the "
+                                      "schedule", peer="host")
+        idx = batches[step]
+        src = source_rows(self.data.x.shape[0], self.params, epoch, step)
+        rows = self.data.overlap[idx]
+        gb = self.model.begin(self.data.x[src], self.ys[src], self.data.x[rows], self.ys[rows])
+        n, d = gb.u_c.shape
+        k_b = self.peer_hello.width
+        peer = self._need_peer()
+        p_t = self.model.t_columns(gb)
+        he.check_range(self.ckks, np.ones((1, 1)), p_t, "guest activations")
+        he.check_range(self.ckks, np.ones((1, 1)), gb.phi[:, None], "guest Φ")
+        t, mask_t = he.masked_product(peer, msg.u, n, d, p_t, self.rng, peer_name="host")
+        s_phi, mask_s = he.masked_product(peer, msg.s, d, d, gb.phi[:, None], self.rng,
+                                          peer_name="host")
+        c, q = self.model.for_host(gb)
+        he.check_range(self.ckks, c, np.ones((1, 1)), "guest C")
+        upcoming = (he.decryptions_needed(n, d, k_b, self.ckks)
+                    + he.decryptions_needed(d, d, k_b, self.ckks))
+        ctx = self._maybe_rotate(upcoming)
+        self._batch, self._at, self._masks = gb, (epoch, step), (mask_t, mask_s)
+        self._stats = msg.stats
+        out = GuestForward(epoch=epoch, step=step, t=t, s_phi=s_phi, key_id=self.keys.key_id,
+                           c=he.encrypt(self.keys, c), q=he.encrypt(self.keys, q), context=ctx)
+        self._leave("on_host_forward")
+        return out
+
+    def on_host_backward(self, msg: HostBackward) -> GuestBackward:
+        """Step 4: unmask our aggregates, step; release B's masked products."""
+        self._enter("on_host_backward")
+        gb, masks, stats = self._batch, self._masks, self._stats
+        assert gb is not None and masks is not None and stats is not None
+        assert self.peer_hello is not None
+        if (msg.epoch, msg.step) != self._at:
+            raise RemoteProtocolError(f"host answered step {(msg.epoch, msg.step)}, "
+                                      f"expected {self._at}", peer="host")
+        n, d = gb.u_c.shape
+        k_a, k_b = self.model.width + 1, self.peer_hello.width
+        self._check_shape("t_sum", msg.t_sum, (d, k_a))
+        self._check_shape("s_phi_sum", msg.s_phi_sum, (d, 1))
+        cross = CrossForGuest(t=msg.t_sum - masks[0], s_phi=(msg.s_phi_sum - masks[1])[:, 0] * n,
+                              tr_s=float(stats[0, 0]), reg_b=float(stats[0, 1]))
+        grad, fed_loss = self.model.grad(gb, cross)
+        p = self.params
+        loss = (fed_loss + p.source_weight * gb.src_loss_value
+                + 0.5 * p.l2 * (self.model.reg() + cross.reg_b))
+        ctb = he.decrypt_sums(self.keys, msg.ctb, n, d, k_b, self.rng, peer_name="host")
+        qm = he.decrypt_sums(self.keys, msg.qm, d, d, k_b, self.rng, peer_name="host")
+        self.model.apply(gb, grad)
+        self._batch, self._masks, self._stats = None, None, None
+        self._leave("on_host_backward")
+        return GuestBackward(epoch=msg.epoch, step=msg.step, ctb_sum=ctb, qm_sum=qm,
+                             loss=float(loss))
+
+    def finish(self) -> FloatArray:
+        """Φ over all of A's labelled rows, used for scoring B's rows."""
+        return self.model.compute_phi(self.data.x, self.ys)
+
+    # -- prediction -----------------------------------------------------------
+    def on_predict_request(self, msg: PredictRequest) -> EncPhi:
+        self._enter("on_predict_request")
+        phi = self.model.phi_final if self.model.phi_final is not None else self.finish()
+        self._pred_rows = msg.rows
+        upcoming = he.decryptions_needed(self.params.dim, 1, msg.rows, self.ckks)
+        ctx = self._maybe_rotate(upcoming)
+        out = EncPhi(key_id=self.keys.key_id, phi=he.encrypt(self.keys, phi[:, None]),
+                     context=ctx)
+        self._leave("on_predict_request")
+        return out
+
+    def on_predict_masked(self, msg: PredictMasked) -> PredictSums:
+        self._enter("on_predict_masked")
+        sums = he.decrypt_sums(self.keys, msg.scores, self.params.dim, 1, self._pred_rows,
+                               self.rng, peer_name="host")
+        self._leave("on_predict_masked")
+        return PredictSums(scores=sums)
+
+
+def check_roles(role: str, y: object) -> None:
+    """Refuse labels on the host side and a guest without labels (clear message)."""
+    if role == "host" and y is not None:
+        raise ConfigError("labels on the wrong side: the host (B) must not hold labels; "
+                          "the party with the labels runs as the guest (A)")
+    if role == "guest" and y is None:
+        raise ConfigError("labels on the wrong side: the guest (A) must hold the labels")
+    if role not in ("guest", "host"):
+        raise ConfigError(f"role must be 'guest' or 'host', got {role!r}")
+
+
+__all__ = [
+    "GUEST_TRANSITIONS",
+    "HOST_TRANSITIONS",
+    "FtlGuest",
+    "FtlHost",
+    "Stage",
+    "check_roles",
+    "min_batch_rows",
+]
