@@ -65,3 +65,20 @@ def sweep_stale_tmp(directory: str | os.PathLike[str]) -> int:
             p.unlink()
             n += 1
     return n
+
+
+def data_dir() -> Path:
+    """The offline data sets: ``$TESSERA_DATA``, else the repository's ``data/`` copy,
+    else ``../shared/data`` beside the repository. Nothing is ever downloaded."""
+    import os as _os
+
+    root = Path(__file__).resolve().parents[1]
+    candidates = [Path(p) for p in [_os.environ.get("TESSERA_DATA")] if p]
+    candidates += [root / "data", root.parent / "shared" / "data"]
+    for c in candidates:
+        if (c / "fate").is_dir():
+            return c
+    raise FileNotFoundError(
+        "offline data sets not found; looked in " + ", ".join(map(str, candidates))
+        + " (set TESSERA_DATA to the folder holding fate/, mnist/, credit_default_taiwan/)"
+    )
