@@ -319,6 +319,10 @@ def _wrong_echo(m: Any) -> Any:
         (_wrong_echo, "echoed"),
         (lambda m: dataclasses.replace(
             m, clients=[c if c != "c001" else "c099" for c in m.clients]), "does not include"),
+        # threats row 12: a roster of two (the server dropped everyone else) is refused
+        (lambda m: dataclasses.replace(
+            m, clients=m.clients[:2], enc_public=m.enc_public[:2].copy(),
+            mask_public=m.mask_public[:2].copy()), "below max"),
     ],
 )
 def test_client_refuses_bad_roster(edit: Any, match: str) -> None:
