@@ -21,20 +21,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from benchmarks._emit import emit, peak_rss_mb
+from examples.bank_fintech import task
 from examples.bank_fintech.task import (
     Preprocessor,
     bank_model,
     fintech_model,
     read_table,
     test_split,
+    train_bank_only,
 )
 from party.testing import run_parties
 from vfl.split import auc, binary_metrics
-from vfl.trainer import ActiveTrainer, PassiveTrainer, TrainConfig, split_rows
+from vfl.trainer import ActiveTrainer, PassiveTrainer, TrainConfig
 
+D, K = task.D, task.K
 DATA = Path(os.environ.get("TESSERA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
@@ -55,7 +57,7 @@ def run_mode(d: dict[str, Any], cfg: TrainConfig, leak: list[Any] | None = None)
     stats: dict[str, Any] = {}
 
     def bank(party: Any) -> Any:
-        t = ActiveTrainer(party, ["fintech"], bank_model(d["xa"].shape[1]), d["xa"][tr],
+        t = ActiveTrainer(party, ["fintech"], bank_model(d["xa"].shape[1], d=D, k=K), d["xa"][tr],
                           d["y"][tr], config=cfg,
                           on_event=lambda k, i: epochs_run.append(time.perf_counter())
                           if k == "epoch" else None)
@@ -73,14 +75,14 @@ def run_mode(d: dict[str, Any], cfg: TrainConfig, leak: list[Any] | None = None)
         on_grad = None
         if leak is not None:
             on_grad = lambda idx, g: leak.append((idx.copy(), g.copy()))  # noqa: E731
-        t = PassiveTrainer(party, "bank", fintech_model(d["xp"].shape[1]), d["xp"][tr],
+        t = PassiveTrainer(party, "bank", fintech_model(d["xp"].shape[1], d=D), d["xp"][tr],
                            config=cfg, on_gradient=on_grad)
         t.fit()
         stats["fintech_sent"] = party.transport.stats.snapshot()["bytes_sent"]
         t.predict(d["xp"][te])
 
     out = run_parties({"bank": bank, "fintech": fintech}, timeout_s=7200)
-    res, prob, t_fit, t_pred, t0 = out["bank"]
+    res, prob, t_fit, t_pred, _ = out["bank"]
     n_ep = len(res.history)
     return {"auc": auc(d["y"][te], prob), "metrics": binary_metrics(d["y"][te], prob),
             "s_per_epoch": t_fit / max(1, n_ep), "epochs": n_ep, "best_epoch": res.best_epoch,
@@ -91,35 +93,10 @@ def run_mode(d: dict[str, Any], cfg: TrainConfig, leak: list[Any] | None = None)
 
 def bank_only(d: dict[str, Any], cfg: TrainConfig) -> float:
     """The bank's own features and the same head, no passive party (z_passive = 0)."""
-    tr, te = d["tr"], d["te"]
-    model = bank_model(d["xa"].shape[1])
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    trn, val = split_rows(len(tr), cfg.val_fraction, cfg.seed)
-    xa, y = torch.from_numpy(d["xa"][tr]), torch.from_numpy(d["y"][tr].astype(np.float32))
-    best, best_state, bad = -1.0, None, 0
-    for epoch in range(cfg.epochs):
-        order = np.random.default_rng([cfg.seed, 2, epoch]).permutation(trn)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            z0 = torch.zeros(len(idx), model.k)
-            loss = nn.functional.binary_cross_entropy_with_logits(model(xa[idx], z0), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            s = model(xa[val], torch.zeros(len(val), model.k)).numpy()
-        a = auc(y[val].numpy(), s)
-        if a > best:
-            best, best_state, bad = a, {k: v.clone() for k, v in model.state_dict().items()}, 0
-        else:
-            bad += 1
-            if bad > cfg.patience:
-                break
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    with torch.no_grad():
-        s = model(torch.from_numpy(d["xa"][te]), torch.zeros(len(te), model.k)).numpy()
-    return auc(d["y"][te], s)
+    prob = train_bank_only(d["xa"][d["tr"]], d["y"][d["tr"]], d["xa"][d["te"]], epochs=cfg.epochs,
+                           batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                           val_fraction=cfg.val_fraction, patience=cfg.patience, d=D, k=K)
+    return auc(d["y"][d["te"]], prob)
 
 
 def leak_aucs(grads: list[Any], y: np.ndarray) -> tuple[float, float]:
@@ -147,15 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--lr-interactive", type=float, default=0.02)
     ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--d", type=int, default=task.D, help="passive bottom output width")
+    ap.add_argument("--k", type=int, default=task.K, help="interactive layer width")
     ap.add_argument("--leak", action="store_true", help="also measure label leakage")
     ap.add_argument("--grad-noise", type=float, default=1.0, help="defence σ for --leak")
     args = ap.parse_args(argv)
+    global D, K
+    D, K = args.d, args.k
     torch.set_num_threads(1)
     d = load(args.rows)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       lr_interactive=args.lr_interactive, momentum=args.momentum, patience=3)
     cond = {"rows_train": len(d["tr"]), "rows_test": len(d["te"]), "batch": cfg.batch_size,
-            "epochs_max": cfg.epochs, "d": 16, "k": 16, "N": cfg.ckks.poly_modulus_degree,
+            "epochs_max": cfg.epochs, "d": D, "k": K, "N": cfg.ckks.poly_modulus_degree,
             "cores": os.cpu_count()}
     modes = args.modes.split(",")
     res: dict[str, Any] = {}

@@ -22,6 +22,8 @@ class TrainPlan:
     seed: int
     val_fraction: float
     k: int
+    lr_interactive: float  # SGD on the shared W: both shares must take the same step
+    momentum: float
     checkpoints: list[int]  # epochs A can resume from
 
     def __post_init__(self) -> None:

@@ -320,14 +320,16 @@ class ActiveTrainer(_Trainer):
         c = self.cfg
         return _fingerprint(role="active", mode=c.mode, rows=len(self.y),
                             ids=id_digest(self.ids, len(self.y)), bs=c.batch_size, seed=c.seed,
-                            k=self.k, passives=tuple(self.passives))
+                            k=self.k, passives=tuple(self.passives), lr=c.lr_interactive,
+                            mu=c.momentum)
 
     def _setup(self) -> int:
         """Plan, ACKs, key exchange; returns the epoch to resume from (-1: none)."""
         c = self.cfg
         plan = TrainPlan(mode=c.mode, rows=len(self.y), id_digest=id_digest(self.ids, len(self.y)),
                          batch_size=c.batch_size, epochs=c.epochs, seed=c.seed,
-                         val_fraction=c.val_fraction, k=self.k, checkpoints=self.ckpt.epochs())
+                         val_fraction=c.val_fraction, k=self.k, lr_interactive=c.lr_interactive,
+                         momentum=c.momentum, checkpoints=self.ckpt.epochs())
         self.party.broadcast(self.passives, self._tag(0, "plan"), plan)
         common = set(plan.checkpoints)
         w_init: dict[str, FloatArray] = {}
@@ -543,7 +545,8 @@ class PassiveTrainer(_Trainer):
         model: bottom model (rows × features -> rows × d).
         x: this party's features in aligned order; ``ids``: the aligned IDs.
         config: must agree with the active party's on mode (checked); the
-            active party's plan sets batches, epochs and the shared seed.
+            active party's plan sets batches, epochs, the shared seed and the SGD
+            step of the shared interactive weights; ``lr`` (local Adam) is this party's own.
         w_seed: this party's private seed for the interactive weights' initial value.
         on_gradient: optional ``fn(rows, dL_dh)`` - what this party sees (for leakage audits).
     """
@@ -576,7 +579,8 @@ class PassiveTrainer(_Trainer):
         assert self.plan is not None
         p = self.plan
         return _fingerprint(role="passive", mode=p.mode, rows=p.rows, ids=p.id_digest,
-                            bs=p.batch_size, seed=p.seed, k=p.k, d=self.d)
+                            bs=p.batch_size, seed=p.seed, k=p.k, d=self.d, lr=p.lr_interactive,
+                            mu=p.momentum)
 
     def _setup(self) -> None:
         c = self.cfg
@@ -601,7 +605,8 @@ class PassiveTrainer(_Trainer):
             d=self.d, checkpoints=self.ckpt.epochs(),
             w_init=w_init if c.mode == "plaintext" else np.zeros((0, 0)), error=""))
         if c.mode == "he":
-            self.layer = PassiveLayer(c.ckks, w_init, lr=c.lr_interactive, momentum=c.momentum)
+            self.layer = PassiveLayer(c.ckks, w_init, lr=plan.lr_interactive,
+                                      momentum=plan.momentum)
             self.layer.on_public_context(self._recv(self.active, self._tag(0, "ctx_a"),
                                                     PublicContext))
             self.party.send(self.active, self._tag(0, "ctx_p"), self.layer.public_context())
