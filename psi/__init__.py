@@ -5,14 +5,51 @@ Public API: :func:`run_psi` (raw IDs), :func:`run_psi_keys` (canonical keys),
 :func:`normalize_ids`, the sans-I/O :class:`PsiSession`, and the errors
 :class:`IdError`, :class:`ConfigMismatch`. The protocol and its security
 argument are in :mod:`psi.protocol`.
+
+Names are imported lazily, so the group worker processes (``python -m
+psi._worker``) load only :mod:`psi.group`, not pandas or the party layer.
 """
 
 from __future__ import annotations
 
-from psi.group import GroupEngine, InvalidPoint
-from psi.normalize import IdError, NormalizedIds, NormalizeOptions, NormalizeReport, normalize_ids
-from psi.protocol import ConfigMismatch, PsiConfig, PsiResult, PsiSession
-from psi.runner import run_psi, run_psi_keys
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from psi.group import GroupEngine, InvalidPoint
+    from psi.normalize import (
+        IdError,
+        NormalizedIds,
+        NormalizeOptions,
+        NormalizeReport,
+        normalize_ids,
+    )
+    from psi.protocol import ConfigMismatch, PsiConfig, PsiResult, PsiSession
+    from psi.runner import run_psi, run_psi_keys
+
+_WHERE = {
+    "GroupEngine": "psi.group",
+    "InvalidPoint": "psi.group",
+    "IdError": "psi.normalize",
+    "NormalizedIds": "psi.normalize",
+    "NormalizeOptions": "psi.normalize",
+    "NormalizeReport": "psi.normalize",
+    "normalize_ids": "psi.normalize",
+    "ConfigMismatch": "psi.protocol",
+    "PsiConfig": "psi.protocol",
+    "PsiResult": "psi.protocol",
+    "PsiSession": "psi.protocol",
+    "run_psi": "psi.runner",
+    "run_psi_keys": "psi.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'psi' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
 
 __all__ = [
     "ConfigMismatch",
