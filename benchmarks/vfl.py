@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,17 +31,17 @@ from examples.bank_fintech.task import (
     test_split,
     train_bank_only,
 )
+from party.files import data_dir
 from party.testing import run_parties
 from vfl.split import auc, binary_metrics
 from vfl.trainer import ActiveTrainer, PassiveTrainer, TrainConfig
 
 D, K = task.D, task.K
-DATA = Path(os.environ.get("TESSERA_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def load(rows: int | None) -> dict[str, Any]:
-    g = read_table(DATA / "fate" / "default_credit_hetero_guest.csv", label="y")
-    h = read_table(DATA / "fate" / "default_credit_hetero_host.csv")
+    g = read_table(data_dir() / "fate" / "default_credit_hetero_guest.csv", label="y")
+    h = read_table(data_dir() / "fate" / "default_credit_hetero_host.csv")
     assert g.ids == h.ids and g.y is not None
     n = rows or len(g.ids)
     tr, te = test_split(n)

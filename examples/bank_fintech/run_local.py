@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("TESSERA_DATA", ROOT.parent / "shared" / "data"))
 PROGRESS = "@progress "
 
 
@@ -172,12 +171,13 @@ class Children:
 
 def make_inputs(work: Path, rows: int | None) -> tuple[Path, Path]:
     from examples.bank_fintech.task import drop_random_rows
+    from party.files import data_dir
 
-    guest = DATA / "fate" / "default_credit_hetero_guest.csv"
-    host = DATA / "fate" / "default_credit_hetero_host.csv"
+    guest = data_dir() / "fate" / "default_credit_hetero_guest.csv"
+    host = data_dir() / "fate" / "default_credit_hetero_host.csv"
     for f in (guest, host):
         if not f.is_file():
-            raise RuntimeError(f"{f} not found (set TESSERA_DATA to the shared data directory)")
+            raise RuntimeError(f"{f} not found (set TESSERA_DATA to the data directory)")
     if rows is not None:  # smoke run: the first `rows` customers of each file
         for src, name in ((guest, "guest_head.csv"), (host, "host_head.csv")):
             with open(src) as fi, open(work / name, "w") as fo:
