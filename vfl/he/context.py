@@ -177,13 +177,15 @@ class _Engine:
 
     # -- encoding ---------------------------------------------------------
     def encode(self, values: np.ndarray, *, parms: Any = None, scale: float | None = None) -> Any:
+        """Encode a slot vector; a constant vector takes SEAL's fast scalar path (no FFT)."""
         pt = seal.Plaintext()
-        self.encoder.encode(
-            np.asarray(values, dtype=np.float64).tolist(),
-            parms if parms is not None else self.top_parms,
-            scale if scale is not None else self.params.scale,
-            pt,
-        )
+        v = np.asarray(values, dtype=np.float64)
+        parms = parms if parms is not None else self.top_parms
+        scale = scale if scale is not None else self.params.scale
+        if v.size and v[0] == v[-1] and (v == v[0]).all():
+            self.encoder.encode(float(v[0]), parms, scale, pt)
+        else:
+            self.encoder.encode(v.tolist(), parms, scale, pt)
         return pt
 
     # -- serialization (sealapi only saves to paths) ------------------------
