@@ -60,7 +60,7 @@ def run_party(party: Any, n: int, overlap: float, seed: int, workers: int | None
         "bytes_sent": st["bytes_sent"],
         "bytes_received": st["bytes_received"],
         "peak_rss_mb": _peak_mb(resource.RUSAGE_SELF),
-        "worker_peak_rss_mb": _peak_mb(resource.RUSAGE_CHILDREN),
+        "worker_peak_rss_mb": res.worker_peak_rss_mb,
     }
 
 

@@ -26,6 +26,7 @@ import contextlib
 import ctypes
 import hashlib
 import os
+import select
 import struct
 import subprocess
 import sys
@@ -191,6 +192,14 @@ class _Worker:
             raise InvalidPoint(struct.unpack("<Q", payload[:8])[0], payload[8:].decode())
         raise RuntimeError(f"group worker failed: {payload.decode(errors='replace')}")
 
+    def peak_rss_mb(self) -> float:
+        """The worker's peak resident set (Linux ``VmHWM``), 0 if unknown."""
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             if self.proc.stdin is not None:
@@ -231,6 +240,7 @@ class GroupEngine:
         self.min_parallel = min_parallel
         self._procs: list[_Worker] = []
         self.ops = 0  # group operations done (hashes + multiplications)
+        self.worker_peak_rss_mb = 0.0  # largest worker's peak RSS, known after close()
 
     def _pool(self) -> list[_Worker]:
         if self.workers > 1 and not self._procs:
@@ -238,28 +248,43 @@ class GroupEngine:
         return self._procs
 
     def _parts(self, n: int) -> list[tuple[int, int]]:
-        k = max(1, min(len(self._procs), n // max(1, self.min_parallel // 2)))
+        # several parts per worker, handed out as workers free up: no worker idles at the
+        # end of a batch because another one got a slower share of a busy machine
+        k = max(1, min(len(self._procs) * 4, n // max(1, self.min_parallel // 2)))
         step = -(-n // k)
         return [(a, min(n, a + step)) for a in range(0, n, step)]
 
     def _run(self, op: bytes, a: bytes, jobs: list[tuple[int, bytes]]) -> bytes:
-        procs = self._procs
+        results: list[bytes | None] = [None] * len(jobs)
+        busy: dict[int, tuple[_Worker, int]] = {}  # stdout fd -> (worker, job index)
+        todo = list(range(len(jobs)))[::-1]
+        first_error: BaseException | None = None
         try:
-            for w, (start, b) in zip(procs, jobs, strict=False):
-                w.submit(op, a, start, b)
-            results = []
-            first_error: BaseException | None = None
-            for w, _ in zip(procs, jobs, strict=False):  # drain every worker so the pipes stay in step
-                try:
-                    results.append(w.result())
-                except InvalidPoint as e:
-                    first_error = first_error or e
-            if first_error is not None:
-                raise first_error
-            return b"".join(results)
+            for w in self._procs:
+                if todo:
+                    k = todo.pop()
+                    w.submit(op, a, *jobs[k])
+                    assert w.proc.stdout is not None
+                    busy[w.proc.stdout.fileno()] = (w, k)
+            while busy:
+                ready, _, _ = select.select(list(busy), [], [])
+                for fd in ready:
+                    w, k = busy.pop(fd)
+                    try:
+                        results[k] = w.result()
+                    except InvalidPoint as e:  # keep draining: the pipes stay in step
+                        first_error = first_error or e
+                        todo.clear()
+                    if todo:
+                        k = todo.pop()
+                        w.submit(op, a, *jobs[k])
+                        busy[fd] = (w, k)
         except (OSError, RuntimeError):
             self.close()
             raise
+        if first_error is not None:
+            raise first_error
+        return b"".join(r for r in results if r is not None)
 
     def mask(self, points: bytes, scalar: bytes) -> bytes:
         """Each point raised to ``scalar`` (see :func:`mask`)."""
@@ -285,6 +310,7 @@ class GroupEngine:
         """Stop the worker processes."""
         procs, self._procs = self._procs, []
         for w in procs:
+            self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, w.peak_rss_mb())
             w.close()
 
     def __enter__(self) -> GroupEngine:

@@ -143,7 +143,8 @@ def _normalize_column(
     append = out.append
     form = opts.unicode_form
     for v in values:
-        if isinstance(v, str):
+        typed = not isinstance(v, str)
+        if not typed:
             s = v
         else:
             s = _typed_text(v)  # type: ignore[assignment]
@@ -172,7 +173,7 @@ def _normalize_column(
                 if c is not None and c != s:
                     rep.numbers_canonicalised += 1
                     s = c
-            elif _DECIMAL.match(s):
+            elif not typed and _DECIMAL.match(s):
                 if _LEADING_ZERO.match(s):
                     rep.leading_zero_strings += 1
                 elif "." in s:

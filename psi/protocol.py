@@ -184,6 +184,7 @@ class PsiResult:
     mode: str
     group_ops: int = 0
     normalize: Any = None  # psi.normalize.NormalizeReport when run_psi normalised the IDs
+    worker_peak_rss_mb: float = 0.0  # largest group worker process (0: ran inline)
 
 
 def _chunks_of(n_points: int, chunk: int) -> int:

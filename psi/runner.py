@@ -96,6 +96,7 @@ def run_psi_keys(
         if bar is not None:
             bar.close()
     res = sess.result()
+    res.worker_peak_rss_mb = engine.worker_peak_rss_mb
     log.info(
         "psi %s: %d own, peers %s, shared %s, %.1f s",
         party.name, len(keys), res.peer_sizes, res.size, time.perf_counter() - t0,

@@ -273,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TesseraError as e:
         print(f"vfl.align: {e}", file=sys.stderr)
         return 2
+    for note in report["normalization"]["notes"]:
+        print(f"vfl.align: note: {note}", file=sys.stderr)
     shared = report["shared_rows"]
     where = f" -> {report['output']}" if report["output"] else ""
     print(
