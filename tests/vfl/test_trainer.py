@@ -56,7 +56,8 @@ def run(fns: dict[str, Any], roles: dict[str, Role]) -> dict[str, Any]:
 
 def train_pair(data: dict[str, Any], c: TrainConfig, *, rows: int = ROWS, ckpt: Path | None = None,
                passive_cfg: TrainConfig | None = None, p_rows: int | None = None,
-               p_ids: list[str] | None = None, p_event: Any = None, score: bool = True,
+               p_ids: list[str] | None = None, p_event: Any = None, a_event: Any = None,
+               score: bool = True,
                n_passive: int = 1) -> dict[str, Any]:
     xa, y, ids = data["xa"][:rows], data["y"][:rows], data["ids"][:rows]
     names = [f"fintech{i}" if n_passive > 1 else "fintech" for i in range(n_passive)]
@@ -69,7 +70,8 @@ def train_pair(data: dict[str, Any], c: TrainConfig, *, rows: int = ROWS, ckpt: 
         return TrainConfig(**{**c.__dict__, "checkpoint_dir": str(ckpt / "bank") if ckpt else None})
 
     def bank(party: Party, net: InMemoryNetwork) -> Any:
-        t = ActiveTrainer(party, names, head, xa, y, ids=ids, config=a_cfg())
+        ev = (lambda k, i: a_event(k, i, net)) if a_event else None
+        t = ActiveTrainer(party, names, head, xa, y, ids=ids, config=a_cfg(), on_event=ev)
         res = t.fit()
         prob = t.predict(data["xa"][rows:], ids=data["ids"][rows:]) if score else None
         return res, prob
@@ -146,6 +148,80 @@ def test_passive_killed_mid_epoch_resumes_to_the_same_model(
         np.testing.assert_array_equal(prob, ref)
     else:  # fresh keys and masks after the restart: equal up to CKKS rounding
         np.testing.assert_allclose(prob, ref, atol=1e-4)
+
+
+def test_active_killed_mid_epoch_resumes(data: dict[str, Any], tmp_path: Path) -> None:
+    c = cfg("plaintext", epochs=3, patience=5)
+    _, ref = ok(train_pair(data, c, ckpt=tmp_path / "ref"))
+    crashed = train_pair(data, c, ckpt=tmp_path / "run", a_event=_crash_at(2, 1), score=False)
+    assert isinstance(crashed["fintech"], TrainingInterrupted)
+    assert "bank" in str(crashed["fintech"]) and "checkpoint: epoch 1" in str(crashed["fintech"])
+    res, prob = ok(train_pair(data, c, ckpt=tmp_path / "run"))
+    assert res.resumed_from == 1
+    np.testing.assert_array_equal(prob, ref)
+
+
+def test_checkpoint_writes_are_atomic(data: dict[str, Any], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash while writing leaves the previous checkpoint intact and no partial file."""
+    import torch
+
+    ok(train_pair(data, cfg("plaintext", epochs=1), ckpt=tmp_path, score=False))
+    before = {p: (tmp_path / p / "epoch-0000.pt").read_bytes() for p in ("bank", "fintech")}
+    real_save = torch.save
+
+    def dying_save(obj: Any, f: Any) -> None:
+        real_save(obj, f)
+        with open(f, "r+b") as fh:
+            fh.truncate(100)  # half-written ...
+        raise KeyboardInterrupt("killed while writing")  # ... then the process dies
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    out = train_pair(data, cfg("plaintext", epochs=2), ckpt=tmp_path, score=False)
+    assert isinstance(out["fintech"], KeyboardInterrupt)  # the fintech writes first
+    assert isinstance(out["bank"], TrainingInterrupted)
+    for p in ("bank", "fintech"):
+        assert (tmp_path / p / "epoch-0000.pt").read_bytes() == before[p]
+        assert not (tmp_path / p / "epoch-0001.pt").exists()
+        assert not list((tmp_path / p).glob(".*.tmp"))
+    (tmp_path / "bank" / ".epoch-0001.pt.stale.tmp").write_bytes(b"x")  # left by kill -9
+    monkeypatch.setattr(torch, "save", real_save)
+    ok(train_pair(data, cfg("plaintext", epochs=2), ckpt=tmp_path, score=False))
+    assert not list((tmp_path / "bank").glob(".*.tmp"))
+
+
+def test_he_transcript_of_the_active_party(data: dict[str, Any]) -> None:
+    """In HE mode the bank receives no plaintext activation or weight (threats.md row 23)."""
+    from party import decode
+
+    seen: list[Any] = []
+    net = InMemoryNetwork(["bank", "fintech"])
+    tb = net.transport("bank")
+    real_recv = tb.recv
+
+    def spy(src: str, tag: Any, *, timeout_s: float) -> Any:
+        payload = real_recv(src, tag, timeout_s=timeout_s)
+        seen.append(decode(bytes(payload)))
+        return payload
+
+    tb.recv = spy  # type: ignore[method-assign]
+    c = cfg("he", epochs=1)
+    xa, y = data["xa"][:100], data["y"][:100]
+
+    def bank(party: Party, net: InMemoryNetwork) -> Any:
+        return ActiveTrainer(Party("bank", tb, role=Role.ACTIVE), ["fintech"],
+                             default_active(xa.shape[1], hidden=8, d=4, k=3), xa, y, config=c).fit()
+
+    def fin(party: Party, net2: InMemoryNetwork) -> Any:
+        return PassiveTrainer(Party("fintech", net.transport("fintech")), "bank",
+                              default_passive(data["xp"].shape[1], hidden=8, d=4),
+                              data["xp"][:100], config=c).fit()
+
+    ok(run({"bank": bank, "fintech": fin}, {"bank": Role.ACTIVE, "fintech": Role.PASSIVE}))
+    kinds = {type(m).__name__ for m in seen}
+    assert kinds <= {"PlanAck", "PublicContext", "EncActivations", "ForwardShare",
+                     "MaskedBackward", "Ack"}, kinds
+    assert all(m.w_init.size == 0 for m in seen if type(m).__name__ == "PlanAck")
 
 
 def test_checkpoint_of_another_run_refused(data: dict[str, Any], tmp_path: Path) -> None:
