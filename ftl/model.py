@@ -118,6 +118,53 @@ class FtlParams:
         }
 
 
+class Adam:
+    """Adam (Kingma & Ba) on a list of tensors.
+
+    Written out so that importing ``torch.optim`` (which pulls in ``torch._dynamo``,
+    ~10 s on a small machine) is not needed by every party process.
+    """
+
+    def __init__(self, params: list[torch.Tensor], *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params = params
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.t = 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            m_hat = m / (1 - b1**self.t)
+            v_hat = v / (1 - b2**self.t)
+            p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
+
+    def state_dict(self) -> dict[str, object]:
+        return {"t": self.t, "m": [x.clone() for x in self.m], "v": [x.clone() for x in self.v]}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        m, v, t = state["m"], state["v"], state["t"]
+        if not (isinstance(m, list) and isinstance(v, list) and isinstance(t, int)
+                and len(m) == len(self.m) == len(v)):
+            raise ConfigError("optimiser state does not match the model")
+        for dst, src in zip([*self.m, *self.v], [*m, *v], strict=True):
+            if not isinstance(src, torch.Tensor) or src.shape != dst.shape:
+                raise ConfigError("optimiser state does not match the model")
+            dst.copy_(src)
+        self.t = t
+
+
 class RepresentationNet(nn.Module):
     """``u = W·[f(x), 1]``: a bottom ``f`` (Linear+Tanh per hidden width) and a linear top."""
 
@@ -257,8 +304,7 @@ class GuestModel:
         self.params = params
         self.net = RepresentationNet(n_features, params.guest_hidden, params.dim,
                                      seed=params.seed * 2 + 1)
-        self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
-                                    lr=params.lr)
+        self.opt = Adam([p for p in self.net.parameters() if p.requires_grad], lr=params.lr)
         self.phi_final: FloatArray | None = None
 
     @property
@@ -342,8 +388,7 @@ class HostModel:
         self.params = params
         self.net = RepresentationNet(n_features, params.host_hidden, params.dim,
                                      seed=params.seed * 2 + 2, train_bottom=False)
-        self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
-                                    lr=params.lr)
+        self.opt = Adam([p for p in self.net.parameters() if p.requires_grad], lr=params.lr)
 
     @property
     def width(self) -> int:

@@ -1,0 +1,196 @@
+"""FtlGuest/FtlHost state machines driven directly (no transport), and the CKKS product."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import pytest
+import tenseal as ts
+
+from ftl import he
+from ftl.plaintext import train_plaintext
+from ftl.protocol import GUEST_TRANSITIONS, HOST_TRANSITIONS, FtlGuest, FtlHost, Stage
+from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from tests.ftl.helpers import small_params, toy
+from vfl.he.context import (
+    CkksKeys,
+    CkksParams,
+    DecryptionRangeError,
+    HeError,
+    KeyMismatch,
+    load_public,
+)
+
+CKKS = CkksParams()
+
+
+def _pair(params=None, ckks=CKKS, seed=0):
+    t = toy(seed=seed)
+    p = params or small_params()
+    g = FtlGuest(t.guest, p, ckks=ckks, rng=np.random.default_rng(1))
+    h = FtlHost(t.host, p, ckks=ckks, rng=np.random.default_rng(2))
+    h.on_hello(g.hello())
+    g.on_hello(h.hello())
+    return t, p, g, h
+
+
+def _step(g: FtlGuest, h: FtlHost, epoch: int, step: int) -> float:
+    gf = g.on_host_forward(h.begin_step(epoch, step))
+    out = g.on_host_backward(h.on_guest_forward(gf))
+    return h.on_guest_backward(out)
+
+
+def test_encrypted_steps_match_plaintext_steps() -> None:
+    """threats.md row 40: same loss at every step (within CKKS error), same final model."""
+    t, p, g, h = _pair()
+    plain_losses: list[float] = []
+    ref = train_plaintext(t.guest, t.host, p, on_step=lambda e, s, v: plain_losses.append(v))
+    he_losses = [_step(g, h, e, s) for e in range(p.epochs) for s in range(h.steps(e))]
+    assert len(he_losses) == len(plain_losses) == 4
+    diff = np.abs(np.array(he_losses) - np.array(plain_losses))
+    assert diff.max() < 1e-6, diff
+    wa = g.model.net.weight().detach().numpy()
+    wb = h.model.net.weight().detach().numpy()
+    np.testing.assert_allclose(wa, ref.guest.net.weight().detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(wb, ref.host.net.weight().detach().numpy(), atol=1e-6)
+    assert g.keys.decryptions > 0 and h.keys.decryptions > 0
+
+
+def test_released_decryptions_are_rounded() -> None:
+    """threats.md row 27: what a key holder returns is rounded to 2**-round_bits."""
+    _, _, g, h = _pair()
+    gf = g.on_host_forward(h.begin_step(0, 0))
+    hb = h.on_guest_forward(gf)
+    q = 2.0**CKKS.round_bits
+    assert np.array_equal(hb.t_sum * q, np.round(hb.t_sum * q))
+    gb = g.on_host_backward(hb)
+    assert np.array_equal(gb.ctb_sum * q, np.round(gb.ctb_sum * q))
+
+
+def test_key_rotation_at_decryption_budget() -> None:
+    """threats.md row 27: keys rotate at the budget and training is unaffected."""
+    small = dataclasses.replace(CKKS, max_decryptions=3)
+    t, p, g, h = _pair(ckks=small)
+    losses = [_step(g, h, e, s) for e in range(p.epochs) for s in range(h.steps(e))]
+    assert g.rotations >= 1 and h.rotations >= 1
+    assert g.keys.decryptions <= 3 and h.keys.decryptions <= 3
+    ref: list[float] = []
+    train_plaintext(t.guest, t.host, p, on_step=lambda e, s, v: ref.append(v))
+    assert np.abs(np.array(losses) - np.array(ref)).max() < 1e-6
+
+
+def test_context_sent_to_peer_has_no_secret_key() -> None:
+    """threats.md row 28."""
+    _, _, g, h = _pair()
+    for hello in (g.hello(), h.hello()):
+        ctx = ts.context_from(hello.context)
+        assert not ctx.is_private() and not ctx.has_secret_key()
+
+
+@pytest.mark.parametrize(("side", "table"), [("guest", GUEST_TRANSITIONS),
+                                              ("host", HOST_TRANSITIONS)])
+def test_methods_out_of_order_are_refused(side: str, table: dict) -> None:
+    t = toy()
+    p = small_params()
+    sm = FtlGuest(t.guest, p, ckks=CKKS) if side == "guest" else FtlHost(t.host, p, ckks=CKKS)
+    for method, (allowed, _) in table.items():
+        if Stage.NEW in allowed:
+            continue
+        with pytest.raises(LocalProtocolError, match=method):
+            fn = getattr(sm, method)
+            fn(*([0] * len(inspect.signature(fn).parameters)))
+
+
+def test_wrong_shapes_and_steps_are_refused() -> None:
+    _, _, g, h = _pair()
+    gf = g.on_host_forward(h.begin_step(0, 0))
+    hb = h.on_guest_forward(gf)
+    bad = dataclasses.replace(hb, t_sum=hb.t_sum[:, :-1])
+    with pytest.raises(RemoteProtocolError, match="t_sum"):
+        g.on_host_backward(bad)
+    _, _, g2, h2 = _pair()
+    hf = h2.begin_step(0, 0)
+    gf2 = g2.on_host_forward(hf)
+    with pytest.raises(RemoteProtocolError, match="step"):
+        h2.on_guest_forward(dataclasses.replace(gf2, step=1))
+
+
+def test_foreign_key_and_forged_ciphertexts_are_refused() -> None:
+    _, _, g, h = _pair()
+    hf = h.begin_step(0, 0)
+    with pytest.raises(KeyMismatch):
+        g.on_host_forward(dataclasses.replace(hf, key_id="0" * 16))
+    # ciphertexts made under another key but labelled with the right id: the key holder's
+    # decryption lands far outside the mask range and is refused
+    other = CkksKeys(CKKS)
+    forged = dataclasses.replace(hf, u=he.encrypt(other, np.ones((20, 4))))
+    gf = g.on_host_forward(forged)
+    with pytest.raises(DecryptionRangeError):
+        h.on_guest_forward(gf)
+
+
+def test_mismatched_ckks_parameters_are_refused() -> None:
+    t = toy()
+    p = small_params()
+    g = FtlGuest(t.guest, p, ckks=CKKS)
+    other = CkksParams(poly_modulus_degree=16384, coeff_mod_bit_sizes=(60, 40, 60))
+    h = FtlHost(t.host, p, ckks=other)
+    with pytest.raises(RemoteProtocolError, match="CKKS parameters differ"):
+        g.on_hello(h.hello())
+
+
+def test_hello_checks_roles_parameters_and_overlap() -> None:
+    t = toy()
+    p = small_params()
+    g1, g2 = FtlGuest(t.guest, p, ckks=CKKS), FtlGuest(t.guest, p, ckks=CKKS)
+    with pytest.raises(ConfigError, match="labels on the wrong side"):
+        g1.on_hello(g2.hello())
+    h = FtlHost(t.host, dataclasses.replace(p, dim=5), ckks=CKKS)
+    with pytest.raises(ConfigError, match="dim"):
+        FtlGuest(t.guest, p, ckks=CKKS).on_hello(h.hello())
+    t2 = toy(n_overlap=30)
+    h2 = FtlHost(t2.host, p, ckks=CKKS)
+    with pytest.raises(ConfigError, match="overlap sizes differ"):
+        FtlGuest(t.guest, p, ckks=CKKS).on_hello(h2.hello())
+    tiny = small_params(batch_size=4)
+    with pytest.raises(ConfigError, match="too small"):
+        FtlGuest(t.guest, tiny, ckks=CKKS).on_hello(FtlHost(t.host, tiny, ckks=CKKS).hello())
+
+
+# ---------------------------------------------------------------- the CKKS product alone
+
+
+def test_layout_is_exact_without_encryption() -> None:
+    rng = np.random.default_rng(0)
+    for rows, m, k in [(1, 1, 1), (20, 4, 9), (300, 8, 3), (3000, 4, 5), (8, 8, 700)]:
+        x, p = rng.normal(size=(rows, m)), rng.normal(size=(rows, k))
+        lay = he.Layout(rows, m, 4096)
+        packed = lay.pack(x)
+        sums = [lay.block_sums((packed * lay.weights(p, q)).sum(axis=0))
+                for q in range(lay.outputs(k))]
+        np.testing.assert_allclose(lay.assemble(sums, k), x.T @ p, atol=1e-9)
+
+
+def test_ckks_product_worst_case_grid_and_chunking() -> None:
+    """threats.md rows 25 and 29: extreme values on a grid; rows beyond one ciphertext."""
+    keys = CkksKeys(CKKS)
+    peer = load_public(keys.public, CKKS)
+    rng = np.random.default_rng(3)
+    rows, m, k = 2100, 4, 3  # 2100 rows > 1024-row blocks: 3 chunks
+    signs = np.where(np.indices((rows, m)).sum(axis=0) % 2 == 0, 1.0, -1.0)
+    x = 8.0 * signs                  # |X| at the value bound everywhere
+    p = 5.0 * np.where(rng.random((rows, k)) < 0.5, 1.0, -1.0)
+    blobs = he.encrypt(keys, x)
+    assert len(blobs) == he.Layout(rows, m, CKKS.slots).chunks == 3
+    prod, mask = he.masked_product(peer, blobs, rows, m, p, rng, peer_name="t")
+    got = he.decrypt_sums(keys, prod, rows, m, k, rng, peer_name="t") - mask
+    err = np.abs(got - x.T @ p).max()
+    assert err < 1e-4, err
+
+
+def test_values_beyond_ckks_range_give_a_clear_error() -> None:
+    """threats.md row 26: refuse before SEAL's 'scale out of bounds' or a wrong decryption."""
+    with pytest.raises(HeError, match="range budget"):
+        he.check_range(CKKS, np.full((3, 2), 1e4), np.full((3, 1), 1e3), "test")
