@@ -230,3 +230,14 @@ def test_rows_index_the_keys_and_are_numpy() -> None:
     assert isinstance(res["a"].rows, np.ndarray)
     assert sorted(int(i) for i in res["a"].rows) == [0, 2]
     assert sorted(int(i) for i in res["b"].rows) == [0, 1]
+
+
+def test_messages_never_exceed_the_chunk_size() -> None:
+    """threats row 14: streams are cut into chunks of at most chunk_points points."""
+    log: list = []
+    sets = {"a": [f"{i}".encode() for i in range(1000)], "b": [f"{i}".encode() for i in range(500, 1700)]}
+    res = pump(make_sessions(sets, PsiConfig(chunk_points=128)), log=log)
+    assert res["a"].size == 500
+    sizes = [len(encode(m)) for *_, m in log]
+    assert max(sizes) <= 128 * 32 + 200
+    assert sum(1 for *_, step, m in log if step.startswith("chain:")) >= 2 * (1000 // 128)

@@ -113,3 +113,12 @@ def test_over_grpc_three_parties() -> None:
     orders = {n: [sets[n][i] for i in out[n].rows] for n in sets}
     assert set(orders["bank"]) == expect
     assert orders["bank"] == orders["fintech"] == orders["insurer"]
+
+
+def test_progress_bar_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_parties({
+        "bank": lambda p: run_psi(p, ["a", "b"], timeout_s=10, workers=0, progress=True),
+        "fintech": lambda p: run_psi(p, ["b"], timeout_s=10, workers=0, progress=False),
+    })
+    assert out["bank"].size == 1
+    assert "psi bank" in capsys.readouterr().err
