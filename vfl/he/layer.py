@@ -34,6 +34,15 @@ budget runs out; decrypted values returned to a peer are noise-flooded and round
 to ``2**-round_bits``; decryptions outside the mask range (a tampered ciphertext,
 a wrong key) raise :class:`DecryptionRangeError`; batches over the slot count are
 split into chunks.
+
+Threat model and known limits: both parties are honest-but-curious (they follow
+the protocol). Every ciphertext sent to the key owner is re-randomized by adding
+a fresh public-key encryption (its mask), so the key owner cannot divide out the
+randomness of its own ciphertexts to recover the peer's plaintext factors. The
+CKKS noise of a product is not flooded (statistical circuit privacy would cost
+about 40 more modulus bits); it sits below the slot masks and the rounding of
+every value returned to a peer. A malicious peer can bias results (no proofs of
+correct computation); tampering and wrong keys are caught by the range check.
 """
 
 from __future__ import annotations
