@@ -61,7 +61,7 @@ def _exact_grads(guest: GuestModel, host: HostModel, gb: object, hb: object, xs:
                           torch.as_tensor(gb.yc), torch.as_tensor(hb.b),
                           gamma=params.alignment, taylor=False)
     ga, gbw = torch.autograd.grad(loss, [wa, wb])
-    return ga.numpy(), gbw.numpy(), float(loss)
+    return ga.numpy(), gbw.numpy(), float(loss.detach())
 
 
 def train_plaintext(guest: GuestData, host: HostData, params: FtlParams, *,

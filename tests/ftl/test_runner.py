@@ -93,8 +93,9 @@ def test_checkpoint_with_other_feature_count_is_refused(tmp_path: Path) -> None:
     run_parties(_fns(t, p, checkpoint_dir=tmp_path))
     wider = Toy(GuestData(np.hstack([t.guest.x, t.guest.x[:, :1]]), t.guest.y, t.guest.overlap),
                 t.host, t.host_y)
-    with pytest.raises(ConfigError, match="feature columns"):
-        run_parties(_fns(wider, p, checkpoint_dir=tmp_path))
+    with pytest.raises(ConfigError, match="feature columns"):  # refused before any message
+        train_ftl(None, "B", role="guest", x=wider.guest.x, y=wider.guest.y,  # type: ignore[arg-type]
+                  overlap=wider.guest.overlap, params=p, checkpoint_dir=tmp_path)
 
 
 def test_no_overlap_is_a_clear_error() -> None:
