@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from party.codec import wire
@@ -19,8 +19,16 @@ class Hello:
     config: dict[str, Any]
     n_items: int
     nonce: bytes
+    resume: bytes = b""  # SHA-256 of a checkpointed session's nonces, or empty
+    have: list[str] = field(default_factory=list)  # checkpointed streams (see psi.checkpoint)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.resume, bytes) or len(self.resume) not in (0, 32):
+            raise ValueError("resume must be empty or 32 bytes")
+        if not isinstance(self.have, list) or not all(
+            isinstance(h, str) and len(h) < 256 for h in self.have
+        ) or len(self.have) > 4096:
+            raise ValueError("have must be a short list of step names")
         if not isinstance(self.config, dict):
             raise ValueError("config must be a dict")
         if not isinstance(self.n_items, int) or self.n_items < 0:

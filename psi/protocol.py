@@ -72,6 +72,7 @@ from typing import Any, Literal
 import numpy as np
 
 from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from psi.checkpoint import Checkpoint, input_digest
 from psi.group import POINT_BYTES, SUITE, GroupEngine, InvalidPoint, random_scalar
 from psi.messages import Count, Hello, Points
 from psi.normalize import NormalizeOptions
@@ -191,6 +192,12 @@ def _chunks_of(n_points: int, chunk: int) -> int:
     return max(1, -(-n_points // chunk))
 
 
+def _resume_id(nonces: dict[str, str]) -> bytes:
+    return hashlib.sha256(
+        b"tessera-psi resume\x00" + b"".join(bytes.fromhex(nonces[p]) for p in sorted(nonces))
+    ).digest()
+
+
 def _as_s32(data: bytes | bytearray) -> np.ndarray:
     return np.frombuffer(bytes(data), dtype="S32")
 
@@ -219,6 +226,7 @@ class PsiSession:
         config: PsiConfig | None = None,
         *,
         engine: GroupEngine | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.config = config or PsiConfig()
         self.parties = sorted(parties)
@@ -248,6 +256,23 @@ class PsiSession:
         self.stage = Stage.IDLE
         self._scalar = random_scalar()
         self._nonce = secrets.token_bytes(32)
+        self._perm_seed = int.from_bytes(secrets.token_bytes(16), "little")
+        self.checkpoint = checkpoint
+        self._saved: dict[str, Any] | None = None
+        self._resume_ids: dict[str, bytes] = {me: b""}
+        self._have: dict[str, set[str]] = {p: set() for p in self.parties}
+        self._skip_chain: set[str] = set()
+        self.resumed = False
+        if checkpoint is not None:
+            self._digest = input_digest(keys)
+            st = checkpoint.load(digest=self._digest, public=self.public)
+            if st is not None:
+                self._saved = st
+                self._scalar = bytes.fromhex(st["scalar"])
+                self._nonce = bytes.fromhex(st["nonces"][me])
+                self._perm_seed = int(st["perm_seed"])
+                self._resume_ids[me] = _resume_id(st["nonces"])
+                self._have[me] = set(checkpoint.have())
         self._nonces: dict[str, bytes] = {me: self._nonce}
         self.sizes: dict[str, int] = {me: len(keys)}
         self.dst = b""
@@ -283,7 +308,8 @@ class PsiSession:
         """The hello for every peer."""
         self._require("hello")
         self.stage = Stage.HELLO
-        msg = Hello(config=self.public, n_items=len(self.keys), nonce=self._nonce)
+        msg = Hello(config=self.public, n_items=len(self.keys), nonce=self._nonce,
+                    resume=self._resume_ids[self.me], have=sorted(self._have[self.me]))
         return [Send(p, "hello", msg) for p in self.peers]
 
     def on_hello(self, src: str, msg: Hello) -> None:
@@ -303,7 +329,10 @@ class PsiSession:
             raise ConfigMismatch(src, diff)
         self._nonces[src] = msg.nonce
         self.sizes[src] = msg.n_items
+        self._resume_ids[src] = msg.resume
+        self._have[src] = set(msg.have)
         if len(self._nonces) == self.n:
+            self._decide_resume()
             salt = hashlib.sha512(
                 b"tessera-psi session salt\x00"
                 + self.config.salt
@@ -313,21 +342,57 @@ class PsiSession:
             self.stage = Stage.READY
             self._plan()
 
+    def _decide_resume(self) -> None:
+        """Resume only if every party brought a checkpoint of this very session."""
+        ids = set(self._resume_ids.values())
+        self.resumed = len(ids) == 1 and b"" not in ids and self._saved is not None
+        if self.resumed:
+            log.info("psi %s: resuming; saved streams %s", self.me, sorted(self._have[self.me]))
+            for step in self._have[self.me]:
+                assert self.checkpoint is not None
+                self._buffers[step] = bytearray(self.checkpoint.load_blob(step))
+            return
+        self._have = {p: set() for p in self.parties}
+        if self._saved is not None:  # not everyone can resume: start over, fresh secrets
+            assert self.checkpoint is not None
+            log.info("psi %s: peers have no matching checkpoint; starting over", self.me)
+            self.checkpoint.clear()
+            self._saved = None
+            self._scalar = random_scalar()
+            self._perm_seed = int.from_bytes(secrets.token_bytes(16), "little")
+        if self.checkpoint is not None:
+            self.checkpoint.save({
+                "input_sha256": self._digest,
+                "config": self.public,
+                "scalar": self._scalar.hex(),
+                "nonces": {p: v.hex() for p, v in self._nonces.items()},
+                "perm_seed": self._perm_seed,
+            })
+
+    def _save(self, step: str, data: bytes | bytearray) -> None:
+        if self.checkpoint is not None and step not in self._have[self.me]:
+            self.checkpoint.save_blob(step, bytes(data))
+            self._have[self.me].add(step)
+
     def _holder_of(self, origin: str) -> str:
         return self.parties[(self.parties.index(origin) - 1) % self.n]
 
     def _plan(self) -> None:
         """The streams this party will receive, in the order it waits for them."""
         exp: list[tuple[str, str]] = []
+        mine = self._have[self.me]
+        # a set's whole chain is skipped when its holder saved the full values
+        self._skip_chain = {o for o in self.parties if f"full:{o}" in self._have[self._holder_of(o)]}
         for h in range(1, self.n):
             origin = self.parties[(self.i - h) % self.n]
-            exp.append((self.prev, f"chain:{origin}:{h}"))
-        if self._gets_return(self.me):
+            if origin not in self._skip_chain:
+                exp.append((self.prev, f"chain:{origin}:{h}"))
+        if self._gets_return(self.me) and f"return:{self.me}" not in mine:
             exp.append((self.prev, f"return:{self.me}"))
         if self.me == self.leader:
             for o in self.parties:
                 holder = self._holder_of(o)
-                if o != self.me and holder != self.me:
+                if o != self.me and holder != self.me and f"collect:{o}" not in mine:
                     exp.append((holder, f"collect:{o}"))
         elif self.me in self.learners:
             exp.append((self.leader, "result"))
@@ -345,17 +410,22 @@ class PsiSession:
         self._require("own_chunks")
         self.stage = Stage.RUNNING
         n = len(self.keys)
-        seed = int.from_bytes(secrets.token_bytes(16), "little")
-        self._perm = np.random.Generator(np.random.PCG64(seed)).permutation(n)
+        self._perm = np.random.Generator(np.random.PCG64(self._perm_seed)).permutation(n)
         c = self.config.chunk_points
-        n_chunks = _chunks_of(n, c)
+        n_chunks = 0 if self.me in self._skip_chain else _chunks_of(n, c)
         for k in range(n_chunks):
             idx = self._perm[k * c : (k + 1) * c]
             pts = self.engine.hash_to_group([self.keys[j] for j in idx], self.dst)
             masked = self.engine.mask(pts, self._scalar)
             yield Send(self.next, f"chain:{self.me}:1", Points(k, k == n_chunks - 1, masked))
-        if not self._expect:  # pragma: no cover - every party expects at least one stream
-            self._finish()
+        for o in sorted(self._skip_chain):  # resumed: pass on saved full values
+            if self._holder_of(o) == self.me:
+                yield from self._on_full(o)
+        if not self._expect:  # resumed with everything saved
+            if self.me == self.leader:
+                yield from self._intersect()
+            else:
+                self._finish()
 
     # -- stages 2-4: streams ---------------------------------------------------------------
 
@@ -418,6 +488,8 @@ class PsiSession:
             self._buffers.setdefault(step, bytearray()).extend(msg.data)
         if msg.last:
             self._expect.pop(0)
+            if kind in ("return", "collect"):
+                self._save(step, self._buffers[step])
             if kind == "chain" and step.endswith(f":{self.n - 1}"):
                 out += self._on_full(step.split(":")[1])
             if self.me == self.leader and self._leader_ready():
@@ -443,11 +515,16 @@ class PsiSession:
     def _on_full(self, origin: str) -> list[Send]:
         """This party now holds ``origin``'s full values (it is ``origin``'s holder)."""
         data = bytes(self._buffers[f"full:{origin}"])
+        self._save(f"full:{origin}", data)  # before anyone is told: a resume can re-send it
         out: list[Send] = []
         cardinality = self.config.mode == "cardinality"
-        if self._gets_return(origin):
+        if self._gets_return(origin) and f"return:{origin}" not in self._have[origin]:
             out += self._stream(origin, f"return:{origin}", data, sort=cardinality)
-        if self.me != self.leader and origin != self.leader:
+        if (
+            self.me != self.leader
+            and origin != self.leader
+            and f"collect:{origin}" not in self._have[self.leader]
+        ):
             out += self._stream(self.leader, f"collect:{origin}", data, sort=True)
         if self.me != self.leader:
             del self._buffers[f"full:{origin}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 from party.errors import ConfigError
 from party.party import Party
 from party.transport import Tag
+from psi.checkpoint import Checkpoint
 from psi.group import GroupEngine
 from psi.messages import Count, Hello, Points
 from psi.normalize import Duplicates, NormalizeReport, normalize_ids
@@ -39,6 +41,7 @@ def run_psi_keys(
     timeout_s: float = 600.0,
     workers: int | None = None,
     progress: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> PsiResult:
     """Private set intersection of canonical, unique ``keys`` with ``peers``.
 
@@ -51,6 +54,9 @@ def run_psi_keys(
         timeout_s: per-message deadline.
         workers: processes for group operations (default: all cores; 0: inline).
         progress: a tqdm bar on stderr (default: when stderr is a terminal).
+        checkpoint: a private directory for this party's state; a run killed midway
+            resumes from it (when every party passes its own), and it is emptied on
+            success. Refused if made from other IDs or config.
 
     Returns:
         :class:`PsiResult`; ``rows`` index ``keys`` in the agreed order.
@@ -65,7 +71,8 @@ def run_psi_keys(
         raise ConfigError(f"{party.name!r} cannot run PSI with itself")
     tag = Tag("psi", session, 0, "")
     engine = GroupEngine(workers)
-    sess = PsiSession(party.name, [party.name, *peers], keys, config, engine=engine)
+    ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
+    sess = PsiSession(party.name, [party.name, *peers], keys, config, engine=engine, checkpoint=ckpt)
     bar = None
     t0 = time.perf_counter()
 
@@ -96,6 +103,8 @@ def run_psi_keys(
         if bar is not None:
             bar.close()
     res = sess.result()
+    if ckpt is not None:
+        ckpt.clear()
     res.worker_peak_rss_mb = engine.worker_peak_rss_mb
     log.info(
         "psi %s: %d own, peers %s, shared %s, %.1f s",
@@ -116,6 +125,7 @@ def run_psi(
     timeout_s: float = 600.0,
     workers: int | None = None,
     progress: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> PsiResult:
     """Normalise ``ids`` (one per row; with ``composite=True`` a list of columns) and run PSI.
 
@@ -131,7 +141,7 @@ def run_psi(
     norm = normalize_ids(columns, config.normalize, duplicates=duplicates)  # type: ignore[arg-type]
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
-        timeout_s=timeout_s, workers=workers, progress=progress,
+        timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
     )
     if res.rows is not None:
         res.rows = norm.rows[res.rows]

@@ -108,6 +108,7 @@ def align(
     workers: int | None = None,
     progress: bool | None = None,
     source: str = "input",
+    checkpoint: str | Path | None = None,
 ) -> AlignResult:
     """Keep the rows of ``table`` whose IDs every party holds, in the agreed order.
 
@@ -123,6 +124,7 @@ def align(
         workers: processes for group operations (default: all cores).
         progress: tqdm bar (default: when stderr is a terminal).
         source: name of the input, for messages.
+        checkpoint: private directory to resume a killed run from (see :func:`psi.run_psi_keys`).
 
     Returns:
         :class:`AlignResult`: the aligned table (all columns, index reset) and the report.
@@ -139,7 +141,7 @@ def align(
     stats0 = party.transport.stats.snapshot()
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
-        timeout_s=timeout_s, workers=workers, progress=progress,
+        timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
     )
     stats1 = party.transport.stats.snapshot()
     rows = None if res.rows is None else norm.rows[res.rows]
@@ -225,6 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--session", default="align", help="run name; all parties must use the same")
     ap.add_argument("--timeout-s", type=float, help="per-message deadline (default: federation's, min 600)")
     ap.add_argument("--workers", type=int, help="processes for group operations (default: all cores)")
+    ap.add_argument("--checkpoint", help="private directory: a killed run resumes from it")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -267,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 party, table, args.id_columns, peers=peers, config=config,
                 duplicates=args.duplicates, session=args.session, timeout_s=timeout_s,
                 workers=args.workers, progress=False if args.no_progress else None,
-                source=args.input,
+                source=args.input, checkpoint=args.checkpoint,
             )
         report = _write_outputs(result, args.input, args.output, args.report)
     except TesseraError as e:

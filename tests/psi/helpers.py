@@ -12,12 +12,23 @@ from psi.protocol import PsiConfig, PsiResult, PsiSession, Send
 Tamper = Callable[[str, Send], Any]
 
 
+class Crash(Exception):
+    """Simulates every party being killed at one point of the run."""
+
+
 def make_sessions(
-    sets: dict[str, Sequence[bytes]], config: PsiConfig | None = None, configs: dict[str, PsiConfig] | None = None
+    sets: dict[str, Sequence[bytes]],
+    config: PsiConfig | None = None,
+    configs: dict[str, PsiConfig] | None = None,
+    checkpoints: dict[str, Any] | None = None,
 ) -> dict[str, PsiSession]:
+    from psi.checkpoint import Checkpoint
+
     names = list(sets)
+    ck = {n: Checkpoint(d) for n, d in (checkpoints or {}).items()}
     return {
-        n: PsiSession(n, names, list(sets[n]), (configs or {}).get(n, config)) for n in names
+        n: PsiSession(n, names, list(sets[n]), (configs or {}).get(n, config), checkpoint=ck.get(n))
+        for n in names
     }
 
 
@@ -26,6 +37,7 @@ def pump(
     *,
     tamper: Tamper | None = None,
     log: list[tuple[str, str, str, Any]] | None = None,
+    crash_when: Callable[[str, str, str], bool] | None = None,
 ) -> dict[str, PsiResult]:
     """Run every session to the end, moving messages through the codec; returns results.
 
@@ -36,6 +48,8 @@ def pump(
 
     def post(src: str, sends: Sequence[Send] | Any) -> None:
         for s in sends:
+            if crash_when is not None and crash_when(src, s.dst, s.step):
+                raise Crash(f"killed before {src} sent {s.step} to {s.dst}")
             msg = tamper(src, s) if tamper else s.msg
             wire = decode(encode(msg))  # exactly what a transport would deliver
             queues[(src, s.dst, s.step)].append(wire)

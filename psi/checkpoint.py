@@ -1,0 +1,99 @@
+"""On-disk checkpoint of one party's PSI run, so a killed run resumes without redoing finished streams.
+
+The directory holds ``state.json`` (this party's secret scalar, the session
+nonces, the shuffle seed, a SHA-256 of its input keys and the public config;
+mode 0600, never sent anywhere) and one ``.bin`` file per completed stream of
+full values (``full-<party>.bin``, ``return.bin``, ``collect-<party>.bin``).
+Every file is written atomically. A checkpoint made from other input or config
+is refused (:class:`CheckpointMismatch`), never silently reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from party.errors import ConfigError
+from party.files import write_atomic
+
+
+class CheckpointMismatch(ConfigError):
+    """The checkpoint was made from other input IDs or another PSI config."""
+
+
+def input_digest(keys: Sequence[bytes]) -> str:
+    """SHA-256 over the canonical keys, in order."""
+    h = hashlib.sha256()
+    for k in keys:
+        h.update(len(k).to_bytes(4, "little"))
+        h.update(k)
+    return h.hexdigest()
+
+
+def _blob_name(step: str) -> str:
+    kind, _, who = step.partition(":")
+    return f"{kind}-{who.encode().hex()}.bin" if who else f"{kind}.bin"
+
+
+class Checkpoint:
+    """A directory of one party's PSI state (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+
+    @property
+    def _state(self) -> Path:
+        return self.dir / "state.json"
+
+    def load(self, *, digest: str, public: dict[str, Any]) -> dict[str, Any] | None:
+        """The saved state, or None; CheckpointMismatch if it belongs to other input/config."""
+        try:
+            state: dict[str, Any] = json.loads(self._state.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise CheckpointMismatch(f"checkpoint {self._state} is unreadable ({e}); delete it") from None
+        if state.get("input_sha256") != digest:
+            raise CheckpointMismatch(
+                f"checkpoint in {self.dir} was made from other input IDs; "
+                "delete the directory to start over"
+            )
+        if state.get("config") != public:
+            raise CheckpointMismatch(
+                f"checkpoint in {self.dir} was made with another PSI config; "
+                "delete the directory to start over"
+            )
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self._state, json.dumps(state, sort_keys=True), mode=0o600)
+
+    def have(self) -> list[str]:
+        """Steps whose data is saved (``full:<party>``, ``return:<me>``, ``collect:<party>``)."""
+        out = []
+        for p in self.dir.glob("*.bin"):
+            kind, _, who = p.stem.partition("-")
+            try:
+                out.append(f"{kind}:{bytes.fromhex(who).decode()}" if who else kind)
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def save_blob(self, step: str, data: bytes) -> None:
+        write_atomic(self.dir / _blob_name(step), data, mode=0o600)
+
+    def load_blob(self, step: str) -> bytes:
+        return (self.dir / _blob_name(step)).read_bytes()
+
+    def clear(self) -> None:
+        """Remove the checkpoint (after a successful run, or to start over)."""
+        for p in [*self.dir.glob("*.bin"), self._state]:
+            p.unlink(missing_ok=True)
+
+
+__all__ = ["Checkpoint", "CheckpointMismatch", "input_digest"]
