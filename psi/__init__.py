@@ -3,7 +3,7 @@
 Public API: :func:`run_psi` (raw IDs), :func:`run_psi_keys` (canonical keys),
 :class:`PsiConfig`, :class:`PsiResult`, :class:`NormalizeOptions`,
 :func:`normalize_ids`, the sans-I/O :class:`PsiSession`, and the errors
-:class:`IdError`, :class:`ConfigMismatch`. The protocol and its security
+:class:`IdError`, :class:`ConfigMismatch`; :class:`Checkpoint` resumes a killed run. The protocol and its security
 argument are in :mod:`psi.protocol`.
 
 Names are imported lazily, so the group worker processes (``python -m
@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from psi.checkpoint import Checkpoint, CheckpointMismatch
     from psi.group import GroupEngine, InvalidPoint
     from psi.normalize import (
         IdError,
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from psi.runner import run_psi, run_psi_keys
 
 _WHERE = {
+    "Checkpoint": "psi.checkpoint",
+    "CheckpointMismatch": "psi.checkpoint",
     "GroupEngine": "psi.group",
     "InvalidPoint": "psi.group",
     "IdError": "psi.normalize",
@@ -52,6 +55,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointMismatch",
     "ConfigMismatch",
     "GroupEngine",
     "IdError",

@@ -29,6 +29,14 @@ Protocol (parties sorted by name, P_0 … P_{n-1}, in a ring; ``next`` = P_{i+1}
    sort order of the full values: the *agreed order*, identical at every
    learner without exchanging any ID.
 
+Resume: with a :class:`psi.checkpoint.Checkpoint`, each party saves its
+scalar, the nonces and every finished stream of full values (before passing it
+on). After a kill, when every party comes back with a checkpoint of the same
+session (the hello carries a hash of its nonces and the list of saved
+streams), chains whose holder saved the full values are skipped, saved streams
+are re-sent from disk, and the output is identical (same scalars, same DST).
+Otherwise everyone starts over with fresh secrets.
+
 Modes: ``"both"`` (default: every party learns the intersection), ``"one"``
 (only ``receiver`` learns it), ``"cardinality"`` (every party learns only its size).
 

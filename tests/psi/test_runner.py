@@ -68,7 +68,7 @@ def test_peer_disconnecting_mid_run_gives_a_clear_error() -> None:
     def bank_run() -> None:
         try:
             run_psi(bank, a, config=PsiConfig(chunk_points=50), timeout_s=30, workers=0)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors["bank"] = e
 
     t = threading.Thread(target=bank_run)

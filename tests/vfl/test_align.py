@@ -66,7 +66,7 @@ def _federation(tmp_path: Path, names: list[str]):  # type: ignore[no-untyped-de
     from party.testing import grpc_federation
 
     cm = grpc_federation(names, directory=tmp_path)
-    config, router = cm.__enter__()
+    config, _router = cm.__enter__()
     fed = write_federation(tmp_path / "fed.toml", name="test", router=config.router,
                            parties=dict.fromkeys(names, "party"), cert_dir="certs")
     return cm, fed
