@@ -231,14 +231,13 @@ class SecAggClient:
         dt = quantize.dtype_of(self.params)
         acc = prg.MaskAccumulator(enc.shape[0], dt)
         acc.total = enc  # masks are added in place into the encoded input
-        acc.add(prg.self_mask_key(self._b, session=self.session, round=self.round, client=self.me))
+        plus = [prg.self_mask_key(self._b, session=self.session, round=self.round, client=self.me)]
+        minus: list[bytes] = []
         for v in self._held:
             shared = keys.agree(self._mask.secret, self._mask_pk[v])
             k = prg.pairwise_mask_key(shared, session=self.session, round=self.round, a=self.me, b=v)
-            if self.me < v:
-                acc.add(k)
-            else:
-                acc.sub(k)
+            (plus if self.me < v else minus).append(k)
+        acc.apply(plus, minus)
         return MaskedInput(session=self.session, round=self.round, y=acc.total)
 
     # ---- stage 3 ------------------------------------------------------------------

@@ -321,9 +321,11 @@ class SecAggServer:
         acc = prg.MaskAccumulator(self._sum.shape[0], self._sum.dtype)
         acc.total = self._sum  # masks are removed in place
         s, r = self.session, self.round
+        plus: list[bytes] = []
+        minus: list[bytes] = []
         for v in self._u2:
             b = self._combine(b_pts[v], v, "self-mask seed")
-            acc.sub(prg.self_mask_key(b, session=s, round=r, client=v))
+            minus.append(prg.self_mask_key(b, session=s, round=r, client=v))
         for v in dead:
             sk = self._combine(s_pts[v], v, "mask key")
             if keys.public_from_secret(sk) != self._mask_pk[v]:
@@ -334,10 +336,8 @@ class SecAggServer:
             for u in sorted(self._nbrs[v] & set(self._u2)):
                 k = prg.pairwise_mask_key(keys.agree(sk, self._mask_pk[u]), session=s, round=r, a=u, b=v)
                 # u added +PRG when u < v, -PRG otherwise: undo it.
-                if u < v:
-                    acc.sub(k)
-                else:
-                    acc.add(k)
+                (minus if u < v else plus).append(k)
+        acc.apply(plus, minus)
         vec, weight = quantize.decode_sum(acc.total, self.params)
         return SecAggResult(
             sum=vec,

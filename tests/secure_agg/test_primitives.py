@@ -144,6 +144,23 @@ def test_masks_differ_per_round_pair_purpose_and_every_seed_bit() -> None:
         prg.hkdf(b"\x01" * 4, b"info")
 
 
+@pytest.mark.parametrize("dtype", [np.uint64, np.uint32])
+@pytest.mark.parametrize("length", [1, prg.BLOCK_WORDS, 2 * prg.BLOCK_WORDS + 7])
+def test_blockwise_apply_equals_one_expansion_per_key(dtype: type, length: int) -> None:
+    ks = [os.urandom(32) for _ in range(5)]
+    ref = prg.MaskAccumulator(length, dtype)
+    for k in ks[:3]:
+        ref.add(k)
+    for k in ks[3:]:
+        ref.sub(k)
+    got = prg.MaskAccumulator(length, dtype)
+    got.apply(ks[:3], ks[3:])
+    np.testing.assert_array_equal(got.total, ref.total)
+    np.testing.assert_array_equal(ref.total, (prg.expand(ks[0], length, dtype) + prg.expand(ks[1], length, dtype)
+                                              + prg.expand(ks[2], length, dtype) - prg.expand(ks[3], length, dtype)
+                                              - prg.expand(ks[4], length, dtype)))
+
+
 def test_mask_accumulator_adds_and_subtracts_mod_2_64() -> None:
     k1, k2 = os.urandom(32), os.urandom(32)
     acc = prg.MaskAccumulator(1000)
