@@ -81,6 +81,18 @@ def floor_seconds(n: int, cores: int, sample: int = 20000) -> tuple[float, float
     return total / cores, t_hash * 1e6, t_mul * 1e6
 
 
+def x25519_us(sample: int = 5000) -> float:
+    """µs per X25519 scalar multiplication through ``cryptography`` (the alternative group)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    k = X25519PrivateKey.generate()
+    pubs = [X25519PrivateKey.generate().public_key() for _ in range(200)]
+    t = time.perf_counter()
+    for i in range(sample):
+        k.exchange(pubs[i % 200])
+    return (time.perf_counter() - t) / sample * 1e6
+
+
 def run_grpc(args: argparse.Namespace) -> list[dict[str, Any]]:
     from party.config import write_federation
     from party.testing import grpc_federation
@@ -213,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
              us_per_multiply=round(us_mul, 1),
              note="2n hashes + 4n multiplies (both parties), timed bare in one process / cores")
         emit("psi_seconds_over_floor", round(secs / floor, 2), "x", **cond)
+        emit("x25519_us_per_multiply", round(x25519_us(), 1), "us", **cond,
+             note="cryptography X25519 exchange, for comparison with ristretto255 (not used)")
     if args.reference:
         run_reference(args, cond)
     return 0
