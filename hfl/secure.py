@@ -14,6 +14,7 @@ the global model stays as it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from party import ConfigError, Party, PartyUnavailable, TesseraError
+from party import ConfigError, Party, PartyUnavailable, Tag, TesseraError
 
 log = logging.getLogger("hfl.secure")
 
@@ -78,6 +79,21 @@ def client_round(party: Party, server: str, delta: np.ndarray, weight: int, *, s
     if not out.completed:
         log.warning("%s: left out of secure aggregation %s: %s", party.name, session, out.reason)
     return bool(out.completed)
+
+
+def release_clients(party: Party, clients: list[str], *, session: str, reason: str) -> None:
+    """Tell clients that will not be in this round's aggregation to stop waiting for it.
+
+    A client that finished training too late (a straggler), or every client of a
+    round that cannot run secure aggregation, gets an ``Abort`` where it will look
+    first, so it goes back to serving the server at once instead of waiting.
+    """
+    from secure_agg.messages import Abort
+    from secure_agg.runner import PROTOCOL
+
+    for c in clients:
+        with contextlib.suppress(PartyUnavailable):
+            party.send(c, Tag(PROTOCOL, session, 0, "public_keys"), Abort(session, 0, reason))
 
 
 def server_round(party: Party, clients: list[str], *, session: str, params: Mapping[str, Any],

@@ -295,7 +295,9 @@ class Server:
             key = repr(sorted(cfg.items()))
             if key not in msgs:
                 msgs[key] = FitIns(params, cfg, session, sa)
+        t_fit = time.monotonic()
         replies, fail = self.ask([(c, msgs[repr(sorted(cfg.items()))]) for c, cfg in plan], timeout_s)
+        record["fit_s"] = round(time.monotonic() - t_fit, 4)
         results: list[tuple[str, FitRes]] = []
         for c in sorted(replies):
             why = self._check_fit(c, replies[c], params, self.secure_agg is not None)
@@ -305,7 +307,9 @@ class Server:
                 fail[c] = f"rejected: {why}"
                 log.warning("round %d: client %s %s", rnd, c, fail[c])
         failures: Failures = sorted(fail.items())
+        t_agg = time.monotonic()
         new, fit_metrics = self._aggregate(rnd, params, results, failures, record)
+        record["aggregate_s"] = round(time.monotonic() - t_agg, 4)
         if new is not None:
             bad = describe_mismatch(params, new)
             if bad is not None:
@@ -317,7 +321,9 @@ class Server:
         record["fit_results"] = len(results)
         record["fit_failures"] = dict(failures)
         self.history.add_metrics_distributed_fit(rnd, fit_metrics)
+        t_eval = time.monotonic()
         self._evaluate(rnd, params, avail, timeout_s, record)
+        record["evaluate_s"] = round(time.monotonic() - t_eval, 4)
         record["time_s"] = round(time.monotonic() - t0, 4)
         self.history.rounds.append(record)
         return params
@@ -326,14 +332,19 @@ class Server:
                    failures: Failures, record: dict[str, Any]) -> tuple[NDArrays | None, Metrics]:
         if self.secure_agg is None:
             return self.strategy.aggregate_fit(rnd, results, failures)
-        from hfl.secure import server_round
+        from hfl.secure import release_clients, server_round
 
         cohort = sorted(c for c, _ in results)
+        late = sorted(c for c, _ in failures if c not in cohort)
         if len(cohort) < 3:
             record["secure_agg"] = f"skipped: {len(cohort)} clients finished training, need >= 3"
             log.error("round %d: secure aggregation needs >= 3 clients, %d finished; model "
                       "unchanged", rnd, len(cohort))
+            release_clients(self.party, cohort + late, session=self._session(rnd),
+                            reason=record["secure_agg"])
             return None, {}
+        release_clients(self.party, late, session=self._session(rnd),
+                        reason="dropped from this round (late or failed)")
         try:
             total_vec, total_n, survivors, dropped = server_round(
                 self.party, cohort, session=self._session(rnd), params=self._secagg_round)

@@ -83,3 +83,27 @@ def test_too_few_clients_for_secure_aggregation_leaves_the_model_unchanged() -> 
     assert "need >= 3" in h.rounds[0]["secure_agg"]
     assert h.parameters is not None
     assert all(not p.any() for p in h.parameters)  # still the initial zeros
+
+
+def test_a_straggler_under_secure_aggregation_is_released_and_serves_the_next_round() -> None:
+    import threading
+
+    from .helpers import SlowClient
+
+    gate = threading.Event()
+    calls: dict[str, int] = {}
+
+    def client_fn(cid: str) -> LinearClient:
+        calls[cid] = calls.get(cid, 0) + 1
+        if cid == "3" and calls[cid] == 1:  # slow in round 1 only
+            return SlowClient(3, 1.5, gate)
+        return LinearClient(int(cid))
+
+    h = hfl.simulate(client_fn, 4, num_workers=4,
+                     config=hfl.ServerConfig(num_rounds=2, round_timeout=0.8),
+                     strategy=FedAvg(min_fit_clients=4, min_available_clients=4, fraction_evaluate=0),
+                     secure_agg={"timeout_s": 5.0})
+    assert "straggler" in h.rounds[0]["fit_failures"]["client_3"]
+    assert h.rounds[0]["secure_agg"]["survivors"] == 3
+    # released from round 1's aggregation, it is back in time for round 2
+    assert h.rounds[1]["fit_results"] == 4 and h.rounds[1]["secure_agg"]["survivors"] == 4

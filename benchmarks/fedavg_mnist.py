@@ -1,0 +1,220 @@
+"""FedAvg on MNIST in simulation: McMahan et al. (2017) Table 2 settings, and simulation overhead.
+
+    # rounds to 99 % test accuracy (paper: CNN, 100 clients, C=0.1, E=5, B=10: IID 20, non-IID 229)
+    python -m benchmarks.fedavg_mnist --mode accuracy --partition iid --max-rounds 50
+    python -m benchmarks.fedavg_mnist --mode accuracy --partition non-iid --max-rounds 400
+    # quick scale-down
+    python -m benchmarks.fedavg_mnist --mode accuracy --clients 20 --max-rounds 3 --limit-train 12000
+    # overhead per round (time not spent in client training), tessera plain / SecAgg+ / Flower 1.42
+    python -m benchmarks.fedavg_mnist --mode overhead --clients 100 --rounds 3
+
+Every figure is one JSON line (figure, value, unit, conditions). Overhead of a
+round = (fit phase + aggregation − time during which some client was training)
+/ (fit phase + aggregation); central evaluation is excluded. The Flower reference
+drives flwr 1.42's own ``Server.fit_round`` (sampling, thread pool, its NumPy
+serialisation, FedAvg) over in-process client proxies calling the same client
+code: Ray, which ``flwr.simulation`` needs, is not installed here, so the Ray
+actor hop is not included in Flower's figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks._emit import emit
+from examples.mnist_fedavg import run as mnist_run
+from examples.mnist_fedavg.task import MnistClient, load, make_model, partition
+from hfl.torch_utils import get_parameters
+
+
+def union_s(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Length of the union of intervals clipped to [lo, hi]."""
+    xs = sorted((max(a, lo), min(b, hi)) for a, b in intervals if b > lo and a < hi)
+    total, end = 0.0, -float("inf")
+    start = None
+    for a, b in xs:
+        if start is None or a > end:
+            if start is not None:
+                total += end - start
+            start, end = a, b
+        else:
+            end = max(end, b)
+    if start is not None:
+        total += end - start
+    return total
+
+
+def accuracy_run(args: argparse.Namespace, non_iid: bool) -> None:
+    ns = mnist_run.parser().parse_args([
+        "--model", "cnn", "--clients", str(args.clients), "--fraction", str(args.fraction),
+        "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+        "--rounds", str(args.max_rounds), "--target", str(args.target), "--stop-at-target",
+        *(["--non-iid"] if non_iid else []),
+        *(["--limit-train", str(args.limit_train)] if args.limit_train else []),
+        *(["--workers", str(args.workers)] if args.workers else []),
+    ])
+    out = mnist_run.run(ns)
+    cond = {k: out[k] for k in ("model", "params", "partition", "clients", "C", "E", "B", "lr")}
+    cond.update(max_rounds=args.max_rounds, limit_train=args.limit_train, target=args.target,
+                paper_rounds=229 if non_iid else 20, cores=torch.get_num_threads() and _cores())
+    emit("fedavg_mnist_rounds_to_target", out["rounds_to_target"], "rounds", **cond)
+    emit("fedavg_mnist_final_accuracy", out["final_accuracy"], "fraction", rounds=out["rounds_run"], **cond)
+    emit("fedavg_mnist_wall_time", out["wall_s"], "s", rounds=out["rounds_run"], **cond)
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _clients(args: argparse.Namespace, timings: list[tuple[float, float]]) -> Any:
+    xtr, ytr, _, _ = load()
+    if args.limit_train:
+        xtr, ytr = xtr[:args.limit_train], ytr[:args.limit_train]
+    parts = partition(ytr, args.clients, non_iid=False, seed=0)
+
+    def client_fn(cid: str) -> MnistClient:
+        idx = torch.from_numpy(parts[int(cid)])
+        return MnistClient(int(cid), xtr[idx], ytr[idx], model="cnn", epochs=args.epochs,
+                           batch_size=args.batch_size, lr=args.lr, timings=timings)
+
+    return client_fn
+
+
+def overhead_tessera(args: argparse.Namespace, secure: bool) -> tuple[float, list[float]]:
+    import hfl
+    from hfl.messages import FitIns
+
+    timings: list[tuple[float, float]] = []
+    client_fn = _clients(args, timings)
+    strategy = hfl.FedAvg(fraction_fit=args.fraction, min_fit_clients=1,
+                          min_available_clients=args.clients, fraction_evaluate=0.0,
+                          initial_parameters=get_parameters(make_model("cnn")),
+                          on_fit_config_fn=lambda r: {"server_round": r})
+    marks: list[tuple[float, float]] = []
+
+    class Timed(hfl.Server):
+        def ask(self, instructions: Any, timeout_s: float, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            out = super().ask(instructions, timeout_s, **kw)
+            if instructions and isinstance(instructions[0][1], FitIns):
+                marks.append((t0, time.perf_counter() - t0))
+            return out
+
+        def run_round(self, rnd: int, params: Any, timeout_s: float) -> Any:
+            out = super().run_round(rnd, params, timeout_s)
+            t0, fit = marks[-1]
+            marks[-1] = (t0, fit + self.history.rounds[-1]["aggregate_s"])
+            return out
+
+    import hfl.simulation as sim
+
+    orig = sim.Server
+    sim.Server = Timed  # type: ignore[misc]
+    try:
+        hfl.simulate(client_fn, args.clients, num_rounds=args.rounds, strategy=strategy,
+                     num_workers=args.workers, secure_agg={"clip": 8.0} if secure else False)
+    finally:
+        sim.Server = orig  # type: ignore[misc]
+    fractions = []
+    for t0, train_phase in marks:
+        busy = union_s(timings, t0, t0 + train_phase)
+        fractions.append(max(0.0, (train_phase - min(busy, train_phase)) / train_phase))
+    return float(np.mean(fractions[1:] if len(fractions) > 1 else fractions)), fractions
+
+
+def overhead_flower(args: argparse.Namespace) -> tuple[float, list[float]]:
+    """flwr 1.42 Server.fit_round over in-process ClientProxy objects (no Ray)."""
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.server import Server, SimpleClientManager
+    from flwr.server.client_proxy import ClientProxy
+    from flwr.server.strategy import FedAvg
+
+    timings: list[tuple[float, float]] = []
+    client_fn = _clients(args, timings)
+
+    class Proxy(ClientProxy):
+        def fit(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+            c = client_fn(self.cid)
+            params, n, metrics = c.fit(parameters_to_ndarrays(ins.parameters), dict(ins.config))
+            return FitRes(Status(Code.OK, ""), ndarrays_to_parameters(params), n, metrics)
+
+        def get_properties(self, *a: Any) -> Any:
+            raise NotImplementedError
+
+        def get_parameters(self, *a: Any) -> Any:
+            raise NotImplementedError
+
+        def evaluate(self, *a: Any) -> Any:
+            raise NotImplementedError
+
+        def reconnect(self, *a: Any) -> Any:
+            raise NotImplementedError
+
+    cm = SimpleClientManager()
+    for i in range(args.clients):
+        cm.register(Proxy(str(i)))
+    strategy = FedAvg(fraction_fit=args.fraction, min_fit_clients=1, min_available_clients=args.clients,
+                      fraction_evaluate=0.0,
+                      on_fit_config_fn=lambda r: {"server_round": r})
+    server = Server(client_manager=cm, strategy=strategy)
+    server.set_max_workers(args.workers or _cores())
+    server.parameters = ndarrays_to_parameters(get_parameters(make_model("cnn")))
+    fractions = []
+    for rnd in range(1, args.rounds + 1):
+        t0 = time.perf_counter()
+        res = server.fit_round(rnd, timeout=None)
+        assert res is not None and res[0] is not None
+        server.parameters = res[0]
+        dt = time.perf_counter() - t0
+        busy = union_s(timings, t0, t0 + dt)
+        fractions.append(max(0.0, (dt - busy) / dt))
+    return float(np.mean(fractions[1:] if len(fractions) > 1 else fractions)), fractions
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mode", choices=["accuracy", "overhead", "all"], default="accuracy")
+    ap.add_argument("--partition", choices=["iid", "non-iid", "both"], default="iid")
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--fraction", type=float, default=0.1)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--target", type=float, default=0.99)
+    ap.add_argument("--max-rounds", type=int, default=50, help="accuracy mode: stop here at the latest")
+    ap.add_argument("--rounds", type=int, default=3, help="overhead mode: rounds measured")
+    ap.add_argument("--limit-train", type=int, default=None, help="first N training images only")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--no-flower", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.mode in ("accuracy", "all"):
+        for p in (["iid", "non-iid"] if args.partition == "both" else [args.partition]):
+            accuracy_run(args, non_iid=p == "non-iid")
+    if args.mode in ("overhead", "all"):
+        cond = {"clients": args.clients, "C": args.fraction, "E": args.epochs, "B": args.batch_size,
+                "rounds": args.rounds, "workers": args.workers or _cores(), "cores": _cores(),
+                "limit_train": args.limit_train, "model": "cnn", "params": 1_663_370,
+                "first_round_excluded": args.rounds > 1}
+        v, per = overhead_tessera(args, secure=False)
+        emit("hfl_sim_overhead", round(100 * v, 2), "%", secure_agg=False, per_round=per, **cond)
+        v, per = overhead_tessera(args, secure=True)
+        emit("hfl_sim_overhead", round(100 * v, 2), "%", secure_agg=True, per_round=per, **cond)
+        if not args.no_flower:
+            v, per = overhead_flower(args)
+            emit("flwr_1_42_fit_round_overhead", round(100 * v, 2), "%", per_round=per,
+                 reference="flwr.server.Server.fit_round, in-process ClientProxy, no Ray", **cond)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
