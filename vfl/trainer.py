@@ -45,6 +45,7 @@ from torch import nn
 from party import Party, Tag
 from party.errors import (
     ConfigError,
+    LocalProtocolError,
     PartyTimeout,
     PartyUnavailable,
     RemoteProtocolError,
@@ -511,6 +512,8 @@ class ActiveTrainer(_Trainer):
     def predict(self, x: npt.ArrayLike, *, ids: Sequence[str] | None = None) -> FloatArray:
         """Score aligned rows with every passive party (each calls ``PassiveTrainer.predict``)."""
         xx = _check_features(x, f"{self.party.name} features")
+        if self.cfg.mode == "he" and not self.layers:
+            raise LocalProtocolError(f"{self.party.name}: HE mode needs fit() (key exchange) first")
         r = self._score_round
         self._score_round += 1
         req = ScoreRequest(rows=len(xx), id_digest=id_digest(ids, len(xx)),
@@ -635,6 +638,8 @@ class PassiveTrainer(_Trainer):
         return h_t, h_t.detach().double().numpy()
 
     def _forward(self, tag: Tag, h: FloatArray, train: bool) -> None:
+        if self.cfg.mode == "he" and self.layer is None:  # never fall back to plaintext
+            raise LocalProtocolError(f"{self.party.name}: HE mode needs fit() (key exchange) first")
         if self.layer is not None:
             self.party.send(self.active, tag.at("act"), self.layer.forward(h, train=train))
             m2 = self._recv(self.active, tag.at("fwd"), MaskedForward)

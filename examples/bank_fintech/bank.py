@@ -103,7 +103,11 @@ def run(args: Any) -> int:
         m = binary_metrics(y[te], prob)
         results["bank_only"] = {**{f"test_{k}": round(v, 4) for k, v in m.items()},
                                 "train_seconds": round(time.perf_counter() - t0, 1)}
-    report = {"customers": n, "train_rows": len(tr), "test_rows": len(te), "results": results}
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report = {"customers": n, "train_rows": len(tr), "test_rows": len(te), "results": results,
+              "bank_peak_rss_mb": round(rss, 1)}
     write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     print_report(report)
     return 0

@@ -57,8 +57,11 @@ def run(args: Any) -> int:
             trainer.predict(xs[te], ids=[ids[i] for i in te])
             trainer.save_model(out / f"fintech_model_{mode}.pt")
             s = party.transport.stats.snapshot()
+            import resource
+
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
             print(f"[fintech] {mode}: done in {time.perf_counter() - t0:.0f} s; "
-                  f"{s['bytes_sent'] / 1e6:.1f} MB sent so far", flush=True)
+                  f"{s['bytes_sent'] / 1e6:.1f} MB sent so far; peak RSS {rss:.0f} MB", flush=True)
     return 0
 
 

@@ -301,3 +301,18 @@ def test_scoring_rows_must_match(data: dict[str, Any]) -> None:
     out = run({"bank": bank, "fintech": fin}, {"bank": Role.ACTIVE, "fintech": Role.PASSIVE})
     assert isinstance(out["fintech"], ConfigError) and "scoring rows differ" in str(out["fintech"])
     assert isinstance(out["bank"], ConfigError)
+
+
+def test_he_scoring_never_falls_back_to_plaintext(data: dict[str, Any]) -> None:
+    from party.errors import LocalProtocolError
+
+    net = InMemoryNetwork(["bank", "fintech"])
+    p = PassiveTrainer(Party("fintech", net.transport("fintech")), "bank",
+                       default_passive(data["xp"].shape[1]), data["xp"][:50], config=cfg("he"))
+    with pytest.raises(LocalProtocolError, match="fit"):
+        p.predict(data["xp"][:50])
+    a = ActiveTrainer(Party("bank", net.transport("bank")), ["fintech"],
+                      default_active(data["xa"].shape[1]), data["xa"][:50], data["y"][:50],
+                      config=cfg("he"))
+    with pytest.raises(LocalProtocolError, match="fit"):
+        a.predict(data["xa"][:50])
