@@ -726,6 +726,8 @@ class PassiveTrainer(_Trainer):
     def predict(self, x: npt.ArrayLike, *, ids: Sequence[str] | None = None) -> None:
         """Take part in the active party's scoring of aligned rows (learns no scores)."""
         xx = _check_features(x, f"{self.party.name} features")
+        if self.cfg.mode == "he" and self.layer is None:
+            raise LocalProtocolError(f"{self.party.name}: HE mode needs fit() (key exchange) first")
         r = self._score_round
         self._score_round += 1
         try:
