@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m examples.demo
+	$(BIN)/python -m examples.bank_fintech.run_local
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
