@@ -20,10 +20,11 @@ from party.errors import ConfigError
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-#: UCI "default of credit card clients": demographics and repayment status (A) vs
-#: bill and payment amounts (B). Columns are X1..X23 in the shared CSV.
-CREDIT_GUEST_COLUMNS = ["X1", "X2", "X3", "X4", "X5", "X6", "X7", "X8", "X9", "X10", "X11"]
-CREDIT_HOST_COLUMNS = [f"X{i}" for i in range(12, 24)]
+#: UCI "default of credit card clients" (columns X1..X23 of the shared CSV). A: credit
+#: limit, sex, education, marriage, age and the latest repayment status (X1–X6);
+#: B: the five earlier repayment statuses, six bill and six payment amounts (X7–X23).
+CREDIT_GUEST_COLUMNS = ["X1", "X2", "X3", "X4", "X5", "X6"]
+CREDIT_HOST_COLUMNS = [f"X{i}" for i in range(7, 24)]
 CREDIT_FILE = Path("credit_default_taiwan") / "UCI_Credit_Card.csv"
 
 

@@ -75,15 +75,15 @@ class FtlParams:
         timeout_s: per-message deadline of the protocol runner.
     """
 
-    dim: int = 8
+    dim: int = 2
     guest_hidden: tuple[int, ...] = (16,)
     host_hidden: tuple[int, ...] = ()
-    alignment: float = 0.2
+    alignment: float = 0.1
     source_weight: float = 1.0
-    l2: float = 1e-3
+    l2: float = 0.1
     lr: float = 0.05
-    epochs: int = 50
-    batch_size: int = 256
+    epochs: int = 30
+    batch_size: int = 32
     source_batch: int = 2048
     seed: int = 0
     taylor: bool = True
