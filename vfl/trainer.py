@@ -345,7 +345,10 @@ class ActiveTrainer(_Trainer):
             for p in self.passives:
                 layer = ActiveLayer(c.ckks, self.d[p], self.k, lr=c.lr_interactive,
                                     momentum=c.momentum)
-                self.party.send(p, self._tag(0, "ctx_a"), layer.public_context())
+                ctx = layer.public_context()  # parameters + public key only (row 28)
+                log.info("%s: sending a %d-byte public CKKS context to %s", self.party.name,
+                         len(ctx.context), p)
+                self.party.send(p, self._tag(0, "ctx_a"), ctx)
                 layer.on_public_context(self._recv(p, self._tag(0, "ctx_p"), PublicContext))
                 self.layers[p] = layer
         else:
@@ -402,14 +405,18 @@ class ActiveTrainer(_Trainer):
         total = np.zeros((rows, self.k))
         for p in self.passives:
             if self.cfg.mode == "he":
+                # step 1: Enc_P(h) - A learns nothing (P's key)
                 m1 = self._recv(p, tag.at("act"), EncActivations)
                 if m1.rows != rows:
                     raise RemoteProtocolError(f"sent {m1.rows} rows, expected {rows}", peer=p)
                 if bool(m1.row_blocked) != train:
                     raise RemoteProtocolError("training/evaluation phase mismatch", peer=p)
+                # step 2: masked U_j - P learns nothing (every slot masked by A)
                 self.party.send(p, tag.at("fwd"), self.layers[p].on_activations(m1))
+                # step 3: v = hW + Σr rounded - A learns z_P = hW, not h or W
                 z = self.layers[p].on_forward_share(self._recv(p, tag.at("share"), ForwardShare))
             else:
+                # plaintext mode: A learns P's bottom output h itself (comparison only)
                 h = self._recv(p, tag.at("act"), PlainActivations).h
                 if h.shape != (rows, self.d[p]):
                     raise RemoteProtocolError(f"activations of shape {h.shape}", peer=p)
@@ -424,11 +431,14 @@ class ActiveTrainer(_Trainer):
             noise = (_grad_noise(c, epoch, step, i, (delta.shape[0], self.d[p]))
                      if c.grad_noise > 0 else None)
             if c.mode == "he":
+                # step 5: masked hᵀδ + T and Enc_A(δ) - P learns nothing of δ or W_A
                 self.party.send(p, tag.at("grad"), self.layers[p].backward(delta))
+                # step 6: masked Y_i - A learns nothing of W_P
                 back = self._recv(p, tag.at("back"), MaskedBackward)
                 gs = self.layers[p].on_masked_backward(back)
                 if noise is not None:
                     gs = GradShare(g=gs.g + noise)
+                # step 7: δWᵀ + Σs (+ noise) - P learns ∂L/∂h for its rows (by design)
                 self.party.send(p, tag.at("gshare"), gs)
             else:
                 g = delta @ self.w[p].T
@@ -436,7 +446,7 @@ class ActiveTrainer(_Trainer):
                     g = g + noise
                 self.m[p] = c.momentum * self.m[p] + self._h.pop(p).T @ delta
                 self.w[p] = self.w[p] - c.lr_interactive * self.m[p]
-                self.party.send(p, tag.at("grad"), PlainGradient(g=g))
+                self.party.send(p, tag.at("grad"), PlainGradient(g=g))  # P learns ∂L/∂h
 
     def _train_step(self, epoch: int, step: int, idx: np.ndarray) -> float:
         tag = self._tag(epoch, f"t{step}")
