@@ -186,8 +186,14 @@ def _secure_fit(
         return
     party.send(server, tag.at("res"), FitRes([], res.num_examples, res.metrics))
     delta = flatten_update(list(res.parameters), list(ins.parameters))
-    client_round(party, server, delta, res.num_examples, session=ins.secagg_session,
-                 params=dict(ins.secagg_params))
+    try:
+        client_round(party, server, delta, res.num_examples, session=ins.secagg_session,
+                     params=dict(ins.secagg_params))
+    except (PartyUnavailable, ClosedTransport):
+        raise
+    except Exception as e:  # e.g. a weight over max_weight: this round only
+        log.warning("%s: secure aggregation %s failed: %s: %s", party.name, ins.secagg_session,
+                    type(e).__name__, e)
 
 
 def start_client(
