@@ -49,6 +49,7 @@ from secure_agg.messages import (
     UnmaskShares,
 )
 from secure_agg.params import SecAggParams
+from secure_agg.quantize import check_weight
 from secure_agg.server import SecAggResult, SecAggServer
 
 log = logging.getLogger("secure_agg")
@@ -113,6 +114,7 @@ def run_client(
     shape = np.shape(x)
     if shape != (params.vector_length,):
         raise ValueError(f"input vector must have shape ({params.vector_length},), got {shape}")
+    check_weight(weight, params)
     # `awaited` is the step the server waits on from us; a failure is reported there.
     awaited = "advertise_keys"
     try:

@@ -256,3 +256,14 @@ def test_client_that_detects_tampering_aborts_and_tells_the_server_at_once() -> 
     assert res.dropped == {"c1": "masked_input"}
     alive = [u for u in xs if u != "c1"]
     np.testing.assert_allclose(res.mean, _fedavg(xs, ws, alive), atol=params.step)
+
+
+def test_run_client_refuses_bad_input_before_sending_anything() -> None:
+    params = SecAggParams(num_clients=3, vector_length=D, mode="secagg")
+    net = InMemoryNetwork(["server", "c0"])
+    p = Party("c0", net.transport("c0"))
+    with pytest.raises(ValueError, match=r"shape \(300,\)"):
+        run_client(p, "server", np.zeros(D - 1), params=params, session="s")
+    with pytest.raises(ValueError, match="max_weight"):
+        run_client(p, "server", np.zeros(D), weight=2.5, params=params, session="s")
+    assert p.transport.stats.messages_sent == 0
