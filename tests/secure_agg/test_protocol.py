@@ -364,3 +364,27 @@ def test_a_wrong_unmask_share_is_detected_not_silently_summed() -> None:
     with pytest.raises(RemoteProtocolError, match=r"inconsistent|not a 32-byte"):
         h.run(client_hook=lie)
     assert h.server.stage is ServerStage.ABORTED
+
+
+def test_abort_logs_reasons_but_no_key_material(caplog: pytest.LogCaptureFixture) -> None:
+    # threats row 4: a clean abort leaves no key material in the logs
+    import logging
+    import re
+
+    caplog.set_level(logging.DEBUG)
+    h = Harness(5, _params(5))
+    secrets: list[bytes] = []
+
+    def spy(stage: str, out: dict[str, Any]) -> dict[str, Any]:
+        if stage == "share_keys":
+            for c in h.clients.values():
+                if c._mask is not None and c._b is not None:
+                    secrets.extend([c._mask.secret, c._b])
+        return out
+
+    with pytest.raises(QuorumLost):
+        h.run(dict.fromkeys(h.ids[:3], "unmask"), hook=spy)
+    text = caplog.text
+    assert "aborted" in text
+    assert secrets and not any(s.hex() in text or repr(s) in text for s in secrets)
+    assert not re.search(r"[0-9a-f]{64}", text)
