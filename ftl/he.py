@@ -190,11 +190,173 @@ def decryptions_needed(rows: int, m: int, k: int, params: CkksParams) -> int:
     return Layout(rows, m, params.slots).outputs(k)
 
 
+class Packing:
+    """Several matrices X_r (rows_r × m_r), each to be multiplied by a peer plaintext with
+    K_r columns, in as few ciphertexts as possible.
+
+    When one replica of every matrix fits one ciphertext (small batches: the usual FTL
+    case), they share one input ciphertext and their products share the output
+    ciphertexts: one encryption, one mask encryption and one decryption per output for
+    all of them. Otherwise each matrix gets its own ``Layout`` (chunked).
+    """
+
+    def __init__(self, shapes: list[tuple[int, int]], ks: list[int], slots: int) -> None:
+        if len(shapes) != len(ks) or not shapes:
+            raise ValueError("one K per matrix is needed")
+        self.shapes, self.ks, self.slots = list(shapes), list(ks), slots
+        self.sizes = [next_pow2(r) * m for r, m in shapes]
+        self.combined = sum(self.sizes) <= slots and all(k >= 1 for k in ks)
+        if self.combined:
+            q = 1
+            while sum(sz * -(-k // q) for sz, k in zip(self.sizes, ks, strict=True)) > slots:
+                q += 1
+            self.n_out = q
+            self.reps = [-(-k // q) for k in ks]
+            offs, o = [], 0
+            for sz, r in zip(self.sizes, self.reps, strict=True):
+                offs.append(o)
+                o += sz * r
+            self.offsets = offs
+        else:
+            self.layouts = [Layout(r, m, slots) for r, m in shapes]
+
+    @property
+    def n_in(self) -> int:
+        return 1 if self.combined else sum(lay.chunks for lay in self.layouts)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_out if self.combined else sum(
+            lay.outputs(k) for lay, k in zip(self.layouts, self.ks, strict=True))
+
+    def pack(self, xs: list[FloatArray]) -> FloatArray:
+        assert self.combined
+        v = np.zeros(self.slots)
+        for (rows, m), x, sz, r, off in zip(self.shapes, xs, self.sizes, self.reps, self.offsets,
+                                            strict=True):
+            if x.shape != (rows, m):
+                raise ValueError(f"expected a {rows} × {m} matrix, got {x.shape}")
+            blk = sz // m
+            one = np.zeros((m, blk))
+            one[:, :rows] = x.T
+            v[off:off + r * sz] = np.tile(one.reshape(-1), r)
+        return v
+
+    def weights(self, ps: list[FloatArray], q: int) -> FloatArray:
+        assert self.combined
+        w = np.zeros(self.slots)
+        for (rows, m), p, sz, r, off in zip(self.shapes, ps, self.sizes, self.reps, self.offsets,
+                                            strict=True):
+            blk = sz // m
+            for t in range(r):
+                k = q * r + t
+                if k >= p.shape[1]:
+                    break
+                col = np.zeros(blk)
+                col[:rows] = p[:, k]
+                w[off + t * sz: off + (t + 1) * sz] = np.tile(col, m)
+        return w
+
+    def block_sums(self, v: FloatArray) -> list[FloatArray]:
+        """(m_r × reps_r) block sums of each region of one output vector."""
+        out = []
+        for (_rows, m), sz, r, off in zip(self.shapes, self.sizes, self.reps, self.offsets,
+                                          strict=True):
+            blk = sz // m
+            out.append(v[off:off + r * sz].reshape(r, m, blk).sum(axis=2).T)
+        return out
+
+    def assemble(self, per_out: list[list[FloatArray]]) -> list[FloatArray]:
+        res = []
+        for i, ((_rows, m), k) in enumerate(zip(self.shapes, self.ks, strict=True)):
+            cols = [o[i] for o in per_out]
+            mat = np.concatenate(cols, axis=1) if cols else np.zeros((m, 0))
+            res.append(np.asarray(mat[:, :k], dtype=np.float64))
+        return res
+
+
+def encrypt_many(keys: CkksKeys, xs: list[FloatArray], ks: list[int]) -> list[bytes]:
+    """Encrypt several matrices under our key (``Packing``); ``ks`` = the peer's column counts."""
+    pk = Packing([x.shape for x in xs], ks, keys.params.slots)  # type: ignore[misc]
+    if pk.combined:
+        return [keys.encrypt_symmetric(pk.pack(xs))]
+    return [b for x in xs for b in encrypt(keys, x)]
+
+
+def masked_product_many(peer: CkksPeer, blobs: list[bytes], shapes: list[tuple[int, int]],
+                        ps: list[FloatArray], rng: np.random.Generator, *, peer_name: str
+                        ) -> tuple[list[bytes], list[FloatArray]]:
+    """``masked_product`` for a ``Packing``: masked Enc(X_rᵀP_r) and the mask sums per matrix."""
+    pk = Packing(shapes, [p.shape[1] for p in ps], peer.params.slots)
+    if len(blobs) != pk.n_in:
+        raise RemoteProtocolError(f"expected {pk.n_in} ciphertexts, got {len(blobs)}",
+                                  peer=peer_name)
+    for (rows, _m), p in zip(shapes, ps, strict=True):
+        if p.ndim != 2 or p.shape[0] != rows:
+            raise ValueError(f"plaintext must have {rows} rows, got shape {p.shape}")
+    if not pk.combined:
+        outs: list[bytes] = []
+        masks: list[FloatArray] = []
+        i = 0
+        for lay, (rows, m), p in zip(pk.layouts, shapes, ps, strict=True):
+            o, msk = masked_product(peer, blobs[i:i + lay.chunks], rows, m, p, rng,
+                                    peer_name=peer_name)
+            i += lay.chunks
+            outs += o
+            masks.append(msk)
+        return outs, masks
+    ct = peer.load_ciphertext(blobs[0], level="top")
+    ev = peer.evaluator
+    out: list[bytes] = []
+    per_out: list[list[FloatArray]] = []
+    for q in range(pk.n_out):
+        wv = pk.weights(ps, q)
+        mask = rng.uniform(-peer.params.mask_bound, peer.params.mask_bound, peer.params.slots)
+        if wv.any():
+            acc = peer.new_ct()
+            ev.multiply_plain(ct, peer.encode(wv), acc)
+            ev.rescale_to_next_inplace(acc)
+            ev.add_inplace(acc, peer.encrypt_mask(mask, scale=acc.scale))
+        else:  # SEAL refuses products that are identically zero
+            acc = peer.encrypt_mask(mask, scale=_rescaled_scale(peer))
+        out.append(peer.save(acc))
+        per_out.append(pk.block_sums(mask))
+    return out, pk.assemble(per_out)
+
+
+def decrypt_many(keys: CkksKeys, blobs: list[bytes], shapes: list[tuple[int, int]],
+                 ks: list[int], rng: np.random.Generator, *, peer_name: str) -> list[FloatArray]:
+    """Decrypt, block-sum and release a ``masked_product_many`` result."""
+    pk = Packing(shapes, ks, keys.params.slots)
+    if len(blobs) != pk.n_outputs:
+        raise RemoteProtocolError(f"expected {pk.n_outputs} product ciphertexts, got "
+                                  f"{len(blobs)}", peer=peer_name)
+    if not pk.combined:
+        res, i = [], 0
+        for lay, (rows, m), k in zip(pk.layouts, shapes, ks, strict=True):
+            n = lay.outputs(k)
+            res.append(decrypt_sums(keys, blobs[i:i + n], rows, m, k, rng, peer_name=peer_name))
+            i += n
+        return res
+    per_out = [pk.block_sums(keys.decrypt(keys.load_ciphertext(b, level="last"))) for b in blobs]
+    return [release(r, keys.params, rng) for r in pk.assemble(per_out)]
+
+
+def decryptions_needed_many(shapes: list[tuple[int, int]], ks: list[int],
+                            params: CkksParams) -> int:
+    return Packing(shapes, ks, params.slots).n_outputs
+
+
 __all__ = [
     "Layout",
+    "Packing",
     "check_range",
+    "decrypt_many",
     "decrypt_sums",
     "decryptions_needed",
+    "decryptions_needed_many",
     "encrypt",
+    "encrypt_many",
     "masked_product",
+    "masked_product_many",
 ]

@@ -68,15 +68,13 @@ class HostForward:
     epoch: int
     step: int
     key_id: str
-    u: list[bytes]
-    s: list[bytes]
+    x: list[bytes]     # U_B and U_BᵀU_B/n, packed together (ftl.he.Packing)
     stats: np.ndarray  # (1, 2): Σ‖u_B‖², ‖θ_B‖² (for the loss value only)
     context: bytes     # B's new public context after a key rotation, else b""
 
     def __post_init__(self) -> None:
         _step(self.epoch, self.step)
-        _cts("u", self.u)
-        _cts("s", self.s)
+        _cts("x", self.x)
         _mat("stats", self.stats)
         if self.stats.shape != (1, 2):
             raise ValueError("stats must be 1 × 2")
@@ -89,17 +87,15 @@ class GuestForward:
 
     epoch: int
     step: int
-    t: list[bytes]
-    s_phi: list[bytes]
-    key_id: str        # A's key (c, q)
-    c: list[bytes]
-    q: list[bytes]
+    prod: list[bytes]  # masked products of HostForward.x (under B's key)
+    key_id: str        # A's key (x)
+    x: list[bytes]     # C and Q, packed together (ftl.he.Packing)
     context: bytes     # A's new public context after a key rotation, else b""
 
     def __post_init__(self) -> None:
         _step(self.epoch, self.step)
-        for n in ("t", "s_phi", "c", "q"):
-            _cts(n, getattr(self, n))
+        _cts("prod", self.prod)
+        _cts("x", self.x)
 
 
 @wire("ftl.host_backward", version=1)
@@ -111,15 +107,13 @@ class HostBackward:
     step: int
     t_sum: np.ndarray
     s_phi_sum: np.ndarray
-    ctb: list[bytes]
-    qm: list[bytes]
+    prod: list[bytes]  # masked products of GuestForward.x (under A's key)
 
     def __post_init__(self) -> None:
         _step(self.epoch, self.step)
         _mat("t_sum", self.t_sum)
         _mat("s_phi_sum", self.s_phi_sum)
-        _cts("ctb", self.ctb)
-        _cts("qm", self.qm)
+        _cts("prod", self.prod)
 
 
 @wire("ftl.guest_backward", version=1)

@@ -272,8 +272,7 @@ class FtlHost(_Side):
         n, d = hb.u.shape
         assert self.peer_hello is not None
         k_a = self.peer_hello.width + 1
-        upcoming = (he.decryptions_needed(n, d, k_a, self.ckks)
-                    + he.decryptions_needed(d, d, 1, self.ckks))
+        upcoming = he.decryptions_needed_many([(n, d), (d, d)], [k_a, 1], self.ckks)
         ctx = self._maybe_rotate(upcoming)
         s = hb.s / n
         he.check_range(self.ckks, hb.u, np.ones((1, 1)), "host representation U_B")
@@ -281,7 +280,7 @@ class FtlHost(_Side):
         self._batch, self._at = hb, (epoch, step)
         stats = np.array([[float((hb.u**2).sum()), self.model.reg()]])
         msg = HostForward(epoch=epoch, step=step, key_id=self.keys.key_id,
-                          u=he.encrypt(self.keys, hb.u), s=he.encrypt(self.keys, s),
+                          x=he.encrypt_many(self.keys, [hb.u, s], [k_a, 1]),
                           stats=stats, context=ctx)
         self._leave("begin_step")
         return msg
@@ -297,21 +296,19 @@ class FtlHost(_Side):
         self._swap_peer(msg.context)
         self._check_peer_key(msg.key_id)
         n, d = hb.u.shape
-        k_a, k_b = self.peer_hello.width + 1, self.model.width
-        t_sum = he.decrypt_sums(self.keys, msg.t, n, d, k_a, self.rng, peer_name="guest")
-        s_phi_sum = he.decrypt_sums(self.keys, msg.s_phi, d, d, 1, self.rng, peer_name="guest")
+        k_a = self.peer_hello.width + 1
+        t_sum, s_phi_sum = he.decrypt_many(self.keys, msg.prod, [(n, d), (d, d)], [k_a, 1],
+                                           self.rng, peer_name="guest")
         peer = self._need_peer()
         m_n = hb.m / n
         he.check_range(self.ckks, np.ones((1, 1)), hb.b, "host activations b")
         he.check_range(self.ckks, np.ones((1, 1)), m_n, "host U_Bᵀb/n")
-        ctb, mask_ctb = he.masked_product(peer, msg.c, n, d, hb.b, self.rng, peer_name="guest")
-        qm, mask_qm = he.masked_product(peer, msg.q, d, d, m_n, self.rng, peer_name="guest")
-        assert ctb and qm
+        prod, (mask_ctb, mask_qm) = he.masked_product_many(
+            peer, msg.x, [(n, d), (d, d)], [hb.b, m_n], self.rng, peer_name="guest")
         self._masks = (mask_ctb, mask_qm)
-        _ = k_b
         self._leave("on_guest_forward")
         return HostBackward(epoch=msg.epoch, step=msg.step, t_sum=t_sum, s_phi_sum=s_phi_sum,
-                            ctb=ctb, qm=qm)
+                            prod=prod)
 
     def on_guest_backward(self, msg: GuestBackward) -> float:
         """Step 4 (B's half): unmask Cᵀb and Q·M, take the optimiser step; returns the loss."""
@@ -424,18 +421,16 @@ class FtlGuest(_Side):
         p_t = self.model.t_columns(gb)
         he.check_range(self.ckks, np.ones((1, 1)), p_t, "guest activations")
         he.check_range(self.ckks, np.ones((1, 1)), gb.phi[:, None], "guest Φ")
-        t, mask_t = he.masked_product(peer, msg.u, n, d, p_t, self.rng, peer_name="host")
-        s_phi, mask_s = he.masked_product(peer, msg.s, d, d, gb.phi[:, None], self.rng,
-                                          peer_name="host")
+        prod, (mask_t, mask_s) = he.masked_product_many(
+            peer, msg.x, [(n, d), (d, d)], [p_t, gb.phi[:, None]], self.rng, peer_name="host")
         c, q = self.model.for_host(gb)
         he.check_range(self.ckks, c, np.ones((1, 1)), "guest C")
-        upcoming = (he.decryptions_needed(n, d, k_b, self.ckks)
-                    + he.decryptions_needed(d, d, k_b, self.ckks))
+        upcoming = he.decryptions_needed_many([(n, d), (d, d)], [k_b, k_b], self.ckks)
         ctx = self._maybe_rotate(upcoming)
         self._batch, self._at, self._masks = gb, (epoch, step), (mask_t, mask_s)
         self._stats = msg.stats
-        out = GuestForward(epoch=epoch, step=step, t=t, s_phi=s_phi, key_id=self.keys.key_id,
-                           c=he.encrypt(self.keys, c), q=he.encrypt(self.keys, q), context=ctx)
+        out = GuestForward(epoch=epoch, step=step, prod=prod, key_id=self.keys.key_id,
+                           x=he.encrypt_many(self.keys, [c, q], [k_b, k_b]), context=ctx)
         self._leave("on_host_forward")
         return out
 
@@ -458,8 +453,8 @@ class FtlGuest(_Side):
         p = self.params
         loss = (fed_loss + p.source_weight * gb.src_loss_value
                 + 0.5 * p.l2 * (self.model.reg() + cross.reg_b))
-        ctb = he.decrypt_sums(self.keys, msg.ctb, n, d, k_b, self.rng, peer_name="host")
-        qm = he.decrypt_sums(self.keys, msg.qm, d, d, k_b, self.rng, peer_name="host")
+        ctb, qm = he.decrypt_many(self.keys, msg.prod, [(n, d), (d, d)], [k_b, k_b], self.rng,
+                                  peer_name="host")
         self.model.apply(gb, grad)
         self._batch, self._masks, self._stats = None, None, None
         self._leave("on_host_backward")

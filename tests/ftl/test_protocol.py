@@ -125,7 +125,7 @@ def test_foreign_key_and_forged_ciphertexts_are_refused() -> None:
     # ciphertexts made under another key but labelled with the right id: the key holder's
     # decryption lands far outside the mask range and is refused
     other = CkksKeys(CKKS)
-    forged = dataclasses.replace(hf, u=he.encrypt(other, np.ones((20, 4))))
+    forged = dataclasses.replace(hf, x=he.encrypt_many(other, [np.ones((20, 4)), np.ones((4, 4))], [6, 1]))
     gf = g.on_host_forward(forged)
     with pytest.raises(DecryptionRangeError):
         h.on_guest_forward(gf)
@@ -194,3 +194,27 @@ def test_values_beyond_ckks_range_give_a_clear_error() -> None:
     """threats.md row 26: refuse before SEAL's 'scale out of bounds' or a wrong decryption."""
     with pytest.raises(HeError, match="range budget"):
         he.check_range(CKKS, np.full((3, 2), 1e4), np.full((3, 1), 1e3), "test")
+
+
+@pytest.mark.parametrize("shapes", [[(20, 4), (4, 4)], [(100, 8), (8, 8)], [(3000, 4), (4, 4)]])
+def test_packing_of_several_matrices(shapes: list[tuple[int, int]]) -> None:
+    """Combined packing (small batches) and the chunked fallback give the same products."""
+    rng = np.random.default_rng(5)
+    ks = [9, 3]
+    xs = [rng.normal(size=s) for s in shapes]
+    ps = [rng.normal(size=(s[0], k)) for s, k in zip(shapes, ks, strict=True)]
+    pk = he.Packing(shapes, ks, CKKS.slots)
+    assert pk.combined == (shapes[0][0] < 1000)
+    if pk.combined:  # the layout alone, without encryption
+        v = pk.pack(xs)
+        sums = pk.assemble([pk.block_sums(v * pk.weights(ps, q)) for q in range(pk.n_out)])
+        for x, p, got in zip(xs, ps, sums, strict=True):
+            np.testing.assert_allclose(got, x.T @ p, atol=1e-9)
+    keys = CkksKeys(CKKS)
+    peer = load_public(keys.public, CKKS)
+    blobs = he.encrypt_many(keys, xs, ks)
+    assert len(blobs) == pk.n_in
+    prod, masks = he.masked_product_many(peer, blobs, shapes, ps, rng, peer_name="t")
+    got = he.decrypt_many(keys, prod, shapes, ks, rng, peer_name="t")
+    for x, p, g, m in zip(xs, ps, got, masks, strict=True):
+        np.testing.assert_allclose(g - m, x.T @ p, atol=1e-5)
