@@ -215,6 +215,6 @@ def test_packing_of_several_matrices(shapes: list[tuple[int, int]]) -> None:
     blobs = he.encrypt_many(keys, xs, ks)
     assert len(blobs) == pk.n_in
     prod, masks = he.masked_product_many(peer, blobs, shapes, ps, rng, peer_name="t")
-    got = he.decrypt_many(keys, prod, shapes, ks, rng, peer_name="t")
-    for x, p, g, m in zip(xs, ps, got, masks, strict=True):
+    released = he.decrypt_many(keys, prod, shapes, ks, rng, peer_name="t")
+    for x, p, g, m in zip(xs, ps, released, masks, strict=True):
         np.testing.assert_allclose(g - m, x.T @ p, atol=1e-5)
