@@ -48,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: Any) -> int:
+    import torch
+
     from party.config import load_federation
     from party.grpc_transport import connect
 
+    torch.set_num_threads(1)  # tiny models; SEAL dominates and the peer needs the other core
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tab = read_table(args.data, id_column=args.id_column, label=args.label)
