@@ -148,3 +148,37 @@ def test_mismatched_dimensions_are_clear_errors() -> None:
         HostData(t.host.x, np.array([0, 10_000]))
     with pytest.raises(ConfigError, match="NaN"):
         HostData(np.full((3, 2), np.nan), np.array([0]))
+
+
+def test_peer_that_disconnects_mid_training_is_reported_at_once() -> None:
+    """A host that dies after its first step: the guest gets PartyUnavailable, not a hang."""
+    from party import InMemoryNetwork, PartyUnavailable
+
+    t = toy()
+    p = small_params(epochs=2, timeout_s=120.0)
+    net = InMemoryNetwork(["A", "B"])
+
+    def host_dies(party):
+        from ftl.messages import GuestForward, Hello
+        from ftl.protocol import FtlHost
+        from party import Tag
+
+        sm = FtlHost(t.host, p)
+        tag = Tag("ftl", "ftl", 0, "hello")
+        party.send("A", tag, sm.hello())
+        sm.on_hello(party.recv("A", tag, Hello, timeout_s=60))
+        tg = Tag("ftl", "ftl", 0, "0")
+        party.send("A", tg.at("0/host_forward"), sm.begin_step(0, 0))
+        party.recv("A", tg.at("0/guest_forward"), GuestForward, timeout_s=60)
+        net.disconnect("B")
+
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(PartyUnavailable):
+        run_parties({
+            "A": lambda party: train_ftl(party, "B", role="guest", x=t.guest.x, y=t.guest.y,
+                                         overlap=t.guest.overlap, params=p),
+            "B": host_dies,
+        }, network=net)
+    assert time.monotonic() - t0 < 60
