@@ -73,5 +73,20 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
         out.flush()
 
 
+def _drop_rbcl_temp_copy() -> None:
+    """rbcl writes a copy of libsodium to a temp file on every import and never removes it;
+    once loaded, this worker no longer needs the file (Linux keeps the mapping)."""
+    import contextlib
+    import os
+
+    module = sys.modules.get("rbcl._sodium")  # the module (rbcl._sodium the attribute is the CDLL)
+    if sys.platform.startswith("linux") and module is not None:
+        with contextlib.suppress(OSError, AttributeError, TypeError):
+            os.unlink(module.lib_path)
+
+
 if __name__ == "__main__":
+    import psi.group  # noqa: F401 - load libsodium before removing rbcl's temp copy
+
+    _drop_rbcl_temp_copy()
     serve(sys.stdin.buffer, sys.stdout.buffer)
