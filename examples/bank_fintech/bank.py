@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = parser("bank", __doc__ or "")
     ap.add_argument("--label", default="y")
     ap.add_argument("--passive", default="fintech", help="the passive party's name")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=1024)
-    ap.add_argument("--patience", type=int, default=2)
+    ap.add_argument("--patience", type=int, default=3)
     args = ap.parse_args(argv)
     try:
         return run(args)

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--workdir", help="where inputs, certificates, models and logs go (default: temp)")
     ap.add_argument("--smoke", action="store_true", help="3,000 customers, batch 256, 3 epochs")
-    ap.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 8; smoke 3)")
+    ap.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 12; smoke 3)")
     ap.add_argument("--no-compare", action="store_true", help="HE mode only (no plaintext/bank-only)")
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="limit for the whole run")
     args = ap.parse_args(argv)
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for sub in ("bank", "fintech", "logs"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     rows = 3000 if args.smoke else None
-    epochs = args.epochs or (3 if args.smoke else 8)
+    epochs = args.epochs or (3 if args.smoke else 12)
     display = Display()
     kids = Children(display, work / "logs")
     t_start = time.monotonic()
