@@ -30,9 +30,10 @@ import numpy as np
 import torch
 
 from benchmarks._emit import emit
+from party.files import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = data_dir()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,9 @@ from torch import nn
 from hfl import NumPyClient
 from hfl.torch_utils import get_parameters, set_parameters
 from party import ConfigError
+from party.files import data_dir
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "fate"
+DATA_DIR = data_dir() / "fate"
 FILES = {
     "bank_a": "default_credit_homo_guest.csv",
     "bank_b": "default_credit_homo_host_1.csv",

@@ -9,16 +9,15 @@ to the first fully connected layer. Everything else is as in the quick start.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hfl.datasets import load_cifar10, load_mnist
+from party.files import data_dir
 
-MNIST_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+MNIST_DIR = data_dir() / "mnist"
 
 
 class Net(nn.Module):

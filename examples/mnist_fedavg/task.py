@@ -19,8 +19,9 @@ from hfl import NumPyClient
 from hfl.datasets import load_mnist
 from hfl.partition import iid, pathological_non_iid
 from hfl.torch_utils import get_parameters, set_parameters
+from party.files import data_dir
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+DATA_DIR = data_dir() / "mnist"
 
 
 class CNN(nn.Module):

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from party.files import data_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -80,7 +82,7 @@ def evaluate(work: Path, scores_path: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", help="inputs, certificates, checkpoints, scores (default: temp)")
-    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--data-dir", default=str(data_dir()))
     ap.add_argument("--overlap", type=float, default=0.05, help="fraction of B's rows A also has")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--smoke", action="store_true", help="small data, 3 epochs")
