@@ -63,7 +63,7 @@ def accuracy_run(args: argparse.Namespace, non_iid: bool) -> None:
     out = mnist_run.run(ns)
     cond = {k: out[k] for k in ("model", "params", "partition", "clients", "C", "E", "B", "lr")}
     cond.update(max_rounds=args.max_rounds, limit_train=args.limit_train, target=args.target,
-                paper_rounds=229 if non_iid else 20, cores=torch.get_num_threads() and _cores())
+                paper_rounds=229 if non_iid else 20, cores=_cores())
     emit("fedavg_mnist_rounds_to_target", out["rounds_to_target"], "rounds", **cond)
     emit("fedavg_mnist_final_accuracy", out["final_accuracy"], "fraction", rounds=out["rounds_run"], **cond)
     emit("fedavg_mnist_wall_time", out["wall_s"], "s", rounds=out["rounds_run"], **cond)
