@@ -10,7 +10,6 @@ bank_b, bank_c = clients), starts ``examples.banks.aggregator`` and three
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,14 +19,10 @@ from pathlib import Path
 from examples.banks.task import FILES
 from party.certs import init_certs
 from party.config import write_federation
+from party.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,6 @@ server killed mid-run and restarted (fresh SecAgg round, resumed from its checkp
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,17 +18,13 @@ from hfl.checkpoint import load_latest
 from hfl.strategy import FedAvg
 from party.certs import init_certs
 from party.config import write_federation
+from party.local import free_port
 
 from .helpers import LinearClient, linear_client_fn
 
 pytestmark = pytest.mark.grpc
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_federation(d: Path, n: int) -> tuple[Path, int]:
