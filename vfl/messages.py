@@ -44,14 +44,20 @@ class PlanAck:
     error: str  # non-empty: P refuses the plan (rows, IDs or mode differ)
 
 
-@wire("vfl.epoch_cmd", version=1)
+@wire("vfl.epoch_cmd", version=2)
 @dataclass(frozen=True)
 class EpochCommand:
-    """A -> P: ``train`` epoch, or ``resume`` from epoch (then train on), or ``stop``."""
+    """A -> P: ``train`` epoch, or ``resume`` from epoch (then train on), or ``stop``.
+
+    ``run_id`` (``stop`` only): a fresh random ID naming the trained model; both parties
+    store it with their half (``save_model``) so that halves of different runs are never
+    paired when scoring later (``load_model``).
+    """
 
     action: str
     epoch: int
     best_epoch: int
+    run_id: str = ""
 
     def __post_init__(self) -> None:
         if self.action not in ("train", "resume", "stop"):
@@ -83,3 +89,27 @@ class ScoreRequest:
     rows: int
     id_digest: str
     batch_size: int
+
+
+@wire("vfl.score_hello", version=1)
+@dataclass(frozen=True)
+class ScoreHello:
+    """A -> P, first message of a scoring session of *loaded* model halves.
+
+    P checks that ``run_id`` (the model's random ID from the ``stop`` command), the
+    mode and the interactive width ``k`` equal those saved with its own half.
+    """
+
+    run_id: str
+    mode: str
+    k: int
+
+
+@wire("vfl.score_hello_ack", version=1)
+@dataclass(frozen=True)
+class ScoreHelloAck:
+    """P -> A: P's model ID and output width ``d``; ``error`` non-empty: P refuses."""
+
+    run_id: str
+    d: int
+    error: str

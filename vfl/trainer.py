@@ -19,6 +19,20 @@ checkpoint on both sides, written atomically; a run restarted after a crash of
 either party resumes from the newest epoch both parties have. HE keys are never
 checkpointed: a resumed run makes fresh keys.
 
+Saved models and scoring later (``save_model`` / ``load_model``): after ``fit()`` the
+active party draws a random ``run_id`` and sends it with the ``stop`` command; each
+party's ``save_model`` writes only what it owns (its bottom model, the active party's
+head, and in HE mode its own share ``W_A`` or ``W_P``, never the peer's share, the
+momentum or any CKKS key), tagged with that ``run_id``, the mode, ``k``, ``d`` and its
+feature count. ``ActiveTrainer.load_model`` / ``PassiveTrainer.load_model`` read such a
+file with ``torch.load(weights_only=True)`` in a new process and check it against the
+given model and config. The first ``predict()`` then opens a scoring session: A sends
+``ScoreHello(run_id, mode, k)``, P refuses halves of another run (``ConfigError`` on
+both sides), and in HE mode both make *fresh* key pairs and exchange public contexts;
+scoring is steps 1-3 of :mod:`vfl.he.layer` as after ``fit()``. *Each party learns
+the other's (public, random) run_id and d/k, and then exactly what scoring after
+``fit()`` reveals: A learns z_P = h_P W_P per scored row, P learns nothing.*
+
 Label-leakage defence (off by default): ``grad_noise = σ`` adds Gaussian noise of
 standard deviation ``σ / batch_rows`` to every entry of ``∂L/∂h`` before P sees it
 (``∂L/∂h`` of a mean loss is O(1/batch_rows) per row). It lowers the AUC of the
@@ -32,6 +46,7 @@ import copy
 import hashlib
 import logging
 import math
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,7 +80,16 @@ from vfl.he.messages import (
     PlainGradient,
     PublicContext,
 )
-from vfl.messages import Ack, EpochCommand, EpochEnd, PlanAck, ScoreRequest, TrainPlan
+from vfl.messages import (
+    Ack,
+    EpochCommand,
+    EpochEnd,
+    PlanAck,
+    ScoreHello,
+    ScoreHelloAck,
+    ScoreRequest,
+    TrainPlan,
+)
 from vfl.split import ActiveHead, binary_metrics, init_interactive
 
 log = logging.getLogger(__name__)
@@ -187,6 +211,47 @@ def _score_of(m: dict[str, float]) -> float:
     return -m.get("val_loss", m["train_loss"])
 
 
+#: ``format`` field of a file written by ``save_model``.
+MODEL_FORMAT = "tessera.vfl.model/1"
+
+
+def _read_model(path: str | Path, role: str, party: str, config: TrainConfig | None) -> dict[str, Any]:
+    """Load and check one party's saved half (own file: ``weights_only``, never pickle)."""
+    try:
+        st = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"model file {path} does not exist") from None
+    except Exception as e:
+        raise ConfigError(f"model file {path} is unreadable (not a saved model?): {e}") from None
+    if not isinstance(st, dict) or st.get("format") != MODEL_FORMAT:
+        raise ConfigError(f"{path} is not a tessera vertical-FL model file (format "
+                          f"{MODEL_FORMAT!r}); save it with save_model() after fit()")
+    if st.get("role") != role:
+        raise ConfigError(f"{path} holds the {st.get('role')} party's half of a model; "
+                          f"this is the {role} party ({party})")
+    if st.get("party") != party:
+        raise ConfigError(f"{path} was saved by party {st.get('party')!r}, not {party!r}")
+    if config is not None and config.mode != st["mode"]:
+        raise ConfigError(f"{path} was trained in mode {st['mode']!r}, but the config asks "
+                          f"for mode {config.mode!r}")
+    return dict(st)
+
+
+def _load_weights(model: nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ConfigError(f"{path}: the model's architecture differs from the saved one "
+                          f"({' '.join(x.strip() for x in first[:3])})") from None
+
+
+def _check_width(x: np.ndarray, n_features: int, who: str) -> None:
+    if x.shape[1] != n_features:
+        raise ConfigError(f"{who}: {x.shape[1]} feature columns, but the model was trained on "
+                          f"{n_features}; use the same columns and preprocessing as in training")
+
+
 def _fingerprint(**kw: Any) -> str:
     return hashlib.sha256(repr(sorted(kw.items())).encode()).hexdigest()[:16]
 
@@ -243,6 +308,9 @@ class _Trainer:
         self.ckpt = _Checkpoints(config.checkpoint_dir, config.keep_checkpoints)
         self._cmd = 0
         self._score_round = 0
+        self.run_id: str | None = None  # the trained model's ID (set by fit's stop command)
+        self.loaded = False  # built by load_model: scores only, opens a session first
+        self._opened = False
 
     def _emit(self, kind: str, **info: Any) -> None:
         if self.on_event is not None:
@@ -290,24 +358,31 @@ class ActiveTrainer(_Trainer):
                  x: npt.ArrayLike, y: npt.ArrayLike, *, ids: Sequence[str] | None = None,
                  config: TrainConfig | None = None, on_event: EventFn | None = None) -> None:
         super().__init__(party, config or TrainConfig(), on_event)
+        x_checked = _check_features(x, f"{party.name} features")
+        yy = np.asarray(y, dtype=np.float32).reshape(-1)
+        if yy.shape[0] != x_checked.shape[0]:
+            raise ValueError(f"{yy.shape[0]} labels for {x_checked.shape[0]} feature rows")
+        if not np.isin(yy, (0.0, 1.0)).all():
+            raise ValueError("labels must be 0 or 1")
+        self._init_model(passives, model, x_checked, yy)
+        self.ids = list(ids) if ids is not None else None
+        if self.ids is not None and len(self.ids) != len(yy):
+            raise ValueError(f"{len(self.ids)} ids for {len(yy)} rows")
+
+    def _init_model(self, passives: Sequence[str], model: ActiveHead, x: np.ndarray,
+                    y: np.ndarray) -> None:
         if not passives:
             raise ConfigError("at least one passive party is needed")
         self.passives = list(passives)
         self.model = model
-        self.x = _check_features(x, f"{party.name} features")
-        yy = np.asarray(y, dtype=np.float32).reshape(-1)
-        if yy.shape[0] != self.x.shape[0]:
-            raise ValueError(f"{yy.shape[0]} labels for {self.x.shape[0]} feature rows")
-        if not np.isin(yy, (0.0, 1.0)).all():
-            raise ValueError("labels must be 0 or 1")
-        self.y = yy
-        self.ids = list(ids) if ids is not None else None
-        if self.ids is not None and len(self.ids) != len(yy):
-            raise ValueError(f"{len(self.ids)} ids for {len(yy)} rows")
+        self.x, self.y = x, y
+        self.ids = None
+        self.n_features = int(x.shape[1])
         self.k = model.k
         self.opt = torch.optim.Adam(model.parameters(), lr=self.cfg.lr)
         self.d: dict[str, int] = {}
         self.layers: dict[str, ActiveLayer] = {}
+        self._loaded_w: dict[str, FloatArray] = {}  # W_A (HE) or W_p (plaintext) from a file
         self.w: dict[str, FloatArray] = {}  # plaintext mode: W_p
         self.m: dict[str, FloatArray] = {}
         self._h: dict[str, FloatArray] = {}
@@ -364,8 +439,12 @@ class ActiveTrainer(_Trainer):
         return resume
 
     def _command(self, action: str, epoch: int) -> None:
+        run_id = ""
+        if action == "stop":  # names the trained model (both halves store it)
+            self.run_id = run_id = secrets.token_hex(16)
         self.party.broadcast(self.passives, self._tag(self._cmd, "cmd", "vfl.ctl"),
-                             EpochCommand(action=action, epoch=epoch, best_epoch=self.best_epoch))
+                             EpochCommand(action=action, epoch=epoch, best_epoch=self.best_epoch,
+                                          run_id=run_id))
         self._cmd += 1
 
     # -- state ----------------------------------------------------------------
@@ -476,6 +555,9 @@ class ActiveTrainer(_Trainer):
     # -- public API -------------------------------------------------------------
     def fit(self) -> TrainResult:
         """Train (or resume) with every passive party; restores the best validation epoch."""
+        if self.loaded:
+            raise LocalProtocolError(f"{self.party.name}: a model from load_model() only scores; "
+                                     "build a new ActiveTrainer to train")
         where = "setup"
         try:
             resume = self._setup()
@@ -520,8 +602,18 @@ class ActiveTrainer(_Trainer):
             raise self._interrupted(e, where) from e
 
     def predict(self, x: npt.ArrayLike, *, ids: Sequence[str] | None = None) -> FloatArray:
-        """Score aligned rows with every passive party (each calls ``PassiveTrainer.predict``)."""
+        """Score aligned rows with every passive party (each calls ``PassiveTrainer.predict``).
+
+        After ``load_model`` the first call opens a scoring session (model IDs checked,
+        fresh CKKS keys in HE mode); the passives' first ``predict`` answers it.
+        """
         xx = _check_features(x, f"{self.party.name} features")
+        _check_width(xx, self.n_features, self.party.name)
+        if self.loaded and not self._opened:
+            try:
+                self._open()
+            except (PartyUnavailable, PartyTimeout) as e:
+                raise self._interrupted(e, "opening the scoring session") from e
         if self.cfg.mode == "he" and not self.layers:
             raise LocalProtocolError(f"{self.party.name}: HE mode needs fit() (key exchange) first")
         r = self._score_round
@@ -538,10 +630,81 @@ class ActiveTrainer(_Trainer):
         except (PartyUnavailable, PartyTimeout) as e:
             raise self._interrupted(e, "scoring") from e
 
+    def _open(self) -> None:
+        """Scoring session of loaded halves: same model ID everywhere, fresh HE keys."""
+        c = self.cfg
+        assert self.run_id is not None
+        tag = self._tag(0, "hello", "vfl.open")
+        self.party.broadcast(self.passives, tag, ScoreHello(run_id=self.run_id, mode=c.mode,
+                                                            k=self.k))
+        for p in self.passives:
+            ack = self._recv(p, tag.at("hello_ack"), ScoreHelloAck)
+            if ack.error:
+                raise ConfigError(f"{p} refused to score with this model: {ack.error}")
+            if ack.run_id != self.run_id or ack.d != self.d[p]:
+                raise RemoteProtocolError(
+                    f"accepted model {ack.run_id[:12]} (d={ack.d}), expected "
+                    f"{self.run_id[:12]} (d={self.d[p]})", peer=p)
+        if c.mode == "he":
+            for p in self.passives:
+                layer = ActiveLayer(c.ckks, self.d[p], self.k, lr=c.lr_interactive,
+                                    momentum=c.momentum)
+                layer.w = self._loaded_w[p].copy()  # our share W_A only
+                self.party.send(p, tag.at("ctx_a"), layer.public_context())
+                layer.on_public_context(self._recv(p, tag.at("ctx_p"), PublicContext))
+                self.layers[p] = layer
+        self._opened = True
+
     def save_model(self, path: str | Path) -> None:
-        """This party's part of the trained model (atomically); useless without the peers'."""
+        """This party's half of the trained model (atomically); useless without the peers'.
+
+        Holds the head, and per passive party our share ``W_A`` (HE mode) or ``W_p``
+        (plaintext mode, where the active party holds W by design); no key material.
+        """
+        if self.run_id is None:
+            raise LocalProtocolError(f"{self.party.name}: save_model() needs a finished fit()")
+        shares = {p: {"w": v["w"]} for p, v in self._shares().items()}
+        state = {"format": MODEL_FORMAT, "role": "active", "party": self.party.name,
+                 "mode": self.cfg.mode, "run_id": self.run_id, "k": self.k, "d": dict(self.d),
+                 "n_features": self.n_features, "peers": list(self.passives),
+                 "model": self.model.state_dict(), "shares": shares}
         with atomic_path(path) as tmp:
-            torch.save({"fingerprint": self._fp(), "mode": self.cfg.mode, **self._snapshot()}, tmp)
+            torch.save(state, tmp)
+
+    @classmethod
+    def load_model(cls, path: str | Path, party: Party, model: ActiveHead, *,
+                   config: TrainConfig | None = None,
+                   on_event: EventFn | None = None) -> ActiveTrainer:
+        """The active half saved by ``save_model``, ready to ``predict`` (no retraining).
+
+        ``model`` must have the trained architecture (its weights are replaced);
+        ``config`` (default: the saved mode's defaults) must have the saved mode; the
+        passive parties are the saved ones, each loading its own half.
+        Raises ConfigError for a missing, unreadable or foreign file, another party's
+        or role's half, a different architecture or mode.
+        """
+        st = _read_model(path, "active", party.name, config)
+        cfg = config or TrainConfig(mode=st["mode"])
+        self = cls.__new__(cls)
+        _Trainer.__init__(self, party, cfg, on_event)
+        _load_weights(model, st["model"], path)
+        if int(st["k"]) != model.k:
+            raise ConfigError(f"{path}: saved with k={st['k']}, the model has k={model.k}")
+        n = int(st["n_features"])
+        self._init_model(list(st["peers"]), model, np.zeros((0, n), np.float32),
+                         np.zeros(0, np.float32))
+        self.d = {str(p): int(v) for p, v in st["d"].items()}
+        self._loaded_w = {}
+        for p in self.passives:
+            w = st["shares"][p]["w"].numpy().astype(np.float64)
+            if w.shape != (self.d[p], self.k):
+                raise ConfigError(f"{path}: interactive weights for {p} of shape {w.shape}")
+            self._loaded_w[p] = w
+            if cfg.mode == "plaintext":
+                self.w[p], self.m[p] = w.copy(), np.zeros_like(w)
+        self.run_id = str(st["run_id"])
+        self.loaded = True
+        return self
 
 
 # ---------------------------------------------------------------------------
@@ -572,6 +735,8 @@ class PassiveTrainer(_Trainer):
         self.active = active
         self.model = model
         self.x = _check_features(x, f"{party.name} features")
+        self.n_features = int(self.x.shape[1])
+        self.k = 0  # from the active party's plan
         self.ids = list(ids) if ids is not None else None
         if self.ids is not None and len(self.ids) != len(self.x):
             raise ValueError(f"{len(self.ids)} ids for {len(self.x)} rows")
@@ -582,6 +747,7 @@ class PassiveTrainer(_Trainer):
                                      "little")
         self.opt = torch.optim.Adam(model.parameters(), lr=self.cfg.lr)
         self.layer: PassiveLayer | None = None
+        self._loaded_w: FloatArray | None = None  # W_P read by load_model (HE mode)
         self.w: FloatArray | None = None  # HE: W_P; plaintext: unused after sending W_init
         self.plan: TrainPlan | None = None
         self.best: dict[str, Any] | None = None
@@ -686,6 +852,9 @@ class PassiveTrainer(_Trainer):
 
     def fit(self) -> TrainResult:
         """Follow the active party's plan until it says stop; restores the best epoch."""
+        if self.loaded:
+            raise LocalProtocolError(f"{self.party.name}: a model from load_model() only scores; "
+                                     "build a new PassiveTrainer to train")
         where = "setup"
         try:
             self._setup()
@@ -704,6 +873,7 @@ class PassiveTrainer(_Trainer):
                         self.best_epoch, self.best = int(st["best_epoch"]), st["best"]
                     continue
                 if cmd.action == "stop":
+                    self.run_id, self.k = cmd.run_id, plan.k
                     if self.best is not None:
                         self._restore_snapshot(self.best)
                     return TrainResult(history=[], best_epoch=cmd.best_epoch, resumed_from=resumed)
@@ -729,13 +899,88 @@ class PassiveTrainer(_Trainer):
             raise self._interrupted(e, where) from e
 
     def save_model(self, path: str | Path) -> None:
-        """This party's bottom model and W share (atomically); useless without the peers'."""
+        """This party's half (atomically): its bottom model and, in HE mode, its share
+        ``W_P`` (never ``W_A``, the momentum or any key); useless without the peers'."""
+        if self.run_id is None:
+            raise LocalProtocolError(f"{self.party.name}: save_model() needs a finished fit()")
+        w = self.layer.w if self.layer is not None else self._loaded_w
+        shares = {"w": torch.from_numpy(w.copy())} if w is not None else {}
+        state = {"format": MODEL_FORMAT, "role": "passive", "party": self.party.name,
+                 "mode": self.cfg.mode, "run_id": self.run_id, "k": self.k, "d": self.d,
+                 "n_features": self.n_features, "peers": [self.active],
+                 "model": self.model.state_dict(), "shares": shares}
         with atomic_path(path) as tmp:
-            torch.save({"mode": self.cfg.mode, **self._snapshot()}, tmp)
+            torch.save(state, tmp)
+
+    @classmethod
+    def load_model(cls, path: str | Path, party: Party, model: nn.Module, *,
+                   config: TrainConfig | None = None,
+                   on_event: EventFn | None = None) -> PassiveTrainer:
+        """The passive half saved by ``save_model``, ready to answer ``predict`` calls.
+
+        ``model`` must have the trained architecture (its weights are replaced);
+        ``config`` (default: the saved mode's defaults) must have the saved mode.
+        Raises ConfigError for a missing, unreadable or foreign file, another party's
+        or role's half, a different architecture or mode.
+        """
+        st = _read_model(path, "passive", party.name, config)
+        cfg = config or TrainConfig(mode=st["mode"])
+        _load_weights(model, st["model"], path)
+        n, d = int(st["n_features"]), int(st["d"])
+        self = cls(party, str(st["peers"][0]), model, np.zeros((2, n), np.float32), config=cfg,
+                   on_event=on_event)
+        if self.d != d:
+            raise ConfigError(f"{path}: saved with output width d={d}, the model gives {self.d}")
+        self.k = int(st["k"])
+        if cfg.mode == "he":
+            w = st["shares"]["w"].numpy().astype(np.float64)
+            if w.shape != (d, self.k):
+                raise ConfigError(f"{path}: interactive share of shape {w.shape}")
+            self._loaded_w = w
+        self.run_id = str(st["run_id"])
+        self.loaded = True
+        return self
+
+    def _open(self) -> None:
+        """Answer the active party's ScoreHello: refuse halves of another run, fresh HE keys."""
+        c = self.cfg
+        tag = self._tag(0, "hello", "vfl.open")
+        hello = self._recv(self.active, tag, ScoreHello)
+        error = ""
+        if hello.run_id != self.run_id:
+            error = (f"the model halves come from different training runs: {self.active} "
+                     f"loaded model {hello.run_id[:12]}, {self.party.name} loaded model "
+                     f"{(self.run_id or '')[:12]}; load the two files saved by the same fit()")
+        elif hello.mode != c.mode:
+            error = (f"{self.active} scores in mode {hello.mode!r}, {self.party.name}'s model "
+                     f"is for mode {c.mode!r}")
+        elif hello.k != self.k:
+            error = f"interactive width k differs: {self.active} {hello.k}, {self.party.name} {self.k}"
+        self.party.send(self.active, tag.at("hello_ack"),
+                        ScoreHelloAck(run_id=self.run_id or "", d=self.d, error=error))
+        if error:
+            raise ConfigError(error)
+        if c.mode == "he":
+            assert self._loaded_w is not None
+            self.layer = PassiveLayer(c.ckks, self._loaded_w, lr=c.lr_interactive,
+                                      momentum=c.momentum)  # fresh keys; our share W_P
+            self.layer.on_public_context(self._recv(self.active, tag.at("ctx_a"), PublicContext))
+            self.party.send(self.active, tag.at("ctx_p"), self.layer.public_context())
+        self._opened = True
 
     def predict(self, x: npt.ArrayLike, *, ids: Sequence[str] | None = None) -> None:
-        """Take part in the active party's scoring of aligned rows (learns no scores)."""
+        """Take part in the active party's scoring of aligned rows (learns no scores).
+
+        After ``load_model`` the first call first answers the active party's scoring
+        session (model IDs checked, fresh CKKS keys in HE mode).
+        """
         xx = _check_features(x, f"{self.party.name} features")
+        _check_width(xx, self.n_features, self.party.name)
+        if self.loaded and not self._opened:
+            try:
+                self._open()
+            except (PartyUnavailable, PartyTimeout) as e:
+                raise self._interrupted(e, "opening the scoring session") from e
         if self.cfg.mode == "he" and self.layer is None:
             raise LocalProtocolError(f"{self.party.name}: HE mode needs fit() (key exchange) first")
         r = self._score_round
@@ -757,6 +1002,7 @@ class PassiveTrainer(_Trainer):
 
 _ = asdict
 __all__ = [
+    "MODEL_FORMAT",
     "ActiveTrainer",
     "PassiveTrainer",
     "TrainConfig",

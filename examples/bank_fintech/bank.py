@@ -7,19 +7,38 @@ Reads its PSI-aligned CSV (``python -m vfl.align`` first), holds out 20% of the
 shared customers for testing (seed shared with the fintech), trains the split
 model with the fintech over the federation (HE mode: the fintech's activations
 only ever arrive CKKS-encrypted; see vfl/he/layer.py), scores the test rows,
-saves its part of the model, and with ``--compare`` also trains the same model
-in plaintext mode and alone (bank-only) for the report (``report.json``).
+saves its part of the model (and its preprocessing), and with ``--compare`` also
+trains the same model in plaintext mode and alone (bank-only) for the report
+(``report.json``).
+
+Later, in a new process, score aligned rows with the saved halves (no retraining;
+the fintech runs ``fintech.py --score`` at the same time):
+
+    python -m examples.bank_fintech.bank --score --config fed.toml --party bank \
+        --data bank_aligned.csv --out out/bank [--mode he] [--held-out]
+
+It loads ``OUT/bank_model_MODE.pt`` and ``OUT/bank_preprocess.json``, writes
+``OUT/scores_MODE.csv`` (id, probability of default) and, if the data has the
+label column, prints AUC and KS.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from examples.bank_fintech.common import fail, parser, progress_printer
+from examples.bank_fintech.common import (
+    fail,
+    model_paths,
+    parser,
+    progress_printer,
+    score_config,
+)
 from examples.bank_fintech.task import (
     Preprocessor,
     bank_model,
@@ -33,27 +52,93 @@ from vfl.split import binary_metrics
 from vfl.trainer import ActiveTrainer, TrainConfig
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = parser("bank", __doc__ or "")
     ap.add_argument("--label", default="y")
     ap.add_argument("--passive", default="fintech", help="the passive party's name")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--patience", type=int, default=3)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     try:
-        return run(args)
+        return run_score(args) if args.score else run(args)
     except (TesseraError, ValueError, OSError) as e:
         return fail("bank", e)
 
 
 def run(args: Any) -> int:
-    import torch
-
     from party.config import load_federation
     from party.grpc_transport import connect
 
+    _one_thread()
+    with connect(load_federation(args.config), args.party) as party:
+        return train(party, args)
+
+
+def run_score(args: Any) -> int:
+    from party.config import load_federation
+    from party.grpc_transport import connect
+
+    _one_thread()
+    with connect(load_federation(args.config), args.party) as party:
+        score(party, args)
+    return 0
+
+
+def _one_thread() -> None:
+    import torch
+
     torch.set_num_threads(1)  # tiny models; SEAL dominates and the peer needs the other core
+
+
+def score(party: Any, args: Any) -> dict[str, Any]:
+    """Load the saved half and preprocessing, score the aligned rows with the fintech."""
+    import numpy as np
+
+    from vfl.trainer import ActiveTrainer
+
+    model_file, pre_file = model_paths("bank", args)
+    try:
+        pre = Preprocessor.from_json(pre_file.read_text(), source=str(pre_file))
+    except FileNotFoundError:
+        raise ValueError(f"{pre_file} not found: train first with the same --out") from None
+    with open(args.data, newline="") as f:
+        has_label = args.label in next(csv.reader(f), [])
+    tab = read_table(args.data, id_column=args.id_column, label=args.label if has_label else None)
+    n = min(args.rows or len(tab.ids), len(tab.ids))
+    rows = test_split(n, seed=args.seed)[1] if args.held_out else np.arange(n)
+    if tab.x.shape[1] != pre.n_columns:
+        raise ValueError(f"{args.data}: {tab.x.shape[1]} feature columns, the model was trained "
+                         f"on {pre.n_columns}")
+    xs = pre.transform(tab.x[rows])
+    ids = [tab.ids[i] for i in rows]
+    trainer = ActiveTrainer.load_model(model_file, party, bank_model(xs.shape[1]),
+                                       config=score_config(args))
+    print(f"[bank] loaded {model_file} (model {trainer.run_id}); scoring {len(ids)} "
+          f"customers with {', '.join(trainer.passives)} ({args.mode} mode)", flush=True)
+    t0 = time.perf_counter()
+    prob = trainer.predict(xs, ids=ids)
+    dt = time.perf_counter() - t0
+    out = Path(args.out) / f"scores_{args.mode}.csv"
+    lines = ["id,score"] + [f"{i},{p:.6f}" for i, p in zip(ids, prob, strict=True)]
+    write_atomic(out, "\n".join(lines) + "\n")
+    result: dict[str, Any] = {"rows": len(ids), "seconds": round(dt, 2), "scores": str(out)}
+    msg = f"[bank] scored {len(ids)} customers in {dt:.1f} s -> {out}"
+    if tab.y is not None:
+        m = binary_metrics(tab.y[rows], prob)
+        result.update({f"{k}": round(v, 4) for k, v in m.items()})
+        msg += f"; AUC {m['auc']:.4f} (KS {m['ks']:.3f})"
+    print(msg, flush=True)
+    return result
+
+
+def train(party: Any, args: Any) -> int:
+    """Train (HE, and with --compare plaintext + bank-only), score the held-out rows, save."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tab = read_table(args.data, id_column=args.id_column, label=args.label)
@@ -63,41 +148,40 @@ def run(args: Any) -> int:
     tr, te = test_split(n, seed=args.seed)
     pre = Preprocessor().fit(x[tr])  # fitted on our own training rows only
     xs = pre.transform(x)
+    write_atomic(out / "bank_preprocess.json", pre.to_json() + "\n")  # for --score later
     ids_tr, ids_te = [ids[i] for i in tr], [ids[i] for i in te]
     print(f"[bank] {n} aligned customers: {len(tr)} for training, {len(te)} held out; "
           f"{xs.shape[1]} model inputs from {x.shape[1]} columns", flush=True)
-    fed = load_federation(args.config)
     results: dict[str, Any] = {}
     modes = ["he", "plaintext"] if args.compare else ["he"]
-    with connect(fed, args.party) as party:
-        for mode in modes:
-            cfg = TrainConfig(mode=mode, epochs=args.epochs, batch_size=args.batch_size,
-                              patience=args.patience, seed=args.seed, session=f"demo-{mode}",
-                              checkpoint_dir=str(out / f"checkpoints-{mode}"),
-                              timeout_s=args.timeout_s)
-            trainer = ActiveTrainer(party, [args.passive], bank_model(xs.shape[1]), xs[tr], y[tr],
-                                    ids=ids_tr, config=cfg,
-                                    on_event=progress_printer(mode, args.progress))
-            before = party.transport.stats.snapshot()
-            t0 = time.perf_counter()
-            res = trainer.fit()
-            t_train = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            prob = trainer.predict(xs[te], ids=ids_te)
-            t_score = time.perf_counter() - t1
-            after = party.transport.stats.snapshot()
-            trainer.save_model(out / f"bank_model_{mode}.pt")
-            m = binary_metrics(y[te], prob)
-            results[mode] = {
-                **{f"test_{k}": round(v, 4) for k, v in m.items()},
-                "epochs_run": len(res.history), "best_epoch": res.best_epoch,
-                "resumed_from_epoch": res.resumed_from,
-                "train_seconds": round(t_train, 1), "score_seconds": round(t_score, 2),
-                "mb_sent": round((after["bytes_sent"] - before["bytes_sent"]) / 1e6, 1),
-                "mb_received": round((after["bytes_received"] - before["bytes_received"]) / 1e6, 1),
-            }
-            print(f"[bank] {mode}: test AUC {m['auc']:.4f} (KS {m['ks']:.3f}) after "
-                  f"{len(res.history)} epochs in {t_train:.0f} s", flush=True)
+    for mode in modes:
+        cfg = TrainConfig(mode=mode, epochs=args.epochs, batch_size=args.batch_size,
+                          patience=args.patience, seed=args.seed, session=f"demo-{mode}",
+                          checkpoint_dir=str(out / f"checkpoints-{mode}"),
+                          timeout_s=args.timeout_s)
+        trainer = ActiveTrainer(party, [args.passive], bank_model(xs.shape[1]), xs[tr], y[tr],
+                                ids=ids_tr, config=cfg,
+                                on_event=progress_printer(mode, args.progress))
+        before = party.transport.stats.snapshot()
+        t0 = time.perf_counter()
+        res = trainer.fit()
+        t_train = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        prob = trainer.predict(xs[te], ids=ids_te)
+        t_score = time.perf_counter() - t1
+        after = party.transport.stats.snapshot()
+        trainer.save_model(out / f"bank_model_{mode}.pt")
+        m = binary_metrics(y[te], prob)
+        results[mode] = {
+            **{f"test_{k}": round(v, 4) for k, v in m.items()},
+            "epochs_run": len(res.history), "best_epoch": res.best_epoch,
+            "resumed_from_epoch": res.resumed_from,
+            "train_seconds": round(t_train, 1), "score_seconds": round(t_score, 2),
+            "mb_sent": round((after["bytes_sent"] - before["bytes_sent"]) / 1e6, 1),
+            "mb_received": round((after["bytes_received"] - before["bytes_received"]) / 1e6, 1),
+        }
+        print(f"[bank] {mode}: test AUC {m['auc']:.4f} (KS {m['ks']:.3f}) after "
+              f"{len(res.history)} epochs in {t_train:.0f} s", flush=True)
     if args.compare:
         t0 = time.perf_counter()
         prob = train_bank_only(xs[tr], y[tr], xs[te], epochs=args.epochs,

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 PROGRESS = "@progress "
@@ -26,7 +27,31 @@ def parser(prog: str, doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--timeout-s", type=float, default=600.0)
     ap.add_argument("--progress", action="store_true",
                     help=f"print machine-readable '{PROGRESS.strip()}' lines (run_local uses them)")
+    sc = ap.add_argument_group("scoring with a saved model (no training)")
+    sc.add_argument("--score", action="store_true",
+                    help="load this party's saved half from --out (or --model) and score the "
+                         "aligned rows of --data together with the peer (also run with --score)")
+    sc.add_argument("--mode", choices=("he", "plaintext"), default="he",
+                    help="which saved model to score with (default: he)")
+    sc.add_argument("--model", default=None,
+                    help=f"model file (default: OUT/{prog}_model_MODE.pt, written by training)")
+    sc.add_argument("--held-out", action="store_true",
+                    help="score only the rows training held out for testing (same --seed)")
     return ap
+
+
+def model_paths(prog: str, args: Any) -> tuple[Path, Path]:
+    """(model half, preprocessor) written by training in ``--out``."""
+    out = Path(args.out)
+    model = Path(args.model) if args.model else out / f"{prog}_model_{args.mode}.pt"
+    return model, out / f"{prog}_preprocess.json"
+
+
+def score_config(args: Any) -> Any:
+    """The scoring session's settings; both parties derive the same session name."""
+    from vfl.trainer import TrainConfig
+
+    return TrainConfig(mode=args.mode, session=f"score-{args.mode}", timeout_s=args.timeout_s)
 
 
 def progress_printer(mode: str, enabled: bool) -> Callable[[str, dict[str, Any]], None]:

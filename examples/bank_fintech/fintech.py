@@ -5,26 +5,43 @@
 
 Follows the bank's training plan (it checks the row count, the aligned IDs and
 the mode first), sends only CKKS-encrypted activations in HE mode, learns only
-the gradient of its own bottom model, and saves its part of the model. It never
-sees a label, a score or the bank's features.
+the gradient of its own bottom model, and saves its part of the model (and its
+preprocessing). It never sees a label, a score or the bank's features.
+
+Later, in a new process, take part in the bank's scoring with the saved halves
+(no retraining; the bank runs ``bank.py --score`` at the same time):
+
+    python -m examples.bank_fintech.fintech --score --config fed.toml --party fintech \
+        --data fintech_aligned.csv --out out/fintech [--mode he] [--held-out]
+
+It loads ``OUT/fintech_model_MODE.pt`` and ``OUT/fintech_preprocess.json``; the
+bank refuses (and so does the fintech) if the two halves come from different
+training runs. The fintech learns no scores.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from examples.bank_fintech.common import fail, parser
+from examples.bank_fintech.common import fail, model_paths, parser, score_config
 from examples.bank_fintech.task import Preprocessor, fintech_model, read_table, test_split
 from party.errors import TesseraError
+from party.files import write_atomic
 from vfl.trainer import PassiveTrainer, TrainConfig
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = parser("fintech", __doc__ or "")
     ap.add_argument("--active", default="bank", help="the active party's name")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     try:
         return run(args)
@@ -39,32 +56,67 @@ def run(args: Any) -> int:
     from party.grpc_transport import connect
 
     torch.set_num_threads(1)  # tiny models; SEAL dominates and the peer needs the other core
+    with connect(load_federation(args.config), args.party) as party:
+        if args.score:
+            score(party, args)
+            return 0
+        return train(party, args)
+
+
+def score(party: Any, args: Any) -> int:
+    """Load the saved half and preprocessing; serve the bank's scoring of the aligned rows."""
+    import numpy as np
+
+    model_file, pre_file = model_paths("fintech", args)
+    try:
+        pre = Preprocessor.from_json(pre_file.read_text(), source=str(pre_file))
+    except FileNotFoundError:
+        raise ValueError(f"{pre_file} not found: train first with the same --out") from None
+    tab = read_table(args.data, id_column=args.id_column)
+    n = min(args.rows or len(tab.ids), len(tab.ids))
+    rows = test_split(n, seed=args.seed)[1] if args.held_out else np.arange(n)
+    if tab.x.shape[1] != pre.n_columns:
+        raise ValueError(f"{args.data}: {tab.x.shape[1]} feature columns, the model was trained "
+                         f"on {pre.n_columns}")
+    xs = pre.transform(tab.x[rows])
+    trainer = PassiveTrainer.load_model(model_file, party, fintech_model(xs.shape[1]),
+                                        config=score_config(args))
+    t0 = time.perf_counter()
+    trainer.predict(xs, ids=[tab.ids[i] for i in rows])
+    print(f"[fintech] loaded {model_file} (model {trainer.run_id}); took part in scoring "
+          f"{len(rows)} customers in {time.perf_counter() - t0:.1f} s (it sees no scores)",
+          flush=True)
+    return len(rows)
+
+
+def train(party: Any, args: Any) -> int:
+    """Follow the bank's training in each mode, take part in test scoring, save the half."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tab = read_table(args.data, id_column=args.id_column)
     n = min(args.rows or len(tab.ids), len(tab.ids))
     ids, x = tab.ids[:n], tab.x[:n]
     tr, te = test_split(n, seed=args.seed)
-    xs = Preprocessor().fit(x[tr]).transform(x)
-    fed = load_federation(args.config)
+    pre = Preprocessor().fit(x[tr])
+    xs = pre.transform(x)
+    write_atomic(out / "fintech_preprocess.json", pre.to_json() + "\n")  # for --score later
     modes = ["he", "plaintext"] if args.compare else ["he"]
-    with connect(fed, args.party) as party:
-        for mode in modes:
-            cfg = TrainConfig(mode=mode, seed=args.seed, session=f"demo-{mode}",
-                              checkpoint_dir=str(out / f"checkpoints-{mode}"),
-                              timeout_s=args.timeout_s)
-            trainer = PassiveTrainer(party, args.active, fintech_model(xs.shape[1]), xs[tr],
-                                     ids=[ids[i] for i in tr], config=cfg)
-            t0 = time.perf_counter()
-            trainer.fit()
-            trainer.predict(xs[te], ids=[ids[i] for i in te])
-            trainer.save_model(out / f"fintech_model_{mode}.pt")
-            s = party.transport.stats.snapshot()
-            import resource
+    for mode in modes:
+        cfg = TrainConfig(mode=mode, seed=args.seed, session=f"demo-{mode}",
+                          checkpoint_dir=str(out / f"checkpoints-{mode}"),
+                          timeout_s=args.timeout_s)
+        trainer = PassiveTrainer(party, args.active, fintech_model(xs.shape[1]), xs[tr],
+                                 ids=[ids[i] for i in tr], config=cfg)
+        t0 = time.perf_counter()
+        trainer.fit()
+        trainer.predict(xs[te], ids=[ids[i] for i in te])
+        trainer.save_model(out / f"fintech_model_{mode}.pt")
+        s = party.transport.stats.snapshot()
+        import resource
 
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-            print(f"[fintech] {mode}: done in {time.perf_counter() - t0:.0f} s; "
-                  f"{s['bytes_sent'] / 1e6:.1f} MB sent so far; peak RSS {rss:.0f} MB", flush=True)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(f"[fintech] {mode}: done in {time.perf_counter() - t0:.0f} s; "
+              f"{s['bytes_sent'] / 1e6:.1f} MB sent so far; peak RSS {rss:.0f} MB", flush=True)
     return 0
 
 

@@ -7,6 +7,7 @@ own preprocessing on its own training rows, and builds its own bottom model.
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,34 @@ class Preprocessor:
                 z = np.sqrt(2.0) * torch.special.erfinv(torch.from_numpy(2 * u - 1)).numpy()
                 out.append(z.astype(np.float32))
         return np.concatenate(out, axis=1)
+
+    def to_json(self) -> str:
+        """The fitted statistics (this party's own; kept next to its model half for scoring)."""
+        return json.dumps({"format": "bank_fintech.preprocessor/1", "mu": self.mu.tolist(),
+                           "sd": self.sd.tolist(), "qs": [q.tolist() for q in self.qs],
+                           "cats": [None if c is None else c.tolist() for c in self.cats]})
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "preprocessor") -> Preprocessor:
+        """Read :meth:`to_json` output; ValueError names the file if it is not one."""
+        try:
+            d = json.loads(text)
+            if d.get("format") != "bank_fintech.preprocessor/1":
+                raise ValueError("wrong format tag")
+            self = cls()
+            self.mu = np.asarray(d["mu"], dtype=np.float64)
+            self.sd = np.asarray(d["sd"], dtype=np.float64)
+            self.qs = [np.asarray(q, dtype=np.float64) for q in d["qs"]]
+            self.cats = [None if c is None else np.asarray(c, dtype=np.float64) for c in d["cats"]]
+            if not len(self.mu) == len(self.sd) == len(self.qs) == len(self.cats):
+                raise ValueError("column counts differ")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{source} is not a saved preprocessor: {e}") from None
+        return self
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.cats)
 
 
 #: Width of the passive bottom output (d) and of the interactive layer (k). HE cost per
