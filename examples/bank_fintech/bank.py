@@ -18,8 +18,8 @@ the fintech runs ``fintech.py --score`` at the same time):
         --data bank_aligned.csv --out out/bank [--mode he] [--held-out]
 
 It loads ``OUT/bank_model_MODE.pt`` and ``OUT/bank_preprocess.json``, writes
-``OUT/scores_MODE.csv`` (id, probability of default) and, if the data has the
-label column, prints AUC and KS.
+``OUT/scores_MODE.csv`` (id, probability of default) and a summary
+``OUT/scores_MODE.json``, and, if the data has the label column, prints AUC and KS.
 """
 
 from __future__ import annotations
@@ -134,6 +134,8 @@ def score(party: Any, args: Any) -> dict[str, Any]:
         result.update({f"{k}": round(v, 4) for k, v in m.items()})
         msg += f"; AUC {m['auc']:.4f} (KS {m['ks']:.3f})"
     print(msg, flush=True)
+    result.update(model=trainer.run_id, mode=args.mode, held_out=bool(args.held_out))
+    write_atomic(Path(args.out) / f"scores_{args.mode}.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

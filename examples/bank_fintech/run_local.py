@@ -14,6 +14,9 @@
    held-out customers, a saved model per party; with comparison runs in
    plaintext mode and bank-only (skip them with ``--no-compare``).
 5. Prints the report (AUC HE vs plaintext vs bank-only, time, MB sent).
+6. Runs ``bank.py --score`` and ``fintech.py --score`` as two *new* processes:
+   each loads its saved half, and they score the held-out customers again over
+   HE (fresh keys) without retraining; prints that AUC next to step 4's.
 
 ``--smoke`` uses 3,000 customers, batches of 256 and 3 epochs (about a minute). Every child
 process is stopped if anything fails or on Ctrl-C; the exit code is 0 only if
@@ -252,6 +255,22 @@ def main(argv: list[str] | None = None) -> int:
             "--epochs", str(epochs), "--batch-size", str(256 if args.smoke else 1024)])
         left = max(60.0, args.timeout_s - (time.monotonic() - t_start))
         kids.wait([("fintech", fin), ("bank", bank)], timeout_s=left)
+
+        print("\n== step 3: scoring in new processes from the saved model halves "
+              "(--score, no retraining) ==", flush=True)
+        common = ["--config", str(cfg), "--timeout-s", "600", "--score", "--held-out"]
+        fin = kids.start("fintech-score", [
+            "-m", "examples.bank_fintech.fintech", *common, "--party", "fintech",
+            "--data", str(work / "fintech" / "fintech_aligned.csv"), "--out", str(work / "fintech")])
+        bank = kids.start("bank-score", [
+            "-m", "examples.bank_fintech.bank", *common, "--party", "bank",
+            "--data", str(work / "bank" / "bank_aligned.csv"), "--out", str(work / "bank")])
+        left = max(60.0, args.timeout_s - (time.monotonic() - t_start))
+        kids.wait([("fintech-score", fin), ("bank-score", bank)], timeout_s=left)
+        scored = json.loads((work / "bank" / "scores_he.json").read_text())
+        trained = json.loads((work / "bank" / "report.json").read_text())["results"]["he"]
+        print(f"  held-out AUC from the saved halves {scored['auc']:.4f}, right after training "
+              f"{trained['test_auc']:.4f}", flush=True)
     except KeyboardInterrupt:
         display.clear()
         print("interrupted; stopping every process", file=sys.stderr)
@@ -263,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         kids.stop_all()
     print(f"models: {work / 'bank'}/bank_model_he.pt, {work / 'fintech'}/fintech_model_he.pt; "
-          f"report: {work / 'bank' / 'report.json'}; logs: {work / 'logs'}")
+          f"report: {work / 'bank' / 'report.json'}; scores: {work / 'bank' / 'scores_he.csv'}; "
+          f"logs: {work / 'logs'}")
     print(f"demo finished in {time.monotonic() - t_start:.0f} s")
     return 0
 

@@ -58,7 +58,8 @@ def test_he_training_over_grpc_mtls(data_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.grpc
 @pytest.mark.slow
 def test_demo_smoke_end_to_end(tmp_path: Path) -> None:
-    """run_local: PSI (vfl.align), HE training of bank.py + fintech.py over the router, report."""
+    """run_local: PSI, HE training of bank.py + fintech.py over the router, report, and scoring
+    from the saved halves in new processes (bank.py/fintech.py --score)."""
     r = subprocess.run(
         [sys.executable, "-m", "examples.bank_fintech.run_local", "--smoke", "--no-compare",
          "--workdir", str(tmp_path)],
@@ -70,5 +71,9 @@ def test_demo_smoke_end_to_end(tmp_path: Path) -> None:
     assert 0.5 < he["test_auc"] <= 1.0 and he["mb_sent"] > 0
     assert (tmp_path / "bank" / "bank_model_he.pt").is_file()
     assert (tmp_path / "fintech" / "fintech_model_he.pt").is_file()
+    scored = json.loads((tmp_path / "bank" / "scores_he.json").read_text())  # step 3: --score
+    assert scored["held_out"] and scored["rows"] == report["test_rows"]
+    assert abs(scored["auc"] - he["test_auc"]) <= 2e-3
+    assert "held-out AUC from the saved halves" in r.stdout
     aligned = (tmp_path / "bank" / "bank_aligned.csv").read_text().splitlines()
     assert report["customers"] == len(aligned) - 1 < 3000  # PSI dropped both parties' missing 10%
