@@ -198,7 +198,6 @@ def test_share_ciphertext_replayed_from_previous_round_fails() -> None:
 
 def test_wrong_vector_length_is_a_clear_error_on_both_sides() -> None:
     h = Harness(5, _params(5))
-    res_holder: dict[str, Any] = {}
 
     def short(stage: str, msgs: dict[str, Any]) -> dict[str, Any]:
         if stage == "masked_input":
@@ -207,7 +206,6 @@ def test_wrong_vector_length_is_a_clear_error_on_both_sides() -> None:
         return msgs
 
     res = h.run(client_hook=short)
-    res_holder["r"] = res
     assert "c003" not in res.survivors and "expected uint64(65,)" in h.server.rejected["c003"]
     h.check(res)
     c = Harness(5, _params(5)).clients["c000"]
