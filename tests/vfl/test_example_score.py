@@ -61,7 +61,7 @@ def test_score_cli_reproduces_the_test_auc_from_saved_halves(trained: Path, mode
     import json
 
     report = json.loads((trained / "bank" / "report.json").read_text())["results"][mode]
-    res = ok(both(trained, "score", "--held-out", "--mode", mode))
+    res: Any = ok(both(trained, "score", "--held-out", "--mode", mode))
     assert res["rows"] == 60
     assert abs(res["auc"] - report["test_auc"]) <= 2e-3
     with open(trained / "bank" / f"scores_{mode}.csv", newline="") as fh:

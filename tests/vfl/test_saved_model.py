@@ -61,7 +61,9 @@ def train_and_save(data: dict[str, Any], mode: str, out: Path, seed: int = 0) ->
         t.predict(data["xp"][ROWS:], ids=test_ids)
 
     out.mkdir(parents=True, exist_ok=True)
-    prob: np.ndarray = ok(run({"bank": bank, "fintech": fintech}, ROLES))
+    res = run({"bank": bank, "fintech": fintech}, ROLES)
+    ok(res)  # raises the first party's exception
+    prob: np.ndarray = res["bank"]
     return prob
 
 
@@ -102,7 +104,7 @@ def test_plaintext_halves_score_exactly_like_after_fit(data: dict[str, Any],
 
 def test_he_halves_score_like_after_fit(data: dict[str, Any], runs: dict[str, Any]) -> None:
     d, ref = runs["he"]
-    prob = ok(score_loaded(data, d / "bank.pt", d / "fintech.pt"))
+    prob: Any = ok(score_loaded(data, d / "bank.pt", d / "fintech.pt"))
     np.testing.assert_allclose(prob, ref, rtol=0, atol=1e-4)  # CKKS rounding + flooding
     assert not np.allclose(prob, prob.mean())
 
@@ -186,3 +188,43 @@ def test_loaded_halves_can_be_saved_again(data: dict[str, Any], runs: dict[str, 
                               bottom(data)).save_model(tmp_path / "fintech.pt")
     np.testing.assert_allclose(ok(score_loaded(data, tmp_path / "bank.pt",
                                                tmp_path / "fintech.pt")), ref, atol=1e-12)
+
+
+def test_he_scoring_transcript_of_loaded_halves(data: dict[str, Any], runs: dict[str, Any]) -> None:
+    """Scoring from files: the bank receives only the hello answer, the fintech's fresh public
+    context (no secret key) and ciphertexts / masked shares (threats.md rows 23, 28)."""
+    from party import decode
+
+    d, ref = runs["he"]
+    seen: list[Any] = []
+    net = InMemoryNetwork(["bank", "fintech"])
+    tb = net.transport("bank")
+    real_recv = tb.recv
+
+    def spy(src: str, tag: Any, *, timeout_s: float) -> Any:
+        payload = real_recv(src, tag, timeout_s=timeout_s)
+        seen.append(decode(bytes(payload)))
+        return payload
+
+    tb.recv = spy  # type: ignore[method-assign]
+    ids = data["ids"][ROWS:]
+
+    def bank(party: Party, _: InMemoryNetwork) -> Any:
+        t = ActiveTrainer.load_model(d / "bank.pt", Party("bank", tb, role=Role.ACTIVE), head(data))
+        return t.predict(data["xa"][ROWS:], ids=ids)
+
+    def fintech(party: Party, _: InMemoryNetwork) -> None:
+        t = PassiveTrainer.load_model(d / "fintech.pt", Party("fintech", net.transport("fintech")),
+                                      bottom(data))
+        t.predict(data["xp"][ROWS:], ids=ids)
+
+    prob = ok(run({"bank": bank, "fintech": fintech}, ROLES))
+    np.testing.assert_allclose(prob, ref, atol=1e-4)
+    kinds = [type(m).__name__ for m in seen]
+    assert kinds[:2] == ["ScoreHelloAck", "PublicContext"], kinds
+    assert set(kinds[2:]) == {"Ack", "EncActivations", "ForwardShare"}, kinds
+    from vfl.he.context import load_public
+
+    ctx = next(m for m in seen if type(m).__name__ == "PublicContext")
+    load_public(ctx.context, TrainConfig().ckks, peer="fintech")  # refuses any secret key
+    assert len(ctx.context) > 0
