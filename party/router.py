@@ -47,7 +47,7 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_ping_strikes", 2),
+    ("grpc.http2.max_ping_strikes", 0),  # 0: never GOAWAY a party for its keepalive pings (long CPU-bound phases send no data)
     ("grpc.max_concurrent_streams", 1024),
 ]
 _CLOSE = object()

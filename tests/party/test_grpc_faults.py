@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
-from party import AuthenticationError, LocalProtocolError, Party, PartyUnavailable, Tag
+from party import AuthenticationError, LocalProtocolError, Party, PartyTimeout, PartyUnavailable, Tag
 from party.certs import init_certs
 from party.chunking import make_frame
 from party.config import FederationConfig
@@ -280,3 +280,23 @@ def test_malformed_message_from_a_peer_is_charged_to_that_peer(
             call.cancel()
         carol.send("bob", Tag("still"), "works")  # bob's link survived
         assert bob.recv("carol", Tag("still"), timeout_s=5) == "works"
+
+
+def test_idle_parties_are_not_dropped_for_keepalive_pings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row 35/36 regression: a long CPU-bound phase (no data, only keepalive pings) must not
+    make the router answer GOAWAY too_many_pings (seen after ~6 min of PSI at real settings;
+    here the ping interval is scaled down to 0.5 s)."""
+    import party.grpc_transport as gt
+    import party.router as rt
+
+    fast = {"grpc.keepalive_time_ms": 500, "grpc.keepalive_timeout_ms": 400}
+    monkeypatch.setattr(gt, "CHANNEL_OPTIONS", [(k, fast.get(k, v)) for k, v in gt.CHANNEL_OPTIONS])
+    monkeypatch.setattr(rt, "SERVER_OPTIONS", [
+        (k, 250 if k == "grpc.http2.min_recv_ping_interval_without_data_ms" else v)
+        for k, v in rt.SERVER_OPTIONS])
+    with grpc_federation(["a", "b"]) as (config, _), connect(config, "a") as a, \
+            connect(config, "b") as b:
+        with pytest.raises(PartyTimeout):
+            b.recv("a", Tag("idle"), timeout_s=6)  # ~12 pings without data
+        a.send("b", Tag("after"), "still connected")
+        assert b.recv("a", Tag("after"), timeout_s=5) == "still connected"
