@@ -16,7 +16,14 @@ import grpc
 import numpy as np
 import pytest
 
-from party import AuthenticationError, LocalProtocolError, Party, PartyTimeout, PartyUnavailable, Tag
+from party import (
+    AuthenticationError,
+    LocalProtocolError,
+    Party,
+    PartyTimeout,
+    PartyUnavailable,
+    Tag,
+)
 from party.certs import init_certs
 from party.chunking import make_frame
 from party.config import FederationConfig
