@@ -72,6 +72,7 @@ def latency(a: Party, b: Party, n: int) -> tuple[float, float]:
 def run_peer(cfg_path: str, reps: int, pings: int) -> None:
     """The receiving party, in its own process: acks each array, echoes each ping."""
     with connect(load_federation(cfg_path), "b") as b:
+        b.send("a", Tag("bench", "ready"), True)
         for r in range(reps):
             got = b.recv("a", Tag("bench", "tp", r), timeout_s=600)
             b.send("a", Tag("bench", "ack", r), got.nbytes)
@@ -115,6 +116,7 @@ def main() -> None:
             ga = connect(cfg, "a")
             peer = subprocess.Popen([sys.executable, "-m", "benchmarks.transport", "--peer", str(cfg_path),
                                      "--reps", str(args.reps), "--pings", str(args.pings)], cwd=ROOT)
+            ga.recv("b", Tag("bench", "ready"), timeout_s=60)  # time the transfer, not b's start-up
             best = 0.0
             for r in range(args.reps):
                 t0 = time.perf_counter()

@@ -19,6 +19,7 @@ Header keys:
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from party.codec import decode, encode
@@ -31,9 +32,14 @@ _U32 = struct.Struct("<I")
 MAX_HEADER = 4096
 
 
-def make_frame(header: dict[str, Any], body: bytes | bytearray | memoryview = b"") -> bytes:
+Buffer = bytes | bytearray | memoryview
+
+
+def make_frame(header: dict[str, Any], body: Buffer | Sequence[Buffer] = b"") -> bytes:
+    """One frame; ``body`` may be a list of pieces (joined with the header in one copy)."""
     h = bytes(encode(header))
-    return b"".join((_U32.pack(len(h)), h, body))
+    pieces = body if isinstance(body, (list, tuple)) else [body]
+    return b"".join((_U32.pack(len(h)), h, *pieces))
 
 
 def parse_frame(frame: bytes) -> tuple[dict[str, Any], memoryview]:
@@ -54,6 +60,24 @@ def split(payload: bytes | bytearray | memoryview, chunk: int = CHUNK_BYTES) -> 
     if mv.nbytes == 0:
         return [mv]
     return [mv[i : i + chunk] for i in range(0, mv.nbytes, chunk)]
+
+
+def split_parts(parts: Sequence[Buffer], chunk: int = CHUNK_BYTES) -> list[list[memoryview]]:
+    """Group a message given as buffers into chunks of at most ``chunk`` bytes, without copying."""
+    chunks: list[list[memoryview]] = [[]]
+    room = chunk
+    for p in parts:
+        mv = memoryview(p).cast("B")
+        pos = 0
+        while pos < mv.nbytes:
+            if room == 0:
+                chunks.append([])
+                room = chunk
+            take = min(room, mv.nbytes - pos)
+            chunks[-1].append(mv[pos : pos + take])
+            pos += take
+            room -= take
+    return chunks
 
 
 class Reassembler:

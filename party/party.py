@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TypeVar, overload
 
-from party.codec import MAX_MESSAGE_BYTES, decode, encode
+from party.codec import MAX_MESSAGE_BYTES, decode, encode, encode_parts
 from party.errors import CodecError, PartyTimeout, PartyUnavailable, RemoteProtocolError
 from party.transport import Tag, Transport
 
@@ -59,6 +59,10 @@ class Party:
 
     def send(self, dst: str, tag: Tag, msg: Any) -> int:
         """Encode and send ``msg``; returns the number of payload bytes."""
+        if getattr(self.transport, "accepts_parts", False):
+            parts = encode_parts(msg)  # the transport frames the buffers itself: no joined copy
+            self.transport.send(dst, tag, parts)  # type: ignore[arg-type]
+            return sum(memoryview(p).nbytes for p in parts)
         data = encode(msg)
         self.transport.send(dst, tag, data)
         return len(data)

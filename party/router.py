@@ -85,7 +85,7 @@ class Router:
         self._pending: dict[str, list[bytes]] = {}
         self._pending_bytes: dict[str, int] = {}
         self._seen: set[str] = set()
-        self.max_pending_bytes = 256 << 20
+        self.max_pending_bytes = config.max_message_bytes + (64 << 20)  # one largest message fits
 
     def start(self) -> Router:
         tls = self.config.tls
@@ -161,15 +161,16 @@ class Router:
             with contextlib.suppress(queue.Full):
                 old.out.put_nowait(_CLOSE)
         log.info("party %r connected from %s", name, context.peer())
-        link.out.put(make_frame({"k": "welcome", "online": self.online}))
-        for frame in pending:
-            link.out.put(frame)
         for o in others:
             self._send(o, make_frame({"k": "up", "src": name}))
         reader = threading.Thread(target=self._read, args=(link, requests), daemon=True,
                                   name=f"router-read-{name}")
         reader.start()
         try:
+            # Welcome first, then what was buffered before this party connected (yielded here,
+            # not queued: the queue is bounded and nobody drains it before this loop runs).
+            yield make_frame({"k": "welcome", "online": self.online})
+            yield from pending
             while True:
                 item = link.out.get()
                 if item is _CLOSE:

@@ -307,3 +307,14 @@ def test_idle_parties_are_not_dropped_for_keepalive_pings(monkeypatch: pytest.Mo
             b.recv("a", Tag("idle"), timeout_s=6)  # ~12 pings without data
         a.send("b", Tag("after"), "still connected")
         assert b.recv("a", Tag("after"), timeout_s=5) == "still connected"
+
+
+def test_many_frames_buffered_for_a_party_that_connects_later(tmp_path: Path) -> None:
+    """Regression: more buffered frames than the router's per-link queue holds must not
+    deadlock the late party's connection (they are streamed to it after its welcome)."""
+    with grpc_federation(["a", "b"], directory=tmp_path) as (config, _), \
+            connect(config, "a", chunk_bytes=1024) as a:
+        x = np.arange(40_000, dtype=np.float64)  # 320 KB -> ~313 frames before b exists
+        a.send("b", Tag("early"), x)
+        with connect(config, "b", connect_timeout_s=10) as b:
+            assert np.array_equal(b.recv("a", Tag("early"), timeout_s=10), x)

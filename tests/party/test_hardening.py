@@ -151,3 +151,18 @@ def test_write_atomic_failure_leaves_old_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         write_atomic(p, boom)
     assert p.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_split_parts_frames_buffers_without_joining() -> None:
+    import numpy as np
+
+    from party.chunking import split_parts
+    from party.codec import encode, encode_parts
+
+    msg = {"a": np.arange(1000, dtype=np.float64), "b": b"xyz" * 300, "c": [1, "two"]}
+    parts = encode_parts(msg)
+    for chunk in (1, 7, 4096, 10**6):
+        chunks = split_parts(parts, chunk)
+        assert all(sum(p.nbytes for p in c) <= chunk for c in chunks)
+        assert b"".join(b"".join(c) for c in chunks) == bytes(encode(msg))
+    assert split_parts([b""], 8) == [[]]
