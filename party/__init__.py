@@ -1,7 +1,5 @@
 """party: the one party/transport layer everything in tessera is written against.
 
-Engineers working in parallel: read /work/main/READ_FIRST_ENGINEERS.md first (deadline, git rules).
-
 Public API: :class:`Party`, :class:`Role`, :class:`Tag`, :class:`Transport`,
 :class:`InMemoryNetwork`, :class:`InMemoryTransport`, :class:`GrpcTransport`,
 :class:`Router`, the codec (:func:`encode`, :func:`decode`, :func:`wire`), the
