@@ -1,9 +1,12 @@
 """party: the one party/transport layer everything in tessera is written against.
 
-Public API: :class:`Party`, :class:`Role`, :class:`Tag`, :class:`Transport`,
-:class:`InMemoryNetwork`, :class:`InMemoryTransport`, :class:`GrpcTransport`,
-:class:`Router`, the codec (:func:`encode`, :func:`decode`, :func:`wire`), the
-federation config, :func:`write_atomic`, and every error class.
+Public API here: :class:`Party`, :class:`Role`, :class:`Tag`, :class:`Transport`,
+:class:`InMemoryNetwork`, :class:`InMemoryTransport`, the codec (:func:`encode`,
+:func:`decode`, :func:`wire`), :func:`write_atomic`, and every error class. Over the
+network (imported on demand, so in-memory users never load gRPC):
+``party.grpc_transport.connect(config, name)`` / ``GrpcTransport``,
+``party.router.Router`` (``python -m party.router``), ``party.config.load_federation``,
+``party.certs`` (``python -m party.certs``), ``party.testing.run_parties``.
 """
 
 from __future__ import annotations
