@@ -188,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fraction", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=0.15,
+                    help="client SGD learning rate (0.15 reaches 99%% IID in 20 rounds here; 0.05 did not in 30)")
     ap.add_argument("--target", type=float, default=0.99)
     ap.add_argument("--max-rounds", type=int, default=50, help="accuracy mode: stop here at the latest")
     ap.add_argument("--rounds", type=int, default=3, help="overhead mode: rounds measured")
