@@ -55,13 +55,6 @@ def parse_frame(frame: bytes) -> tuple[dict[str, Any], memoryview]:
     return header, memoryview(frame)[4 + n :]
 
 
-def split(payload: bytes | bytearray | memoryview, chunk: int = CHUNK_BYTES) -> list[memoryview]:
-    mv = memoryview(payload).cast("B")
-    if mv.nbytes == 0:
-        return [mv]
-    return [mv[i : i + chunk] for i in range(0, mv.nbytes, chunk)]
-
-
 def split_parts(parts: Sequence[Buffer], chunk: int = CHUNK_BYTES) -> list[list[memoryview]]:
     """Group a message given as buffers into chunks of at most ``chunk`` bytes, without copying."""
     chunks: list[list[memoryview]] = [[]]

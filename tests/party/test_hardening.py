@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from party import CodecError
-from party.chunking import Reassembler, make_frame, parse_frame, split
+from party.chunking import Reassembler, make_frame, parse_frame, split_parts
 from party.files import sweep_stale_tmp, write_atomic
 from party.grpc_transport import CHANNEL_OPTIONS
 from party.router import SERVER_OPTIONS
@@ -37,7 +37,7 @@ def test_no_pickle_on_any_code_path() -> None:
 
 
 def _frames(payload: bytes, mid: int, chunk: int, inc: int = 7) -> list[tuple[dict, memoryview]]:
-    parts = split(payload, chunk)
+    parts = split_parts([payload], chunk)
     return [
         parse_frame(make_frame({"k": "data", "src": "a", "dst": "b", "tag": "t///", "inc": inc,
                                 "id": mid, "i": i, "n": len(parts), "size": len(payload)}, c))
@@ -156,7 +156,6 @@ def test_write_atomic_failure_leaves_old_file(tmp_path: Path) -> None:
 def test_split_parts_frames_buffers_without_joining() -> None:
     import numpy as np
 
-    from party.chunking import split_parts
     from party.codec import encode, encode_parts
 
     msg = {"a": np.arange(1000, dtype=np.float64), "b": b"xyz" * 300, "c": [1, "two"]}
