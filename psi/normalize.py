@@ -24,17 +24,25 @@ Composite keys (several ID columns) are encoded unambiguously as
 ``len:value|len:value``. Duplicated keys after normalisation are an error by
 default (``duplicates="error"``), or all but the first are dropped
 (``"keep-first"``); either way the count is reported.
+
+Memory: the columns are read and normalised in chunks of 65,536 rows and the
+keys are kept in one buffer (:class:`PackedKeys`, the UTF-8 bytes plus an
+offset per row), never as one Python object per row, so 10 million IDs of 11
+characters take about 190 MB. Duplicates are found by sorting a 128-bit
+BLAKE2b digest per key (a false duplicate needs a 128-bit collision).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -91,13 +99,109 @@ class NormalizeReport:
         return dataclasses.asdict(self)
 
 
+class PackedKeys(Sequence[bytes]):
+    """``n`` byte strings in one buffer: ``data[offsets[i]:offsets[i + 1]]`` is key ``i``.
+
+    A read-only sequence of ``bytes`` (indexing, iteration, ``len``, equality with
+    any sequence of bytes) that holds no Python object per key.
+    """
+
+    __slots__ = ("data", "offsets")
+
+    def __init__(self, data: bytes, offsets: np.ndarray) -> None:
+        offsets = np.asarray(offsets, dtype=np.int64)
+        if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(data):
+            raise ValueError("offsets must start at 0 and end at len(data)")
+        if len(offsets) > 1 and (np.diff(offsets) < 0).any():
+            raise ValueError("offsets must not decrease")
+        self.data = bytes(data)
+        self.offsets = offsets
+
+    @classmethod
+    def from_list(cls, keys: Sequence[bytes]) -> PackedKeys:
+        lens = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
+        return cls(b"".join(keys), np.concatenate(([0], np.cumsum(lens))))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = int(i)
+        if j < 0:
+            j += n
+        if not 0 <= j < n:
+            raise IndexError(f"key index {i} out of range for {n} keys")
+        return self.data[self.offsets[j] : self.offsets[j + 1]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        data, off = self.data, self.offsets.tolist()
+        for a, b in itertools.pairwise(off):
+            yield data[a:b]
+
+    def take(self, idx: np.ndarray) -> list[bytes]:
+        """The keys at positions ``idx`` (one chunk's worth, as a list)."""
+        data, starts, ends = self.data, self.offsets[idx].tolist(), self.offsets[np.asarray(idx) + 1].tolist()
+        return [data[a:b] for a, b in zip(starts, ends, strict=True)]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedKeys):
+            return self.data == other.data and np.array_equal(self.offsets, other.offsets)
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PackedKeys({len(self)} keys, {len(self.data)} bytes)"
+
+
 @dataclass
 class NormalizedIds:
     """Canonical keys of the rows kept (``rows`` indexes the input, in input order)."""
 
-    keys: list[bytes]
+    keys: PackedKeys
     rows: np.ndarray
     report: NormalizeReport
+
+
+CHUNK_ROWS = 1 << 16
+
+
+def _column_chunk(col: Sequence[Any], a: int, b: int) -> list[Any]:
+    """Rows ``a:b`` of a list, NumPy array, pandas Series/Index or pyarrow array, as a list."""
+    iloc = getattr(col, "iloc", None)
+    if iloc is not None:
+        return list(iloc[a:b].tolist())
+    part = col[a:b]
+    tolist = getattr(part, "to_pylist", None) or getattr(part, "tolist", None)
+    return list(tolist()) if tolist is not None else list(part)
+
+
+def _duplicates(digests: bytes, n: int) -> np.ndarray:
+    """Mask of rows whose key (by 128-bit digest) appeared in an earlier row."""
+    d = np.frombuffer(digests, dtype="<u8").reshape(n, 2) if n else np.zeros((0, 2), "<u8")
+    order = np.lexsort((d[:, 1], d[:, 0]))  # stable: equal keys stay in row order
+    sd = d[order]
+    same = (sd[1:] == sd[:-1]).all(axis=1)
+    dup = np.zeros(n, dtype=bool)
+    dup[order[1:][same]] = True
+    return dup
+
+
+def _drop_rows(keys: PackedKeys, drop: np.ndarray) -> PackedKeys:
+    lens = np.diff(keys.offsets)
+    keep = ~drop
+    byte_keep = np.repeat(keep, lens)
+    data = np.frombuffer(keys.data, dtype=np.uint8)[byte_keep].tobytes()
+    return PackedKeys(data, np.concatenate(([0], np.cumsum(lens[keep]))))
 
 
 def _canonical_number(s: str) -> str | None:
@@ -216,28 +320,50 @@ def normalize_ids(
         raise IdError("ID columns have different lengths")
     names = list(names) if names else [f"column {i}" for i in range(len(columns))]
     rep = NormalizeReport(rows=n)
-    normed = [_normalize_column(list(c), opts, rep) for c in columns]
-
-    missing = np.zeros(n, dtype=bool)
-    for name, col in zip(names, normed, strict=True):
-        m = np.fromiter((v is None for v in col), dtype=bool, count=n)
-        if m.any():
-            rep.notes.append(f"{int(m.sum())} rows have an empty or missing {name}")
-        missing |= m
-    if missing.any():
+    missing_counts = [0] * len(columns)
+    missing_rows: list[int] = []  # the first few
+    missing_total = 0
+    data = bytearray()
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    digests = bytearray()
+    for a in range(0, n, CHUNK_ROWS):
+        b = min(n, a + CHUNK_ROWS)
+        normed = [_normalize_column(_column_chunk(c, a, b), opts, rep) for c in columns]
+        bad = np.zeros(b - a, dtype=bool)
+        for j, col in enumerate(normed):
+            m = np.fromiter((v is None for v in col), dtype=bool, count=b - a)
+            missing_counts[j] += int(m.sum())
+            bad |= m
+        missing_total += int(bad.sum())
+        if bad.any() or missing_rows:
+            missing_rows.extend(int(a + i) for i in np.flatnonzero(bad)[: 6 - len(missing_rows)])
+            continue  # an error follows; keep counting, stop building keys
+        if len(normed) == 1:
+            texts: list[str] = normed[0]  # type: ignore[assignment]
+        else:
+            texts = ["|".join(f"{len(v)}:{v}" for v in parts) for parts in zip(*normed, strict=True)]  # type: ignore[arg-type]
+        enc = [t.encode("utf-8") for t in texts]
+        lens = np.fromiter(map(len, enc), dtype=np.int64, count=len(enc))
+        offsets[a + 1 : b + 1] = offsets[a] + np.cumsum(lens)
+        data += b"".join(enc)
+        digests += b"".join([hashlib.blake2b(k, digest_size=16).digest() for k in enc])
+    if missing_rows:
+        for name, cnt in zip(names, missing_counts, strict=True):
+            if cnt:
+                rep.notes.append(f"{cnt} rows have an empty or missing {name}")
+        shown = ", ".join(str(r) for r in missing_rows[:5]) + (", ..." if missing_total > 5 else "")
         raise IdError(
-            f"{int(missing.sum())} of {n} rows have an empty or missing ID "
-            f"(rows {_rows_list(missing)}; {'; '.join(rep.notes)}); fix or drop them first"
+            f"{missing_total} of {n} rows have an empty or missing ID "
+            f"(rows {shown}; {'; '.join(rep.notes)}); fix or drop them first"
         )
 
-    if len(normed) == 1:
-        texts: list[str] = normed[0]  # type: ignore[assignment]
-    else:
-        texts = ["|".join(f"{len(v)}:{v}" for v in parts) for parts in zip(*normed, strict=True)]  # type: ignore[arg-type]
-    dup = pd.Series(texts, dtype=object).duplicated(keep="first").to_numpy()
+    keys = PackedKeys(bytes(data), offsets)
+    del data
+    dup = _duplicates(bytes(digests), n)
+    del digests
     n_dup = int(dup.sum())
     if n_dup and duplicates == "error":
-        first = texts[int(np.flatnonzero(dup)[0])]
+        first = keys[int(np.flatnonzero(dup)[0])].decode("utf-8")
         raise IdError(
             f"{n_dup} of {n} rows repeat an ID already seen after normalisation "
             f"(rows {_rows_list(dup)}; e.g. {first!r}); pass duplicates='keep-first' "
@@ -246,8 +372,8 @@ def normalize_ids(
     rows = np.flatnonzero(~dup).astype(np.int64)
     if n_dup:
         rep.duplicates_dropped = n_dup
-        texts = [texts[i] for i in rows]
-    rep.kept = len(texts)
+        keys = _drop_rows(keys, dup)
+    rep.kept = len(keys)
     if rep.leading_zero_strings:
         rep.notes.append(
             f"{rep.leading_zero_strings} IDs are zero-padded numbers such as '007'; with "
@@ -263,8 +389,15 @@ def normalize_ids(
             f"{rep.typed_values} IDs were numbers, not text; they were written as their shortest "
             "decimal form (7.0 -> '7')"
         )
-    keys = [t.encode("utf-8") for t in texts]
     return NormalizedIds(keys=keys, rows=rows, report=rep)
 
 
-__all__ = ["Duplicates", "IdError", "NormalizeOptions", "NormalizeReport", "NormalizedIds", "normalize_ids"]
+__all__ = [
+    "Duplicates",
+    "IdError",
+    "NormalizeOptions",
+    "NormalizeReport",
+    "NormalizedIds",
+    "PackedKeys",
+    "normalize_ids",
+]

@@ -71,9 +71,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,7 +84,7 @@ from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from psi.checkpoint import Checkpoint, input_digest
 from psi.group import POINT_BYTES, SUITE, GroupEngine, InvalidPoint, random_scalar
 from psi.messages import Count, Hello, Points
-from psi.normalize import NormalizeOptions
+from psi.normalize import NormalizeOptions, PackedKeys
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,15 @@ def _resume_id(nonces: dict[str, str]) -> bytes:
 
 
 def _as_s32(data: bytes | bytearray) -> np.ndarray:
-    return np.frombuffer(bytes(data), dtype="S32")
+    """A view, no copy (a bytearray must not grow while the view lives: only complete
+    streams are viewed)."""
+    return np.frombuffer(data, dtype="S32")
+
+
+def _take(keys: Sequence[bytes], idx: np.ndarray) -> list[bytes]:
+    if isinstance(keys, PackedKeys):
+        return keys.take(idx)
+    return [keys[j] for j in idx.tolist()]
 
 
 class PsiSession:
@@ -299,12 +308,14 @@ class PsiSession:
                 f"PSI {self.me}: {method}() needs stage {want.value}, but the stage is {self.stage.value}"
             )
 
-    def _stream(self, dst: str, step: str, data: bytes, *, sort: bool = False) -> list[Send]:
+    def _stream(self, dst: str, step: str, data: bytes | bytearray, *, sort: bool = False) -> Iterator[Send]:
+        """The chunks of one stream, made as they are sent (one chunk in memory at a time)."""
+        pts = _as_s32(data)
         if sort:
-            data = np.sort(_as_s32(data)).tobytes()
-        c = self.config.chunk_points * POINT_BYTES
-        n = _chunks_of(len(data) // POINT_BYTES, self.config.chunk_points)
-        return [Send(dst, step, Points(k, k == n - 1, data[k * c : (k + 1) * c])) for k in range(n)]
+            pts = np.sort(pts)
+        c = self.config.chunk_points
+        n = _chunks_of(len(pts), c)
+        return (Send(dst, step, Points(k, k == n - 1, pts[k * c : (k + 1) * c].tobytes())) for k in range(n))
 
     @property
     def done(self) -> bool:
@@ -423,7 +434,7 @@ class PsiSession:
         n_chunks = 0 if self.me in self._skip_chain else _chunks_of(n, c)
         for k in range(n_chunks):
             idx = self._perm[k * c : (k + 1) * c]
-            pts = self.engine.hash_to_group([self.keys[j] for j in idx], self.dst)
+            pts = self.engine.hash_to_group(_take(self.keys, idx), self.dst)
             masked = self.engine.mask(pts, self._scalar)
             yield Send(self.next, f"chain:{self.me}:1", Points(k, k == n_chunks - 1, masked))
         for o in sorted(self._skip_chain):  # resumed: pass on saved full values
@@ -452,8 +463,11 @@ class PsiSession:
             return self.sizes[self.me]
         return None
 
-    def receive(self, src: str, step: str, msg: Points | Count) -> list[Send]:
-        """Handle one message of the stream :meth:`next_expected` named."""
+    def receive(self, src: str, step: str, msg: Points | Count) -> Iterable[Send]:
+        """Handle one message of the stream :meth:`next_expected` named.
+
+        The state changes at once; the returned sends are produced as they are
+        iterated (send them all before the next call)."""
         self._require("receive")
         want = self.next_expected()
         if (src, step) != want:
@@ -486,7 +500,7 @@ class PsiSession:
                     peer=src,
                 )
         self._got[key] = seen + 1
-        out: list[Send] = []
+        out: Iterable[Send] = []
         if kind == "chain":
             self._got[(src, step + "#points")] = points_before + msg.count
             out = self._on_chain(src, step, msg)
@@ -499,9 +513,9 @@ class PsiSession:
             if kind in ("return", "collect"):
                 self._save(step, self._buffers[step])
             if kind == "chain" and step.endswith(f":{self.n - 1}"):
-                out += self._on_full(step.split(":")[1])
+                out = itertools.chain(out, self._on_full(step.split(":")[1]))
             if self.me == self.leader and self._leader_ready():
-                out += self._intersect()
+                out = itertools.chain(out, self._intersect())
             elif not self._expect:
                 self._finish()
         return out
@@ -520,20 +534,20 @@ class PsiSession:
         self._buffers.setdefault(f"full:{origin}", bytearray()).extend(masked)
         return []
 
-    def _on_full(self, origin: str) -> list[Send]:
+    def _on_full(self, origin: str) -> Iterable[Send]:
         """This party now holds ``origin``'s full values (it is ``origin``'s holder)."""
-        data = bytes(self._buffers[f"full:{origin}"])
+        data = self._buffers[f"full:{origin}"]  # complete: never extended again
         self._save(f"full:{origin}", data)  # before anyone is told: a resume can re-send it
-        out: list[Send] = []
+        out: Iterable[Send] = []
         cardinality = self.config.mode == "cardinality"
         if self._gets_return(origin) and f"return:{origin}" not in self._have[origin]:
-            out += self._stream(origin, f"return:{origin}", data, sort=cardinality)
+            out = itertools.chain(out, self._stream(origin, f"return:{origin}", data, sort=cardinality))
         if (
             self.me != self.leader
             and origin != self.leader
             and f"collect:{origin}" not in self._have[self.leader]
         ):
-            out += self._stream(self.leader, f"collect:{origin}", data, sort=True)
+            out = itertools.chain(out, self._stream(self.leader, f"collect:{origin}", data, sort=True))
         if self.me != self.leader:
             del self._buffers[f"full:{origin}"]
         return out
@@ -551,8 +565,10 @@ class PsiSession:
         full[self._perm] = got
         return full
 
-    def _intersect(self) -> list[Send]:
-        sets = [self._own_full()]
+    def _intersect(self) -> Iterable[Send]:
+        # sorted arrays and binary search: about 3 copies of one set in memory, no hash table
+        own = self._own_full()
+        common = np.sort(own)
         for o in self.parties:
             if o == self.me:
                 continue
@@ -561,23 +577,29 @@ class PsiSession:
                 buf = self._buffers.get(f"collect:{o}")
             if buf is None:  # pragma: no cover - _plan guarantees it
                 raise LocalProtocolError(f"PSI {self.me}: no full values of {o!r}")
-            sets.append(_as_s32(buf))
-        common = np.sort(sets[0])
-        for s in sets[1:]:
-            common = common[np.isin(common, s, assume_unique=True)]
+            other = np.sort(_as_s32(buf))
+            if len(other) == 0:
+                common = common[:0]
+                continue
+            pos = np.searchsorted(other, common)
+            pos[pos >= len(other)] = 0
+            common = common[other[pos] == common]
+            del other, pos
         others = [p for p in self.learners if p != self.me]
-        out: list[Send] = []
+        out: Iterable[Send] = []
         if self.config.mode == "cardinality":
             out = [Send(p, "result", Count(len(common))) for p in others]
             self._finish(count=len(common))
         else:
             data = common.tobytes()
             for p in others:
-                out += self._stream(p, "result", data)
-            self._finish(common=common)
+                out = itertools.chain(out, self._stream(p, "result", data))
+            self._finish(common=common, own=own)
         return out
 
-    def _finish(self, *, common: np.ndarray | None = None, count: int | None = None) -> None:
+    def _finish(
+        self, *, common: np.ndarray | None = None, count: int | None = None, own: np.ndarray | None = None
+    ) -> None:
         rows: np.ndarray | None = None
         size: int | None = count
         mode = self.config.mode
@@ -586,7 +608,7 @@ class PsiSession:
                 common = _as_s32(self._buffers["result"])
                 if len(common) > 1 and not (common[1:] > common[:-1]).all():
                     raise RemoteProtocolError("result: intersection not sorted/unique", peer=self.leader)
-            full = self._own_full()
+            full = self._own_full() if own is None else own
             pos = np.searchsorted(common, full)
             pos[pos >= len(common)] = 0
             hit = (common[pos] == full) if len(common) else np.zeros(len(full), dtype=bool)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from psi.normalize import IdError, NormalizeOptions, normalize_ids
 
 
 def keys(values: list, **kw) -> list[bytes]:  # type: ignore[type-arg]
-    return normalize_ids([values], NormalizeOptions(**kw)).keys
+    return list(normalize_ids([values], NormalizeOptions(**kw)).keys)
 
 
 def test_equivalent_spellings_give_one_key() -> None:
@@ -56,3 +57,39 @@ def test_composite_keys_are_unambiguous() -> None:
     assert res.keys[0] != res.keys[1]
     with pytest.raises(IdError, match="missing y"):
         normalize_ids([["a", "b"], ["c", None]], names=["x", "y"])
+
+
+def test_packed_keys_behave_as_a_sequence_of_bytes() -> None:
+    from psi.normalize import PackedKeys
+
+    raw = [b"a", b"", b"\xc3\xa9t\xc3\xa9", b"x" * 300]
+    pk = PackedKeys.from_list(raw)
+    assert len(pk) == 4 and list(pk) == raw and pk == raw
+    assert pk[2] == raw[2] and pk[-1] == raw[-1] and pk[1:3] == raw[1:3]
+    assert pk.take(np.array([3, 0])) == [raw[3], raw[0]]
+    with pytest.raises(IndexError, match="out of range"):
+        pk[4]
+    with pytest.raises(ValueError, match="offsets"):
+        PackedKeys(b"abc", np.array([0, 2]))
+
+
+def test_chunked_normalisation_spans_chunk_boundaries() -> None:
+    """Missing IDs and duplicates are found across chunks; a pyarrow-backed column works."""
+    from psi.normalize import CHUNK_ROWS
+
+    n = CHUNK_ROWS * 2 + 123
+    ids = [f"ID{i}" for i in range(n)]
+    ids[CHUNK_ROWS + 5] = " id3 "  # duplicate of row 3, in the second chunk
+    ids[n - 1] = "ID0"  # duplicate of row 0, in the last chunk
+    col = pd.Series(ids, dtype="string[pyarrow]")
+    res = normalize_ids([col], duplicates="keep-first")
+    assert res.report.duplicates_dropped == 2 and len(res.keys) == n - 2
+    assert list(res.rows[:4]) == [0, 1, 2, 3] and CHUNK_ROWS + 5 not in set(res.rows)
+    assert res.keys[CHUNK_ROWS + 5] == f"id{CHUNK_ROWS + 6}".encode()  # shifted past the dropped row
+    assert list(res.keys) == [ids[i].strip().lower().encode() for i in res.rows]
+    with pytest.raises(IdError, match=rf"2 of {n} rows repeat .*rows 65541, {n - 1}"):
+        normalize_ids([col])
+    ids[CHUNK_ROWS * 2 + 7] = None  # type: ignore[call-overload]
+    ids[9] = "  "
+    with pytest.raises(IdError, match=rf"2 of {n} rows have an empty or missing ID \(rows 9, {CHUNK_ROWS * 2 + 7};"):
+        normalize_ids([ids])
