@@ -85,14 +85,18 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
             table.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
 
 
-def _id_columns(table: pd.DataFrame, id_columns: Sequence[str], source: str) -> list[list[Any]]:
+def _id_columns(table: pd.DataFrame, id_columns: Sequence[str], source: str) -> list[pd.Series]:
     if not id_columns:
         raise IdError("give at least one ID column")
     missing = [c for c in id_columns if c not in table.columns]
     if missing:
         cols = ", ".join(map(str, table.columns[:20]))
         raise IdError(f"{source}: no column {', '.join(map(repr, missing))} (columns: {cols})")
-    return [table[c].tolist() for c in id_columns]
+    dup = [c for c in id_columns if list(table.columns).count(c) > 1]
+    if dup:
+        raise IdError(f"{source}: column {dup[0]!r} appears more than once in the header")
+    # the Series themselves: normalize_ids reads them in chunks, no list of every ID
+    return [table[c] for c in id_columns]
 
 
 def align(
