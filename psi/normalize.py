@@ -185,7 +185,7 @@ def _column_chunk(col: Sequence[Any], a: int, b: int) -> list[Any]:
     return list(tolist()) if tolist is not None else list(part)
 
 
-def _duplicates(digests: bytes, n: int) -> np.ndarray:
+def _duplicates(digests: bytes | bytearray, n: int) -> np.ndarray:
     """Mask of rows whose key (by 128-bit digest) appeared in an earlier row."""
     d = np.frombuffer(digests, dtype="<u8").reshape(n, 2) if n else np.zeros((0, 2), "<u8")
     order = np.lexsort((d[:, 1], d[:, 0]))  # stable: equal keys stay in row order
@@ -359,7 +359,7 @@ def normalize_ids(
 
     keys = PackedKeys(bytes(data), offsets)
     del data
-    dup = _duplicates(bytes(digests), n)
+    dup = _duplicates(digests, n)
     del digests
     n_dup = int(dup.sum())
     if n_dup and duplicates == "error":

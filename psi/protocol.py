@@ -213,6 +213,19 @@ def _as_s32(data: bytes | bytearray) -> np.ndarray:
     return np.frombuffer(data, dtype="S32")
 
 
+def _member(values: np.ndarray, sorted_set: np.ndarray, step: int = 1 << 20) -> np.ndarray:
+    """``values[i] in sorted_set`` for each i, by binary search, in slices (bounded temporaries)."""
+    hit = np.zeros(len(values), dtype=bool)
+    if len(sorted_set) == 0:
+        return hit
+    for k in range(0, len(values), step):
+        part = values[k : k + step]
+        pos = np.searchsorted(sorted_set, part)
+        pos[pos >= len(sorted_set)] = 0
+        hit[k : k + step] = sorted_set[pos] == part
+    return hit
+
+
 def _take(keys: Sequence[bytes], idx: np.ndarray) -> list[bytes]:
     if isinstance(keys, PackedKeys):
         return keys.take(idx)
@@ -568,6 +581,7 @@ class PsiSession:
     def _intersect(self) -> Iterable[Send]:
         # sorted arrays and binary search: about 3 copies of one set in memory, no hash table
         own = self._own_full()
+        self._buffers.pop("return:" + self.me, None)  # own holds it now, in row order
         common = np.sort(own)
         for o in self.parties:
             if o == self.me:
@@ -577,14 +591,7 @@ class PsiSession:
                 buf = self._buffers.get(f"collect:{o}")
             if buf is None:  # pragma: no cover - _plan guarantees it
                 raise LocalProtocolError(f"PSI {self.me}: no full values of {o!r}")
-            other = np.sort(_as_s32(buf))
-            if len(other) == 0:
-                common = common[:0]
-                continue
-            pos = np.searchsorted(other, common)
-            pos[pos >= len(other)] = 0
-            common = common[other[pos] == common]
-            del other, pos
+            common = common[_member(common, np.sort(_as_s32(buf)))]
         others = [p for p in self.learners if p != self.me]
         out: Iterable[Send] = []
         if self.config.mode == "cardinality":
@@ -609,10 +616,7 @@ class PsiSession:
                 if len(common) > 1 and not (common[1:] > common[:-1]).all():
                     raise RemoteProtocolError("result: intersection not sorted/unique", peer=self.leader)
             full = self._own_full() if own is None else own
-            pos = np.searchsorted(common, full)
-            pos[pos >= len(common)] = 0
-            hit = (common[pos] == full) if len(common) else np.zeros(len(full), dtype=bool)
-            idx = np.flatnonzero(hit)
+            idx = np.flatnonzero(_member(full, common))
             rows = idx[np.argsort(full[idx], kind="stable")].astype(np.int64)
             size = len(common)
             if len(rows) != size:
