@@ -63,10 +63,17 @@ class FtlParams:
         dim: d, the shared representation dimension.
         guest_hidden: hidden widths of A's bottom network (trained on A's rows).
         host_hidden: hidden widths of B's bottom network (a fixed random map).
-        alignment: γ, weight of the alignment term L2.
+        alignment: γ, weight of the alignment term L2 (0.01: chosen with ``lr_decay`` by
+            the same cross-validation; 0.003–0.1 were within its noise at 5% overlap,
+            0.01 was better at 1%).
         source_weight: α, weight of A's own logistic loss L_src (0: the paper's loss).
         l2: λ, L2 regularisation of every trained parameter.
         lr: Adam learning rate (both parties).
+        lr_decay: decay the learning rate linearly from ``lr`` towards 0 over the run
+            (epochs × steps per epoch). Chosen by 5-fold cross-validation on the overlap
+            rows of the credit benchmark (AUC of B's held-out overlap rows; B's other rows
+            are never used): without it the last iterates of both networks are noisy and
+            the AUC varies by ±0.02 between batch orders.
         epochs: passes over the overlap.
         batch_size: overlap rows per step (the last short batch joins the previous one).
         source_batch: A's labelled rows per step used for Φ and L_src.
@@ -78,10 +85,11 @@ class FtlParams:
     dim: int = 2
     guest_hidden: tuple[int, ...] = (16,)
     host_hidden: tuple[int, ...] = ()
-    alignment: float = 0.1
+    alignment: float = 0.01
     source_weight: float = 1.0
     l2: float = 0.1
     lr: float = 0.05
+    lr_decay: bool = True
     epochs: int = 30
     batch_size: int = 32
     source_batch: int = 2048
@@ -113,7 +121,7 @@ class FtlParams:
             "dim": self.dim, "guest_hidden": list(self.guest_hidden),
             "host_hidden": list(self.host_hidden), "alignment": self.alignment,
             "source_weight": self.source_weight, "l2": self.l2, "lr": self.lr,
-            "epochs": self.epochs, "batch_size": self.batch_size,
+            "lr_decay": self.lr_decay, "epochs": self.epochs, "batch_size": self.batch_size,
             "source_batch": self.source_batch, "seed": self.seed, "taylor": self.taylor,
         }
 
@@ -130,6 +138,8 @@ class Adam:
         self.params = params
         self.lr, self.betas, self.eps = lr, betas, eps
         self.t = 0
+        #: with a total, step t (0-based) uses lr·(1 − t/total): linear decay towards 0
+        self.total_steps: int | None = None
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
 
@@ -139,6 +149,9 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
+        lr = self.lr
+        if self.total_steps:
+            lr = self.lr * max(0.0, 1.0 - self.t / self.total_steps)
         self.t += 1
         b1, b2 = self.betas
         for p, m, v in zip(self.params, self.m, self.v, strict=True):
@@ -148,7 +161,7 @@ class Adam:
             v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
             m_hat = m / (1 - b1**self.t)
             v_hat = v / (1 - b2**self.t)
-            p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
+            p.sub_(lr * m_hat / (v_hat.sqrt() + self.eps))
 
     def state_dict(self) -> dict[str, object]:
         return {"t": self.t, "m": [x.clone() for x in self.m], "v": [x.clone() for x in self.v]}
@@ -440,6 +453,13 @@ def epoch_batches(n_overlap: int, params: FtlParams, epoch: int) -> list[npt.NDA
     return [np.asarray(b, dtype=np.int64) for b in np.array_split(perm, nb)]
 
 
+def schedule(model: GuestModel | HostModel, n_overlap: int) -> None:
+    """Set the optimiser's decay horizon (``FtlParams.lr_decay``): epochs × steps per epoch."""
+    p = model.params
+    model.opt.total_steps = (p.epochs * len(epoch_batches(n_overlap, p, 0))
+                             if p.lr_decay and n_overlap > 0 else None)
+
+
 def source_rows(n_source: int, params: FtlParams, epoch: int, step: int) -> npt.NDArray[np.int64]:
     """A's labelled rows used at (epoch, step) for Φ and L_src (A-local, seeded)."""
     if n_source <= params.source_batch:
@@ -461,6 +481,7 @@ __all__ = [
     "federated_loss",
     "l1_value",
     "plain_cross",
+    "schedule",
     "signed",
     "source_rows",
 ]

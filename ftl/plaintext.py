@@ -24,6 +24,7 @@ from ftl.model import (
     epoch_batches,
     federated_loss,
     plain_cross,
+    schedule,
     signed,
     source_rows,
 )
@@ -84,6 +85,8 @@ def train_plaintext(guest: GuestData, host: HostData, params: FtlParams, *,
         )
     gm = GuestModel(guest.x.shape[1], params)
     hm = HostModel(host.x.shape[1], params)
+    schedule(gm, guest.overlap.size)
+    schedule(hm, host.overlap.size)
     ys_all = signed(guest.y)
     res = PlainResult(gm, hm)
     for epoch in range(params.epochs):

@@ -81,6 +81,7 @@ from ftl.model import (
     HostBatch,
     HostModel,
     epoch_batches,
+    schedule,
     signed,
     source_rows,
 )
@@ -125,6 +126,8 @@ def min_batch_rows(peer_width: int) -> int:
 class _Side:
     role: str
     _transitions: dict[str, tuple[frozenset[Stage], Stage]]
+    data: GuestData | HostData
+    model: GuestModel | HostModel
 
     def __init__(self, params: FtlParams, ckks: CkksParams | None,
                  rng: np.random.Generator | None, start_epoch: int, predict_only: bool) -> None:
@@ -153,6 +156,21 @@ class _Side:
 
     def _leave(self, method: str) -> None:
         self.stage = self._transitions[method][1]
+
+    def _n_overlap(self) -> int:
+        return int(self.data.overlap.size)
+
+    def hello(self) -> Hello:
+        """Setup, both ways: role, parameters, overlap size, activation width, public context."""
+        return Hello(role=self.role, has_labels=self.role == "guest",
+                     params=self.params.as_dict(), n_overlap=self._n_overlap(),
+                     width=self.model.width, start_epoch=self.start_epoch,
+                     context=self.keys.public, key_id=self.keys.key_id)
+
+    def on_hello(self, msg: Hello) -> None:
+        self._enter("on_hello")
+        self._check_hello(msg, self._n_overlap())
+        self._leave("on_hello")
 
     def _check_hello(self, msg: Hello, n_overlap: int) -> None:
         if msg.role == self.role:
@@ -234,6 +252,8 @@ class FtlHost(_Side):
 
     role = "host"
     _transitions = HOST_TRANSITIONS
+    data: HostData
+    model: HostModel
 
     def __init__(self, data: HostData, params: FtlParams, *, ckks: CkksParams | None = None,
                  model: HostModel | None = None, start_epoch: int = 0,
@@ -244,22 +264,13 @@ class FtlHost(_Side):
         if self.model.net.n_features != data.x.shape[1]:
             raise ConfigError(f"host model expects {self.model.net.n_features} features, "
                               f"data has {data.x.shape[1]}")
+        if not predict_only:
+            schedule(self.model, int(data.overlap.size))
         self._batch: HostBatch | None = None
         self._at: tuple[int, int] = (-1, -1)
         self._masks: tuple[FloatArray, FloatArray] | None = None
         self._pred: FloatArray | None = None
         self.last_loss = float("nan")
-
-    def hello(self) -> Hello:
-        return Hello(role="host", has_labels=False, params=self.params.as_dict(),
-                     n_overlap=int(self.data.overlap.size), width=self.model.width,
-                     start_epoch=self.start_epoch, context=self.keys.public,
-                     key_id=self.keys.key_id)
-
-    def on_hello(self, msg: Hello) -> None:
-        self._enter("on_hello")
-        self._check_hello(msg, int(self.data.overlap.size))
-        self._leave("on_hello")
 
     def steps(self, epoch: int) -> int:
         return len(epoch_batches(self.data.overlap.size, self.params, epoch))
@@ -370,6 +381,8 @@ class FtlGuest(_Side):
 
     role = "guest"
     _transitions = GUEST_TRANSITIONS
+    data: GuestData
+    model: GuestModel
 
     def __init__(self, data: GuestData, params: FtlParams, *, ckks: CkksParams | None = None,
                  model: GuestModel | None = None, start_epoch: int = 0,
@@ -383,22 +396,13 @@ class FtlGuest(_Side):
         if self.model.net.n_features != data.x.shape[1]:
             raise ConfigError(f"guest model expects {self.model.net.n_features} features, "
                               f"data has {data.x.shape[1]}")
+        if not predict_only:
+            schedule(self.model, int(data.overlap.size))
         self._batch: GuestBatch | None = None
         self._at: tuple[int, int] = (-1, -1)
         self._masks: tuple[FloatArray, FloatArray] | None = None
         self._stats: FloatArray | None = None
         self._pred_rows = 0
-
-    def hello(self) -> Hello:
-        return Hello(role="guest", has_labels=True, params=self.params.as_dict(),
-                     n_overlap=int(self.data.overlap.size), width=self.model.width,
-                     start_epoch=self.start_epoch, context=self.keys.public,
-                     key_id=self.keys.key_id)
-
-    def on_hello(self, msg: Hello) -> None:
-        self._enter("on_hello")
-        self._check_hello(msg, int(self.data.overlap.size))
-        self._leave("on_hello")
 
     def on_host_forward(self, msg: HostForward) -> GuestForward:
         """Step 2: masked products of B's ciphertexts; encrypt C and Q under our key."""

@@ -36,10 +36,10 @@ def features(table: pd.DataFrame) -> np.ndarray:
 
 
 def add_params_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=FtlParams.epochs)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--dim", type=int, default=2)
-    ap.add_argument("--alignment", type=float, default=0.1)
+    ap.add_argument("--alignment", type=float, default=FtlParams.alignment)
     ap.add_argument("--seed", type=int, default=0)
 
 

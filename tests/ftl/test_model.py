@@ -111,3 +111,29 @@ def test_plaintext_exact_logistic_mode_runs() -> None:
 def test_bad_labels_are_refused() -> None:
     with pytest.raises(ConfigError, match="binary"):
         signed(np.array([0.0, 1.0, 2.0]))
+
+
+def test_learning_rate_decays_linearly_to_zero() -> None:
+    """FtlParams.lr_decay: step t moves by lr·(1 − t/total) (Adam with a constant gradient)."""
+    from ftl.model import Adam, epoch_batches, schedule
+
+    w = torch.zeros(1, dtype=torch.float64)
+    opt = Adam([w], lr=0.1)
+    opt.total_steps = 4
+    moves = []
+    for _ in range(5):
+        before = float(w)
+        w.grad = torch.ones(1, dtype=torch.float64)
+        opt.step()
+        moves.append(before - float(w))
+    np.testing.assert_allclose(moves, [0.1, 0.075, 0.05, 0.025, 0.0], rtol=1e-6, atol=1e-9)
+
+    p = small_params(epochs=3, batch_size=20)
+    gm = GuestModel(5, p)
+    schedule(gm, 45)
+    assert gm.opt.total_steps == 3 * len(epoch_batches(45, p, 0)) == 6
+    schedule(gm, 0)
+    assert gm.opt.total_steps is None
+    gm2 = GuestModel(5, small_params(lr_decay=False))
+    schedule(gm2, 45)
+    assert gm2.opt.total_steps is None
