@@ -57,7 +57,7 @@ def _check_overlap(overlap: IntArray, n_rows: int, who: str) -> IntArray:
 
 @dataclass(frozen=True)
 class GuestData:
-    """A's rows: features, binary labels (0/1), and the overlap rows in PSI order."""
+    """A's rows: features, class labels (0/1, or 0..C−1), and the overlap rows in PSI order."""
 
     x: FloatArray
     y: FloatArray
@@ -72,10 +72,10 @@ class GuestData:
             raise ConfigError(
                 f"guest labels have shape {y.shape}, expected ({x.shape[0]},): one per row"
             )
-        if not np.isin(y, (0.0, 1.0)).all():
-            raise ConfigError("guest labels must be 0/1 (binary FTL)")
+        if not (np.isfinite(y).all() and (y == np.round(y)).all() and y.min() >= 0):
+            raise ConfigError("guest labels must be class numbers 0, 1, ... (0/1 for binary FTL)")
         if np.unique(y).size < 2:
-            raise ConfigError("guest labels hold a single class; FTL needs both classes")
+            raise ConfigError("guest labels hold a single class; FTL needs at least two classes")
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "overlap", _check_overlap(self.overlap, x.shape[0], "guest"))
@@ -145,6 +145,36 @@ def split_credit(csv_path: str | Path, *, overlap_frac: float, n_guest: int = 15
     return CreditSplit(guest, host, truth, list(gcols), hcols)
 
 
+#: FATE's vehicle silhouettes (846 rows, 4 classes; 9 guest and 9 host features, already
+#: scaled to [−1, 1]): the multi-class example and test.
+VEHICLE_GUEST = Path("fate") / "vehicle_scale_hetero_guest.csv"
+VEHICLE_HOST = Path("fate") / "vehicle_scale_hetero_host.csv"
+
+
+def split_hetero(guest_csv: str | Path, host_csv: str | Path, *, n_guest: int, n_host: int,
+                 n_overlap: int, seed: int = 0) -> CreditSplit:
+    """Turn one of FATE's vertical splits (same ids, guest ``id,y,x..``, host ``id,x..``)
+    into an FTL split: A gets ``n_guest`` customers with the guest features and ``y``, B
+    ``n_host`` customers with the host features, ``n_overlap`` of them A's too."""
+    g, h = pd.read_csv(guest_csv), pd.read_csv(host_csv)
+    if "id" not in g.columns or "y" not in g.columns or "id" not in h.columns:
+        raise ConfigError(f"{guest_csv}, {host_csv}: expected FATE columns id, y, x0.. / id, x0..")
+    df = g.merge(h, on="id", suffixes=("_a", "_b"))
+    gcols = [c + "_a" if c in h.columns else c for c in g.columns if c not in ("id", "y")]
+    hcols = [c + "_b" if c in g.columns else c for c in h.columns if c != "id"]
+    if not 0 < n_overlap <= min(n_guest, n_host) or n_guest + n_host - n_overlap > len(df):
+        raise ConfigError(f"{len(df)} rows cannot hold {n_guest} + {n_host} - {n_overlap} "
+                          "customers with a non-empty overlap")
+    perm = np.random.default_rng(seed).permutation(len(df))
+    g_idx = perm[:n_guest]
+    h_idx = np.concatenate([g_idx[:n_overlap], perm[n_guest:n_guest + n_host - n_overlap]])
+    h_idx = h_idx[np.random.default_rng(seed + 1).permutation(h_idx.size)]
+    guest = df.iloc[g_idx][["id", *gcols, "y"]].reset_index(drop=True)
+    host = df.iloc[h_idx][["id", *hcols]].reset_index(drop=True)
+    truth = df.iloc[h_idx][["id", "y"]].reset_index(drop=True)
+    return CreditSplit(guest, host, truth, gcols, hcols)
+
+
 def overlap_by_ids(guest_ids: list[str], host_ids: list[str]) -> tuple[IntArray, IntArray]:
     """Plaintext join of two ID lists (tests and benchmarks; parties use PSI)."""
     pos = {v: i for i, v in enumerate(host_ids)}
@@ -157,10 +187,13 @@ __all__ = [
     "CREDIT_FILE",
     "CREDIT_GUEST_COLUMNS",
     "CREDIT_HOST_COLUMNS",
+    "VEHICLE_GUEST",
+    "VEHICLE_HOST",
     "CreditSplit",
     "GuestData",
     "HostData",
     "overlap_by_ids",
     "preprocess",
     "split_credit",
+    "split_hetero",
 ]

@@ -174,7 +174,7 @@ class PredictMasked:
 @wire("ftl.predict_sums", version=1)
 @dataclass(frozen=True)
 class PredictSums:
-    """Prediction step 4, A -> B: the released masked scores (1 × rows)."""
+    """Prediction step 4, A -> B: the released masked scores (L × rows; L = 1 for binary)."""
 
     scores: np.ndarray
 

@@ -8,16 +8,20 @@ Notation (one training step):
 * Each party's network is ``u = W·[f(x), 1]``: a local bottom ``f`` and a linear
   representation layer ``W`` (d × K, the bias is the last column). ``a`` and
   ``b`` denote A's and B's activations ``[f(x), 1]`` (K_A and K_B wide).
-* ``Φ = mean_{k∈S} y_k u^A_k`` with y ∈ {−1, +1} (the paper's Φ^A), and the score
-  of any B row is ``φ(u^B) = Φ·u^B`` (logistic link).
+* Labels are L columns of ±1 (``label_matrix``): binary (``n_classes=2``) is one
+  column y ∈ {−1, +1}, as in the paper; with C > 2 classes, one-vs-rest: L = C
+  columns, y_c = +1 for class c and −1 otherwise (FATE's FTL is binary-only).
+* ``Φ_c = mean_{k∈S} y_kc u^A_k`` (the paper's Φ^A, one row of the L × d matrix Φ
+  per label column), and the scores of any B row are ``φ(u^B) = Φ u^B`` (L logits;
+  logistic link per column; with C > 2 the predicted class is the largest).
 
 Loss of one step::
 
     L  = L1 + L2 + α·L_src + λ/2 (‖θ_A‖² + ‖θ_B‖²)
-    L1 = mean_{i∈C} ℓ(y_i, Φ·u^B_i)          ℓ = log(1+e^{−yφ}), or its Taylor form
-                                              log 2 − ½yφ + ⅛φ² (encrypted mode)
-    L2 = γ·mean_{i∈C} ‖u^A_i − u^B_i‖²        alignment on the overlap
-    L_src = mean_{k∈S} log(1+e^{−y_k Φ·u^A_k})  A's own rows (A-local; α = 0 is the paper)
+    L1 = mean_{i∈C} Σ_c ℓ(y_ic, Φ_c·u^B_i)     ℓ = log(1+e^{−yφ}), or its Taylor form
+                                                log 2 − ½yφ + ⅛φ² (encrypted mode)
+    L2 = γ·mean_{i∈C} ‖u^A_i − u^B_i‖²          alignment on the overlap
+    L_src = mean_{k∈S} Σ_c log(1+e^{−y_kc Φ_c·u^A_k})  A's own rows (A-local; α = 0 is the paper)
 
 The cross-party terms L1 and L2 train the representation layers W_A and W_B
 (the bottoms enter them detached): that is what lets their gradients be computed
@@ -28,13 +32,15 @@ random feature map.
 With the Taylor form every cross-party gradient is a function of a few
 aggregates (``CrossTerms``), which is what the protocol computes:
 
-    for A:  T = U_Bᵀ [a_C, y_C]  (d × (K_A+1)),  SΦ = (U_BᵀU_B) Φ  (d)
-    for B:  Cᵀb  with  c_i = −½ y_i Φ − 2γ u^A_i,  and  Q·(U_Bᵀb)  with  Q = ¼ΦΦᵀ
+    for A:  T = U_Bᵀ [a_C, Y_C]  (d × (K_A+L)),  SΦ = (U_BᵀU_B) Φᵀ  (d × L)
+    for B:  Cᵀb  with  c_i = −½ Φᵀy_i − 2γ u^A_i,  and  Q·(U_Bᵀb)  with  Q = ¼ΦᵀΦ
 
-    ∂L/∂W_A = gΦ ⊗ ȳa + (2γ/n)(u_Cᵀ a_C − T[:, :K_A]),   gΦ = (−½T[:, K_A] + ¼SΦ)/n
+    ∂L/∂W_A = gΦ · Ȳa + (2γ/n)(u_Cᵀ a_C − T[:, :K_A]),   gΦ = (−½T[:, K_A:] + ¼SΦ)/n  (d × L)
     ∂L/∂W_B = (Cᵀb + Q U_Bᵀb + 2γ U_Bᵀb)/n
 
-where ȳa = mean_{k∈S} y_k a_k (so Φ = W_A ȳa).  ``federated_loss`` is the same
+where Ȳa = mean_{k∈S} y_k a_kᵀ (L × K_A, so Φ = Ȳa W_Aᵀ). C and Q are d wide
+whatever L is, so B's side of the protocol does not depend on the number of
+classes; A's aggregates grow by L − 1 columns. ``federated_loss`` is the same
 loss written for autograd; the tests check one against the other.
 """
 
@@ -78,6 +84,8 @@ class FtlParams:
         batch_size: overlap rows per step (the last short batch joins the previous one).
         source_batch: A's labelled rows per step used for Φ and L_src.
         seed: seeds the networks, the batch order and A's source batches.
+        n_classes: classes of A's labels, 0..n_classes−1 (2: binary, one label column;
+            more: one-vs-rest, one column per class).
         taylor: use the Taylor form of ℓ (required by the encrypted mode).
         timeout_s: per-message deadline of the protocol runner.
     """
@@ -94,6 +102,7 @@ class FtlParams:
     batch_size: int = 32
     source_batch: int = 2048
     seed: int = 0
+    n_classes: int = 2
     taylor: bool = True
     timeout_s: float = 300.0
 
@@ -114,6 +123,13 @@ class FtlParams:
             raise ConfigError("epochs >= 0, batch_size >= 1 and source_batch >= 2 are required")
         if self.timeout_s <= 0:
             raise ConfigError("timeout_s must be > 0")
+        if not 2 <= self.n_classes <= 64:
+            raise ConfigError(f"n_classes must be in 2..64, got {self.n_classes}")
+
+    @property
+    def label_columns(self) -> int:
+        """L: 1 for binary labels, one per class (one-vs-rest) otherwise."""
+        return 1 if self.n_classes == 2 else self.n_classes
 
     def as_dict(self) -> dict[str, object]:
         """The fields both parties compare at the start of a run."""
@@ -122,7 +138,8 @@ class FtlParams:
             "host_hidden": list(self.host_hidden), "alignment": self.alignment,
             "source_weight": self.source_weight, "l2": self.l2, "lr": self.lr,
             "lr_decay": self.lr_decay, "epochs": self.epochs, "batch_size": self.batch_size,
-            "source_batch": self.source_batch, "seed": self.seed, "taylor": self.taylor,
+            "source_batch": self.source_batch, "seed": self.seed,
+            "n_classes": self.n_classes, "taylor": self.taylor,
         }
 
 
@@ -232,6 +249,27 @@ def signed(y: FloatArray | npt.NDArray[np.int64]) -> FloatArray:
     return np.where(arr > 0, 1.0, -1.0)
 
 
+def label_matrix(y: FloatArray | npt.NDArray[np.int64], n_classes: int) -> FloatArray:
+    """Labels → (rows, L) ±1: binary {0, 1} → one column; classes 0..C−1 → one-vs-rest."""
+    if n_classes == 2:
+        return signed(y)[:, None]
+    arr = np.asarray(y, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ConfigError(f"labels must be one column, got shape {arr.shape}")
+    if not (np.all(arr == np.round(arr)) and arr.min(initial=0) >= 0
+            and arr.max(initial=0) < n_classes):
+        raise ConfigError(f"labels must be class numbers 0..{n_classes - 1} (n_classes="
+                          f"{n_classes}), got values {sorted(set(np.unique(arr).tolist()))[:5]}")
+    out = -np.ones((arr.size, n_classes))
+    out[np.arange(arr.size), arr.astype(np.int64)] = 1.0
+    return out
+
+
+def _cols(y: FloatArray) -> FloatArray:
+    y = np.asarray(y, dtype=np.float64)
+    return y[:, None] if y.ndim == 1 else y
+
+
 def _t(x: FloatArray) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x, dtype=np.float64))
 
@@ -241,19 +279,22 @@ def _np(x: torch.Tensor) -> FloatArray:
 
 
 def l1_value(phi: torch.Tensor, y: torch.Tensor, *, taylor: bool) -> torch.Tensor:
-    """Mean logistic loss of scores ``phi`` for labels ``y`` ∈ {−1, +1}."""
-    if taylor:
-        return (LOG2 - 0.5 * y * phi + 0.125 * phi * phi).mean()
-    return nn.functional.softplus(-y * phi).mean()
+    """Logistic loss of scores ``phi`` for labels ``y`` ∈ {−1, +1}: mean over rows, summed
+    over label columns (the second axis, when there is one)."""
+    per = (LOG2 - 0.5 * y * phi + 0.125 * phi * phi) if taylor else nn.functional.softplus(-y * phi)
+    return per.sum(dim=1).mean() if per.dim() == 2 else per.mean()
 
 
 def federated_loss(wa: torch.Tensor, wb: torch.Tensor, a_s: torch.Tensor, ys: torch.Tensor,
                    a_c: torch.Tensor, yc: torch.Tensor, b_c: torch.Tensor, *, gamma: float,
                    taylor: bool) -> torch.Tensor:
-    """L1 + L2 for autograd (the reference the protocol's gradients are checked against)."""
-    phi_vec = (ys[:, None] * (a_s @ wa.T)).mean(dim=0)
+    """L1 + L2 for autograd (the reference the protocol's gradients are checked against).
+
+    ``ys``, ``yc``: (rows, L) ±1 label matrices (a 1-d vector is one column)."""
+    ys, yc = (ys[:, None] if ys.dim() == 1 else ys), (yc[:, None] if yc.dim() == 1 else yc)
+    phi = (ys[:, :, None] * (a_s @ wa.T)[:, None, :]).mean(dim=0)  # (L, d)
     u_b = b_c @ wb.T
-    l1 = l1_value(u_b @ phi_vec, yc, taylor=taylor)
+    l1 = l1_value(u_b @ phi.T, yc, taylor=taylor)
     l2 = gamma * ((a_c @ wa.T - u_b) ** 2).sum(dim=1).mean()
     return l1 + l2
 
@@ -265,11 +306,11 @@ def federated_loss(wa: torch.Tensor, wb: torch.Tensor, a_s: torch.Tensor, ys: to
 class GuestBatch:
     """A's quantities for one step (numpy parts are what the protocol uses)."""
 
-    yc: FloatArray          # (n,) overlap labels ±1
+    yc: FloatArray          # (n, L) overlap labels ±1
     a_c: FloatArray         # (n, K_A) activations of the overlap rows
     u_c: FloatArray         # (n, d)
-    ybar_a: FloatArray      # (K_A,) mean_S y a
-    phi: FloatArray         # (d,) Φ = W_A ȳa
+    ybar_a: FloatArray      # (L, K_A) mean_S y aᵀ
+    phi: FloatArray         # (L, d) Φ = Ȳa W_Aᵀ
     src_loss: torch.Tensor  # L_src (graph into A's bottom and top)
     src_loss_value: float
 
@@ -294,8 +335,8 @@ class HostBatch:
 class CrossForGuest:
     """What A needs from B's side (computed under B's key in the encrypted mode)."""
 
-    t: FloatArray      # (d, K_A + 1) = U_Bᵀ [a_C, y_C]
-    s_phi: FloatArray  # (d,) = U_BᵀU_B Φ
+    t: FloatArray      # (d, K_A + L) = U_Bᵀ [a_C, Y_C]
+    s_phi: FloatArray  # (d, L) = U_BᵀU_B Φᵀ
     tr_s: float        # Σ‖u_B‖² over the batch (for the loss value only)
     reg_b: float       # ‖θ_B‖² (for the loss value only)
 
@@ -325,40 +366,43 @@ class GuestModel:
         return self.net.width
 
     def begin(self, xs: FloatArray, ys: FloatArray, xc: FloatArray, yc: FloatArray) -> GuestBatch:
-        """Forward pass on a source batch and an overlap batch."""
+        """Forward pass on a source batch and an overlap batch (``ys``, ``yc``: (rows, L) ±1;
+        a 1-d vector is one column)."""
         p = self.params
+        ys, yc = _cols(ys), _cols(yc)
         a_s = self.net.features(_t(xs))
         w = self.net.weight()
         yst = _t(ys)
-        phi_graph = (yst[:, None] * (a_s @ w.T)).mean(dim=0)
         u_s = a_s @ w.T
-        src = nn.functional.softplus(-yst * (u_s @ phi_graph)).mean()
+        phi_graph = (yst[:, :, None] * u_s[:, None, :]).mean(dim=0)  # (L, d)
+        src = nn.functional.softplus(-yst * (u_s @ phi_graph.T)).sum(dim=1).mean()
         with torch.no_grad():
             a_c = self.net.features(_t(xc))
             u_c = a_c @ w.T
-            ybar_a = (yst[:, None] * a_s).mean(dim=0)
+            ybar_a = (yst[:, :, None] * a_s[:, None, :]).mean(dim=0)  # (L, K_A)
         return GuestBatch(yc=np.asarray(yc, dtype=np.float64), a_c=_np(a_c), u_c=_np(u_c),
                           ybar_a=_np(ybar_a), phi=_np(phi_graph), src_loss=src * p.source_weight,
                           src_loss_value=float(src.detach()))
 
     def for_host(self, g: GuestBatch) -> tuple[FloatArray, FloatArray]:
         """A's cross inputs to B's gradient: C (n × d) and Q (d × d)."""
-        c = -0.5 * g.yc[:, None] * g.phi[None, :] - 2.0 * self.params.alignment * g.u_c
-        q = 0.25 * np.outer(g.phi, g.phi)
+        c = -0.5 * g.yc @ g.phi - 2.0 * self.params.alignment * g.u_c
+        q = 0.25 * g.phi.T @ g.phi
         return c, q
 
     def t_columns(self, g: GuestBatch) -> FloatArray:
-        """The plaintext columns A multiplies B's encrypted U_B by: [a_C, y_C]."""
-        return np.concatenate([g.a_c, g.yc[:, None]], axis=1)
+        """The plaintext columns A multiplies B's encrypted U_B by: [a_C, Y_C]."""
+        return np.concatenate([g.a_c, g.yc], axis=1)
 
     def grad(self, g: GuestBatch, cross: CrossForGuest) -> tuple[FloatArray, float]:
         """∂(L1+L2)/∂W_A from the cross terms, and the (Taylor) value of L1 + L2."""
         p, n, k = self.params, g.a_c.shape[0], g.a_c.shape[1]
-        t, ty = cross.t[:, :k], cross.t[:, k]
-        g_phi = (-0.5 * ty + 0.25 * cross.s_phi) / n
+        t, ty = cross.t[:, :k], cross.t[:, k:]
+        g_phi = (-0.5 * ty + 0.25 * cross.s_phi) / n  # (d, L)
         w = _np(self.net.weight())
-        grad = np.outer(g_phi, g.ybar_a) + (2 * p.alignment / n) * (g.u_c.T @ g.a_c - t)
-        l1 = LOG2 + (-0.5 * g.phi @ ty + 0.125 * g.phi @ cross.s_phi) / n
+        grad = g_phi @ g.ybar_a + (2 * p.alignment / n) * (g.u_c.T @ g.a_c - t)
+        l1 = (LOG2 * g.yc.shape[1]
+              + (-0.5 * float((g.phi.T * ty).sum()) + 0.125 * float((g.phi.T * cross.s_phi).sum())) / n)
         l2 = p.alignment / n * (float((g.u_c**2).sum()) - 2 * float((t * w).sum()) + cross.tr_s)
         return grad, float(l1 + l2)
 
@@ -377,19 +421,20 @@ class GuestModel:
         return float(self.reg_tensor().detach())
 
     def compute_phi(self, x: FloatArray, y: FloatArray) -> FloatArray:
-        """Φ over all of A's labelled rows (what scoring uses); stored in ``phi_final``."""
+        """Φ (L × d) over all of A's labelled rows (``y``: (rows, L) ±1; what scoring
+        uses); stored in ``phi_final``."""
         with torch.no_grad():
             u = self.net(_t(x))
-            phi = (_t(y)[:, None] * u).mean(dim=0)
+            phi = (_t(_cols(y))[:, :, None] * u[:, None, :]).mean(dim=0)
         self.phi_final = _np(phi)
         return self.phi_final
 
     def score_own(self, x: FloatArray) -> FloatArray:
-        """A's own scores Φ·u_A for its rows (the source-domain classifier)."""
+        """A's own scores u_A Φᵀ for its rows (the source-domain classifier); see ``scores``."""
         if self.phi_final is None:
             raise ConfigError("compute_phi() must run before scoring")
         with torch.no_grad():
-            return _np(self.net(_t(x))) @ self.phi_final
+            return scores(_np(self.net(_t(x))), self.phi_final)
 
 
 class HostModel:
@@ -436,11 +481,17 @@ class HostModel:
             return _np(self.net(_t(x)))
 
 
+def scores(u: FloatArray, phi: FloatArray) -> FloatArray:
+    """Logits u Φᵀ: (rows,) for binary labels (one column), (rows, C) otherwise."""
+    out = u @ np.atleast_2d(phi).T
+    return np.asarray(out[:, 0] if out.shape[1] == 1 else out, dtype=np.float64)
+
+
 def plain_cross(g: GuestBatch, h: HostBatch, guest: GuestModel, host: HostModel
                 ) -> tuple[CrossForGuest, CrossForHost]:
     """Both cross terms computed in the clear (plaintext mode and tests)."""
     c, q = guest.for_host(g)
-    cg = CrossForGuest(t=h.u.T @ guest.t_columns(g), s_phi=h.s @ g.phi,
+    cg = CrossForGuest(t=h.u.T @ guest.t_columns(g), s_phi=h.s @ g.phi.T,
                        tr_s=float((h.u**2).sum()), reg_b=host.reg())
     ch = CrossForHost(ctb=c.T @ h.b, qm=q @ h.m)
     return cg, ch
@@ -480,8 +531,10 @@ __all__ = [
     "epoch_batches",
     "federated_loss",
     "l1_value",
+    "label_matrix",
     "plain_cross",
     "schedule",
+    "scores",
     "signed",
     "source_rows",
 ]

@@ -23,9 +23,10 @@ from ftl.model import (
     HostModel,
     epoch_batches,
     federated_loss,
+    label_matrix,
     plain_cross,
     schedule,
-    signed,
+    scores,
     source_rows,
 )
 
@@ -42,10 +43,11 @@ class PlainResult:
     epoch_losses: list[float] = field(default_factory=list)
 
     def predict(self, x_host: FloatArray) -> FloatArray:
-        """Scores Φ·u_B for B's rows (logits; higher = more likely positive)."""
+        """Scores of B's rows (logits): (rows,) for binary labels (higher = more likely
+        positive), (rows, C) one-vs-rest logits otherwise (argmax: the class)."""
         if self.guest.phi_final is None:
             raise RuntimeError("model not trained")
-        return self.host.represent(x_host) @ self.guest.phi_final
+        return scores(self.host.represent(x_host), self.guest.phi_final)
 
 
 def _exact_grads(guest: GuestModel, host: HostModel, gb: object, hb: object, xs: FloatArray,
@@ -87,7 +89,7 @@ def train_plaintext(guest: GuestData, host: HostData, params: FtlParams, *,
     hm = HostModel(host.x.shape[1], params)
     schedule(gm, guest.overlap.size)
     schedule(hm, host.overlap.size)
-    ys_all = signed(guest.y)
+    ys_all = label_matrix(guest.y, params.n_classes)
     res = PlainResult(gm, hm)
     for epoch in range(params.epochs):
         losses = []

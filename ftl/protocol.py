@@ -13,38 +13,42 @@ parameters or overlap sizes, CKKS parameters) stop the run with ``ConfigError``
 or ``RemoteProtocolError``.
 
 One training step on an overlap batch C (n rows; A also draws a batch S of its
-labelled rows):
+labelled rows). Labels are L columns of ±1 (``ftl.model``: L = 1 for binary labels,
+L = C for C > 2 classes, one-vs-rest); Φ is L × d:
 
 1. B -> A ``HostForward``: Enc_B(U_B), Enc_B(U_BᵀU_B/n); plus Σ‖u_B‖² and
    ‖θ_B‖² in the clear (scalars, used only for the loss value).
-2. A -> B ``GuestForward``: Enc_B(U_Bᵀ[a_C, y_C] + R1) and Enc_B((U_BᵀU_B/n)Φ + R2)
+2. A -> B ``GuestForward``: Enc_B(U_Bᵀ[a_C, Y_C] + R1) and Enc_B((U_BᵀU_B/n)Φᵀ + R2)
    (ciphertext × plaintext, fresh masks R in every slot); and Enc_A(C),
-   Enc_A(Q) with c_i = −½y_iΦ − 2γu^A_i and Q = ¼ΦΦᵀ.
+   Enc_A(Q) with c_i = −½Φᵀy_i − 2γu^A_i and Q = ¼ΦᵀΦ.
 3. B -> A ``HostBackward``: B decrypts step 2's products and returns the masked
    block sums, noise-flooded and rounded; and Enc_A(Cᵀb + R3), Enc_A(Q·M/n + R4)
    with M = U_Bᵀb.
 4. A -> B ``GuestBackward``: A decrypts step 3's products and returns the masked
    sums (flooded, rounded) and the step's loss.
-   A removes R1, R2 and gets T = U_Bᵀ[a_C, y_C] and (U_BᵀU_B)Φ; B removes R3, R4
+   A removes R1, R2 and gets T = U_Bᵀ[a_C, Y_C] and (U_BᵀU_B)Φᵀ; B removes R3, R4
    and gets Cᵀb and Q·M. Each computes the gradient of its representation layer
    (``ftl.model``) and takes an Adam step.
 
 Prediction for B's rows: B -> A ``PredictRequest``; A -> B ``EncPhi``
-(Enc_A(Φ)); B -> A ``PredictMasked`` (Enc_A(Φ·u_j + r_j)); A -> B
-``PredictSums`` (released); B removes r_j and has the scores.
+(Enc_A(Φᵀ)); B -> A ``PredictMasked`` (Enc_A(Φu_j + r_j)); A -> B
+``PredictSums`` (released); B removes r_j and has the L scores of each row.
 
 What each party learns:
-  A (guest)  per step the aggregates T = U_Bᵀ[a_C, y_C] (d × (K_A+1)) and
-             (U_BᵀU_B)Φ (d), plus Σ‖u_B‖² and ‖θ_B‖²: the gradient of its own
+  A (guest)  per step the aggregates T = U_Bᵀ[a_C, Y_C] (d × (K_A+L)) and
+             (U_BᵀU_B)Φᵀ (d × L), plus Σ‖u_B‖² and ‖θ_B‖²: the gradient of its own
              representation layer, as in the paper. Never U_B, x_B or θ_B row by
-             row: the runner refuses batches with n ≤ K_A + 1 rows, where T
-             could be solved for U_B. In prediction A sees only masked values.
-  B (host)   per step Cᵀb and Q·M (d × K_B each): the gradient of its own layer.
-             Not the labels, Φ or u_A of any row (n > K_B + 1 is enforced, as
-             above). In prediction B learns the scores Φ·u_j of its rows — the
-             purpose — and hence, from d or more rows, Φ itself: that is
-             inherent in giving B a linear scorer and is why only A's Φ (not
-             A's network, features or labels) is ever exposed.
+             row: B refuses batches with n ≤ K_A + L rows, where T could be
+             solved for U_B (with C > 2 classes A's aggregate has C − 1 more
+             columns, so the bound is C − 1 rows higher than for binary labels).
+             In prediction A sees only masked values.
+  B (host)   per step Cᵀb and Q·M (d × K_B each, whatever the number of
+             classes): the gradient of its own layer. Not the labels, Φ or u_A
+             of any row (A refuses n ≤ K_B + 1, as above). In prediction B
+             learns the L scores Φu_j of its rows — the purpose — and hence,
+             from d or more rows, Φ itself (L × d): that is inherent in giving B
+             a linear scorer and is why only A's Φ (not A's network, features or
+             labels) is ever exposed.
   Both       the overlap size, the batch order (seeded) and each other's
              activation width; every decryption returned to the peer is
              noise-flooded and rounded (Li–Micciancio; threats.md row 27) and
@@ -81,8 +85,8 @@ from ftl.model import (
     HostBatch,
     HostModel,
     epoch_batches,
+    label_matrix,
     schedule,
-    signed,
     source_rows,
 )
 from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
@@ -200,7 +204,9 @@ class _Side:
                 f"checkpoints disagree: we resume at epoch {self.start_epoch}, the "
                 f"{self.peer_name} at epoch {msg.start_epoch}; restore matching checkpoints"
             )
-        need = min_batch_rows(msg.width)
+        # A learns U_Bᵀ[a_C, Y_C]: K_A + L known columns; B learns Cᵀb: K_B known columns
+        cols = msg.width + self.params.label_columns - 1 if msg.role == "guest" else msg.width
+        need = min_batch_rows(cols)
         smallest = min(len(b) for b in epoch_batches(n_overlap, self.params, 0))
         if smallest < need and not self.predict_only:
             raise ConfigError(
@@ -282,8 +288,9 @@ class FtlHost(_Side):
         hb = self.model.begin(self.data.x[self.data.overlap[idx]])
         n, d = hb.u.shape
         assert self.peer_hello is not None
-        k_a = self.peer_hello.width + 1
-        upcoming = he.decryptions_needed_many([(n, d), (d, d)], [k_a, 1], self.ckks)
+        lc = self.params.label_columns
+        k_a = self.peer_hello.width + lc
+        upcoming = he.decryptions_needed_many([(n, d), (d, d)], [k_a, lc], self.ckks)
         ctx = self._maybe_rotate(upcoming)
         s = hb.s / n
         he.check_range(self.ckks, hb.u, np.ones((1, 1)), "host representation U_B")
@@ -291,7 +298,7 @@ class FtlHost(_Side):
         self._batch, self._at = hb, (epoch, step)
         stats = np.array([[float((hb.u**2).sum()), self.model.reg()]])
         msg = HostForward(epoch=epoch, step=step, key_id=self.keys.key_id,
-                          x=he.encrypt_many(self.keys, [hb.u, s], [k_a, 1]),
+                          x=he.encrypt_many(self.keys, [hb.u, s], [k_a, lc]),
                           stats=stats, context=ctx)
         self._leave("begin_step")
         return msg
@@ -307,8 +314,9 @@ class FtlHost(_Side):
         self._swap_peer(msg.context)
         self._check_peer_key(msg.key_id)
         n, d = hb.u.shape
-        k_a = self.peer_hello.width + 1
-        t_sum, s_phi_sum = he.decrypt_many(self.keys, msg.prod, [(n, d), (d, d)], [k_a, 1],
+        lc = self.params.label_columns
+        k_a = self.peer_hello.width + lc
+        t_sum, s_phi_sum = he.decrypt_many(self.keys, msg.prod, [(n, d), (d, d)], [k_a, lc],
                                            self.rng, peer_name="guest")
         peer = self._need_peer()
         m_n = hb.m / n
@@ -358,19 +366,22 @@ class FtlHost(_Side):
         assert self._pred is not None
         self._swap_peer(msg.context)
         self._check_peer_key(msg.key_id)
-        d = self.params.dim
-        out, mask = he.masked_product(self._need_peer(), msg.phi, d, 1, self._pred.T,
+        d, lc = self.params.dim, self.params.label_columns
+        out, mask = he.masked_product(self._need_peer(), msg.phi, d, lc, self._pred.T,
                                       self.rng, peer_name="guest")
         self._masks = (mask, mask)
         self._leave("on_enc_phi")
         return PredictMasked(scores=out)
 
     def on_predict_sums(self, msg: PredictSums) -> FloatArray:
-        """Prediction step 4: remove our masks; returns the scores Φ·u_j (logits)."""
+        """Prediction step 4: remove our masks; returns the scores Φu_j (logits): (rows,)
+        for binary labels, (rows, C) for C > 2 classes (one-vs-rest)."""
         self._enter("on_predict_sums")
         assert self._pred is not None and self._masks is not None
-        self._check_shape("scores", msg.scores, (1, self._pred.shape[0]))
-        scores = (msg.scores - self._masks[0])[0]
+        lc = self.params.label_columns
+        self._check_shape("scores", msg.scores, (lc, self._pred.shape[0]))
+        unmasked = msg.scores - self._masks[0]
+        scores = unmasked[0] if lc == 1 else unmasked.T
         self._pred, self._masks = None, None
         self._leave("on_predict_sums")
         return np.asarray(scores, dtype=np.float64)
@@ -391,7 +402,7 @@ class FtlGuest(_Side):
             raise ConfigError("the encrypted mode needs taylor=True (the Taylor form of the loss)")
         super().__init__(params, ckks, rng, start_epoch, predict_only)
         self.data = data
-        self.ys = signed(data.y)
+        self.ys = label_matrix(data.y, params.n_classes)
         self.model = model or GuestModel(data.x.shape[1], params)
         if self.model.net.n_features != data.x.shape[1]:
             raise ConfigError(f"guest model expects {self.model.net.n_features} features, "
@@ -424,9 +435,9 @@ class FtlGuest(_Side):
         peer = self._need_peer()
         p_t = self.model.t_columns(gb)
         he.check_range(self.ckks, np.ones((1, 1)), p_t, "guest activations")
-        he.check_range(self.ckks, np.ones((1, 1)), gb.phi[:, None], "guest Φ")
+        he.check_range(self.ckks, np.ones((1, 1)), gb.phi, "guest Φ")
         prod, (mask_t, mask_s) = he.masked_product_many(
-            peer, msg.x, [(n, d), (d, d)], [p_t, gb.phi[:, None]], self.rng, peer_name="host")
+            peer, msg.x, [(n, d), (d, d)], [p_t, gb.phi.T], self.rng, peer_name="host")
         c, q = self.model.for_host(gb)
         he.check_range(self.ckks, c, np.ones((1, 1)), "guest C")
         upcoming = he.decryptions_needed_many([(n, d), (d, d)], [k_b, k_b], self.ckks)
@@ -448,10 +459,11 @@ class FtlGuest(_Side):
             raise RemoteProtocolError(f"host answered step {(msg.epoch, msg.step)}, "
                                       f"expected {self._at}", peer="host")
         n, d = gb.u_c.shape
-        k_a, k_b = self.model.width + 1, self.peer_hello.width
+        lc = self.params.label_columns
+        k_a, k_b = self.model.width + lc, self.peer_hello.width
         self._check_shape("t_sum", msg.t_sum, (d, k_a))
-        self._check_shape("s_phi_sum", msg.s_phi_sum, (d, 1))
-        cross = CrossForGuest(t=msg.t_sum - masks[0], s_phi=(msg.s_phi_sum - masks[1])[:, 0] * n,
+        self._check_shape("s_phi_sum", msg.s_phi_sum, (d, lc))
+        cross = CrossForGuest(t=msg.t_sum - masks[0], s_phi=(msg.s_phi_sum - masks[1]) * n,
                               tr_s=float(stats[0, 0]), reg_b=float(stats[0, 1]))
         grad, fed_loss = self.model.grad(gb, cross)
         p = self.params
@@ -474,17 +486,18 @@ class FtlGuest(_Side):
         self._enter("on_predict_request")
         phi = self.model.phi_final if self.model.phi_final is not None else self.finish()
         self._pred_rows = msg.rows
-        upcoming = he.decryptions_needed(self.params.dim, 1, msg.rows, self.ckks)
+        upcoming = he.decryptions_needed(self.params.dim, self.params.label_columns, msg.rows,
+                                         self.ckks)
         ctx = self._maybe_rotate(upcoming)
-        out = EncPhi(key_id=self.keys.key_id, phi=he.encrypt(self.keys, phi[:, None]),
+        out = EncPhi(key_id=self.keys.key_id, phi=he.encrypt(self.keys, phi.T),
                      context=ctx)
         self._leave("on_predict_request")
         return out
 
     def on_predict_masked(self, msg: PredictMasked) -> PredictSums:
         self._enter("on_predict_masked")
-        sums = he.decrypt_sums(self.keys, msg.scores, self.params.dim, 1, self._pred_rows,
-                               self.rng, peer_name="host")
+        sums = he.decrypt_sums(self.keys, msg.scores, self.params.dim, self.params.label_columns,
+                               self._pred_rows, self.rng, peer_name="host")
         self._leave("on_predict_masked")
         return PredictSums(scores=sums)
 
