@@ -248,13 +248,13 @@ class Packing:
         for (rows, m), p, sz, r, off in zip(self.shapes, ps, self.sizes, self.reps, self.offsets,
                                             strict=True):
             blk = sz // m
-            for t in range(r):
-                k = q * r + t
-                if k >= p.shape[1]:
-                    break
-                col = np.zeros(blk)
-                col[:rows] = p[:, k]
-                w[off + t * sz: off + (t + 1) * sz] = np.tile(col, m)
+            cols = p[:, q * r: min((q + 1) * r, p.shape[1])]  # (rows, r') for replicas 0..r'-1
+            if cols.shape[1] == 0:
+                continue
+            pad = np.zeros((cols.shape[1], 1, blk))
+            pad[:, 0, :rows] = cols.T
+            # replica t: column q·r + t of P under every one of the m blocks
+            w[off: off + cols.shape[1] * sz] = np.broadcast_to(pad, (cols.shape[1], m, blk)).ravel()
         return w
 
     def block_sums(self, v: FloatArray) -> list[FloatArray]:

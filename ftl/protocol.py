@@ -164,6 +164,17 @@ class _Side:
     def _n_overlap(self) -> int:
         return int(self.data.overlap.size)
 
+    def _batches(self, epoch: int) -> list[npt.NDArray[np.int64]]:
+        """This epoch's overlap batches (seeded, the same on both sides), computed once."""
+        cached = getattr(self, "_batch_cache", None)
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, epoch_batches(self._n_overlap(), self.params, epoch))
+            self._batch_cache = cached
+        return cached[1]
+
+    def steps(self, epoch: int) -> int:
+        return len(self._batches(epoch))
+
     def hello(self) -> Hello:
         """Setup, both ways: role, parameters, overlap size, activation width, public context."""
         return Hello(role=self.role, has_labels=self.role == "guest",
@@ -278,13 +289,10 @@ class FtlHost(_Side):
         self._pred: FloatArray | None = None
         self.last_loss = float("nan")
 
-    def steps(self, epoch: int) -> int:
-        return len(epoch_batches(self.data.overlap.size, self.params, epoch))
-
     def begin_step(self, epoch: int, step: int) -> HostForward:
         """Step 1: encrypt U_B and U_BᵀU_B/n for this step's overlap batch."""
         self._enter("begin_step")
-        idx = epoch_batches(self.data.overlap.size, self.params, epoch)[step]
+        idx = self._batches(epoch)[step]
         hb = self.model.begin(self.data.x[self.data.overlap[idx]])
         n, d = hb.u.shape
         assert self.peer_hello is not None
@@ -422,7 +430,7 @@ class FtlGuest(_Side):
         self._swap_peer(msg.context)
         self._check_peer_key(msg.key_id)
         epoch, step = msg.epoch, msg.step
-        batches = epoch_batches(self.data.overlap.size, self.params, epoch)
+        batches = self._batches(epoch) if epoch < self.params.epochs else []
         if step >= len(batches) or epoch >= self.params.epochs:
             raise RemoteProtocolError(f"host started step {(epoch, step)}, outside the "
                                       "schedule", peer="host")

@@ -168,9 +168,7 @@ def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any
                                 timeout_s=timeout)
                 losses.append(sm.on_guest_backward(gb))
         else:
-            from ftl.model import epoch_batches
-
-            for step in range(len(epoch_batches(sm.data.overlap.size, params, epoch))):
+            for step in range(sm.steps(epoch)):
                 tg = Tag("ftl", session, epoch, f"{step}")
                 hf = party.recv(peer, tg.at(f"{step}/host_forward"), HostForward,
                                 timeout_s=timeout)
