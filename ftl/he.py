@@ -16,6 +16,15 @@ decryption) gives ``(XᵀP)[j, k]``. One multiplicative level, no rotations, no
 Galois or relinearisation keys (vfl_he.md design rules); batches longer than a
 ciphertext are chunked (threats.md row 29).
 
+Masks: a product whose sums only the peer may learn gets a uniform mask in every
+slot (±``mask_bound``); the peer keeps the masks' block sums and subtracts them from
+what the key owner releases. A product whose sums the key owner itself is meant to
+learn ("open" blocks: its own gradient) gets a *zero-sum* mask instead: within each
+block, slot i carries r_i − r_{i−1} (r uniform, cyclically), so every slot is still
+hidden from the key owner (the per-row products X[i, j]·P[i, k] would reveal P row by
+row) while each block sums to XᵀP exactly. Either way the mask enters as a fresh
+public-key encryption, which also re-randomises the product ciphertext.
+
 CKKS keys, parameters (HE-standard checks), serialization with size/level
 checks, decryption budgets and rounding come from ``vfl.he``; nothing here
 re-implements them.
@@ -134,10 +143,19 @@ def check_range(params: CkksParams, x: FloatArray, p: FloatArray, what: str) -> 
         )
 
 
+def zero_sum_mask(rng: np.random.Generator, bound: float, blocks: int, blk: int) -> FloatArray:
+    """``blocks`` blocks of ``blk`` slots, each slot r_i − r_{i−1} (cyclic, r uniform in
+    ±bound): every slot masked, every block summing to zero."""
+    r = rng.uniform(-bound, bound, (blocks, blk))
+    return np.asarray((r - np.roll(r, 1, axis=1)).reshape(-1), dtype=np.float64)
+
+
 def masked_product(peer: CkksPeer, blobs: list[bytes], rows: int, m: int, p: FloatArray,
-                   rng: np.random.Generator, *, peer_name: str) -> tuple[list[bytes], FloatArray]:
+                   rng: np.random.Generator, *, peer_name: str, open_blocks: bool = False
+                   ) -> tuple[list[bytes], FloatArray]:
     """``Enc(XᵀP + masks)`` from the key owner's ``Enc(X)``; returns the ciphertexts and
-    the (m × K) mask sums to subtract from the returned block sums."""
+    the (m × K) mask sums to subtract from the returned block sums (zero with
+    ``open_blocks``: zero-sum masks, the key owner learns XᵀP)."""
     lay = Layout(rows, m, peer.params.slots)
     if p.ndim != 2 or p.shape[0] != rows:
         raise ValueError(f"plaintext must have {rows} rows, got shape {p.shape}")
@@ -163,14 +181,19 @@ def masked_product(peer: CkksPeer, blobs: list[bytes], rows: int, m: int, p: Flo
                 acc = tmp
             else:
                 ev.add_inplace(acc, tmp)
-        mask = rng.uniform(-peer.params.mask_bound, peer.params.mask_bound, peer.params.slots)
+        if open_blocks:
+            mask = np.zeros(peer.params.slots)
+            used = lay.reps * lay.m * lay.blk
+            mask[:used] = zero_sum_mask(rng, peer.params.mask_bound, lay.reps * lay.m, lay.blk)
+        else:
+            mask = rng.uniform(-peer.params.mask_bound, peer.params.mask_bound, peer.params.slots)
         if acc is None:
             acc = peer.encrypt_mask(mask, scale=_rescaled_scale(peer))
         else:
             ev.rescale_to_next_inplace(acc)
             ev.add_inplace(acc, peer.encrypt_mask(mask, scale=acc.scale))
         out.append(peer.save(acc))
-        mask_sums.append(lay.block_sums(mask))
+        mask_sums.append(np.zeros((lay.m, lay.reps)) if open_blocks else lay.block_sums(mask))
     return out, lay.assemble(mask_sums, k)
 
 
@@ -257,6 +280,16 @@ class Packing:
             w[off: off + cols.shape[1] * sz] = np.broadcast_to(pad, (cols.shape[1], m, blk)).ravel()
         return w
 
+    def mask(self, rng: np.random.Generator, bound: float, open_blocks: list[bool]) -> FloatArray:
+        """One output's mask: uniform, or zero-sum per block in the ``open_blocks`` regions."""
+        assert self.combined
+        v = rng.uniform(-bound, bound, self.slots)
+        for (_rows, m), sz, r, off, op in zip(self.shapes, self.sizes, self.reps, self.offsets,
+                                              open_blocks, strict=True):
+            if op:
+                v[off:off + r * sz] = zero_sum_mask(rng, bound, r * m, sz // m)
+        return v
+
     def block_sums(self, v: FloatArray) -> list[FloatArray]:
         """(m_r × reps_r) block sums of each region of one output vector."""
         out = []
@@ -284,9 +317,14 @@ def encrypt_many(keys: CkksKeys, xs: list[FloatArray], ks: list[int]) -> list[by
 
 
 def masked_product_many(peer: CkksPeer, blobs: list[bytes], shapes: list[tuple[int, int]],
-                        ps: list[FloatArray], rng: np.random.Generator, *, peer_name: str
+                        ps: list[FloatArray], rng: np.random.Generator, *, peer_name: str,
+                        open_blocks: list[bool] | None = None
                         ) -> tuple[list[bytes], list[FloatArray]]:
-    """``masked_product`` for a ``Packing``: masked Enc(X_rᵀP_r) and the mask sums per matrix."""
+    """``masked_product`` for a ``Packing``: masked Enc(X_rᵀP_r) and the mask sums per matrix
+    (``open_blocks[r]``: zero-sum masks, the key owner learns X_rᵀP_r; its mask sums are 0)."""
+    opens = list(open_blocks) if open_blocks is not None else [False] * len(shapes)
+    if len(opens) != len(shapes):
+        raise ValueError("one open_blocks flag per matrix is needed")
     pk = Packing(shapes, [p.shape[1] for p in ps], peer.params.slots)
     if len(blobs) != pk.n_in:
         raise RemoteProtocolError(f"expected {pk.n_in} ciphertexts, got {len(blobs)}",
@@ -298,9 +336,9 @@ def masked_product_many(peer: CkksPeer, blobs: list[bytes], shapes: list[tuple[i
         outs: list[bytes] = []
         masks: list[FloatArray] = []
         i = 0
-        for lay, (rows, m), p in zip(pk.layouts, shapes, ps, strict=True):
+        for lay, (rows, m), p, op in zip(pk.layouts, shapes, ps, opens, strict=True):
             o, msk = masked_product(peer, blobs[i:i + lay.chunks], rows, m, p, rng,
-                                    peer_name=peer_name)
+                                    peer_name=peer_name, open_blocks=op)
             i += lay.chunks
             outs += o
             masks.append(msk)
@@ -311,7 +349,7 @@ def masked_product_many(peer: CkksPeer, blobs: list[bytes], shapes: list[tuple[i
     per_out: list[list[FloatArray]] = []
     for q in range(pk.n_out):
         wv = pk.weights(ps, q)
-        mask = rng.uniform(-peer.params.mask_bound, peer.params.mask_bound, peer.params.slots)
+        mask = pk.mask(rng, peer.params.mask_bound, opens)
         if wv.any():
             acc = peer.new_ct()
             ev.multiply_plain(ct, peer.encode(wv), acc)
@@ -320,7 +358,8 @@ def masked_product_many(peer: CkksPeer, blobs: list[bytes], shapes: list[tuple[i
         else:  # SEAL refuses products that are identically zero
             acc = peer.encrypt_mask(mask, scale=_rescaled_scale(peer))
         out.append(peer.save(acc))
-        per_out.append(pk.block_sums(mask))
+        per_out.append([np.zeros_like(b) if op else b
+                        for b, op in zip(pk.block_sums(mask), opens, strict=True)])
     return out, pk.assemble(per_out)
 
 
@@ -359,4 +398,5 @@ __all__ = [
     "encrypt_many",
     "masked_product",
     "masked_product_many",
+    "zero_sum_mask",
 ]

@@ -60,15 +60,15 @@ class Hello:
                 raise ValueError(f"{f} must be a non-negative int, got {v!r}")
 
 
-@wire("ftl.host_forward", version=1)
+@wire("ftl.host_forward", version=2)
 @dataclass(frozen=True)
 class HostForward:
-    """Step 1, B -> A: Enc_B(U_B) and Enc_B(U_BᵀU_B / n) for the batch."""
+    """Step 1, B -> A: Enc_B(U_B), Enc_B(U_BᵀU_B / n), Enc_B(b), Enc_B(U_Bᵀb / n)."""
 
     epoch: int
     step: int
     key_id: str
-    x: list[bytes]     # U_B and U_BᵀU_B/n, packed together (ftl.he.Packing)
+    x: list[bytes]     # U_B, U_BᵀU_B/n, b, U_Bᵀb/n packed together (ftl.he.Packing)
     stats: np.ndarray  # (1, 2): Σ‖u_B‖², ‖θ_B‖² (for the loss value only)
     context: bytes     # B's new public context after a key rotation, else b""
 
@@ -80,57 +80,48 @@ class HostForward:
             raise ValueError("stats must be 1 × 2")
 
 
-@wire("ftl.guest_forward", version=1)
+@wire("ftl.guest_forward", version=2)
 @dataclass(frozen=True)
 class GuestForward:
-    """Step 2, A -> B: masked Enc_B(U_Bᵀ[a, y]), Enc_B(SΦ/n); and Enc_A(C), Enc_A(Q)."""
+    """Step 2, A -> B, under B's key: Enc_B(U_Bᵀ[a, Y] + R1), Enc_B(SΦᵀ/n + R2) (uniform
+    masks), Enc_B(bᵀC + Z1), Enc_B((M/n)ᵀQ + Z2) (zero-sum masks), packed together."""
 
     epoch: int
     step: int
-    prod: list[bytes]  # masked products of HostForward.x (under B's key)
-    key_id: str        # A's key (x)
-    x: list[bytes]     # C and Q, packed together (ftl.he.Packing)
-    context: bytes     # A's new public context after a key rotation, else b""
+    prod: list[bytes]  # products of HostForward.x (ftl.he.masked_product_many)
 
     def __post_init__(self) -> None:
         _step(self.epoch, self.step)
         _cts("prod", self.prod)
-        _cts("x", self.x)
 
 
-@wire("ftl.host_backward", version=1)
+@wire("ftl.host_backward", version=2)
 @dataclass(frozen=True)
 class HostBackward:
-    """Step 3, B -> A: released masked sums for A; masked Enc_A(Cᵀb), Enc_A(Q·M/n)."""
+    """Step 3, B -> A: the released (rounded, flooded) masked sums of A's two products."""
 
     epoch: int
     step: int
     t_sum: np.ndarray
     s_phi_sum: np.ndarray
-    prod: list[bytes]  # masked products of GuestForward.x (under A's key)
 
     def __post_init__(self) -> None:
         _step(self.epoch, self.step)
         _mat("t_sum", self.t_sum)
         _mat("s_phi_sum", self.s_phi_sum)
-        _cts("prod", self.prod)
 
 
-@wire("ftl.guest_backward", version=1)
+@wire("ftl.guest_backward", version=2)
 @dataclass(frozen=True)
 class GuestBackward:
-    """Step 4, A -> B: released masked sums for B, and the step's loss."""
+    """Step 4, A -> B: the step's loss (B's side of the step is done by then)."""
 
     epoch: int
     step: int
-    ctb_sum: np.ndarray
-    qm_sum: np.ndarray
     loss: float
 
     def __post_init__(self) -> None:
         _step(self.epoch, self.step)
-        _mat("ctb_sum", self.ctb_sum)
-        _mat("qm_sum", self.qm_sum)
         if not isinstance(self.loss, float) or not np.isfinite(self.loss):
             raise ValueError("loss must be a finite float")
 

@@ -1,11 +1,12 @@
 """FTL over CKKS: sans-I/O state machines for A (``FtlGuest``, labels) and B (``FtlHost``).
 
 Liu et al., "A Secure Federated Transfer Learning Framework" (arXiv:1812.03337),
-with the paper's Paillier replaced by CKKS from ``vfl.he`` and the paper's
-"peer masks, key owner decrypts, peer unmasks" pattern for every cross term.
-Each party generates its own key pair; only public contexts are exchanged.
-The math (what the aggregates are and how the gradients follow) is in
-``ftl.model``; the homomorphic product is ``ftl.he``.
+with the paper's Paillier replaced by CKKS from ``vfl.he``. Each party generates
+its own key pair; only public contexts are exchanged. Training uses B's key only
+(every cross term is B's ciphertext × A's plaintext, so one encryption and one
+round of decryptions per step); prediction uses A's key. The math (what the
+aggregates are and how the gradients follow) is in ``ftl.model``; the
+homomorphic product and its masks are ``ftl.he``.
 
 Setup: both send ``Hello`` (role, parameters, overlap size, activation width,
 public context). Mismatches (both or neither holding labels, different
@@ -14,21 +15,23 @@ or ``RemoteProtocolError``.
 
 One training step on an overlap batch C (n rows; A also draws a batch S of its
 labelled rows). Labels are L columns of ±1 (``ftl.model``: L = 1 for binary labels,
-L = C for C > 2 classes, one-vs-rest); Φ is L × d:
+L = C for C > 2 classes, one-vs-rest); Φ is L × d; b are B's activations, M = U_Bᵀb:
 
-1. B -> A ``HostForward``: Enc_B(U_B), Enc_B(U_BᵀU_B/n); plus Σ‖u_B‖² and
-   ‖θ_B‖² in the clear (scalars, used only for the loss value).
-2. A -> B ``GuestForward``: Enc_B(U_Bᵀ[a_C, Y_C] + R1) and Enc_B((U_BᵀU_B/n)Φᵀ + R2)
-   (ciphertext × plaintext, fresh masks R in every slot); and Enc_A(C),
-   Enc_A(Q) with c_i = −½Φᵀy_i − 2γu^A_i and Q = ¼ΦᵀΦ.
-3. B -> A ``HostBackward``: B decrypts step 2's products and returns the masked
-   block sums, noise-flooded and rounded; and Enc_A(Cᵀb + R3), Enc_A(Q·M/n + R4)
-   with M = U_Bᵀb.
-4. A -> B ``GuestBackward``: A decrypts step 3's products and returns the masked
-   sums (flooded, rounded) and the step's loss.
-   A removes R1, R2 and gets T = U_Bᵀ[a_C, Y_C] and (U_BᵀU_B)Φᵀ; B removes R3, R4
-   and gets Cᵀb and Q·M. Each computes the gradient of its representation layer
-   (``ftl.model``) and takes an Adam step.
+1. B -> A ``HostForward``: Enc_B(U_B), Enc_B(U_BᵀU_B/n), Enc_B(b), Enc_B(M/n)
+   (packed together); plus Σ‖u_B‖² and ‖θ_B‖² in the clear (scalars, used only
+   for the loss value).
+2. A -> B ``GuestForward`` (ciphertext × plaintext, each output re-randomised by
+   a fresh public-key encryption of its mask):
+   Enc_B(U_Bᵀ[a_C, Y_C] + R1) and Enc_B((U_BᵀU_B/n)Φᵀ + R2) with uniform masks R
+   in every slot (A keeps their block sums); Enc_B(bᵀC + Z1) and
+   Enc_B((M/n)ᵀQ + Z2) with c_i = −½Φᵀy_i − 2γu^A_i, Q = ¼ΦᵀΦ and zero-sum
+   masks Z (every slot masked, every block summing to 0).
+3. B -> A ``HostBackward``: B decrypts; returns the block sums of the first two
+   products, noise-flooded and rounded; keeps the block sums of the other two,
+   which are exactly Cᵀb and Q·M/n (the Z cancel), computes the gradient of its
+   representation layer (``ftl.model``) and takes an Adam step.
+4. A -> B ``GuestBackward``: A removes R1, R2, gets T = U_Bᵀ[a_C, Y_C] and
+   (U_BᵀU_B)Φᵀ, takes its Adam step and sends the step's loss.
 
 Prediction for B's rows: B -> A ``PredictRequest``; A -> B ``EncPhi``
 (Enc_A(Φᵀ)); B -> A ``PredictMasked`` (Enc_A(Φu_j + r_j)); A -> B
@@ -41,14 +44,22 @@ What each party learns:
              row: B refuses batches with n ≤ K_A + L rows, where T could be
              solved for U_B (with C > 2 classes A's aggregate has C − 1 more
              columns, so the bound is C − 1 rows higher than for binary labels).
-             In prediction A sees only masked values.
+             A decrypts nothing during training; in prediction it sees only
+             masked values.
   B (host)   per step Cᵀb and Q·M (d × K_B each, whatever the number of
-             classes): the gradient of its own layer. Not the labels, Φ or u_A
-             of any row (A refuses n ≤ K_B + 1, as above). In prediction B
-             learns the L scores Φu_j of its rows — the purpose — and hence,
-             from d or more rows, Φ itself (L × d): that is inherent in giving B
-             a linear scorer and is why only A's Φ (not A's network, features or
-             labels) is ever exposed.
+             classes): the gradient of its own layer. Every slot B decrypts is
+             masked: the per-row products in the slots (b_ij·c_ik, which would
+             give C and hence the labels row by row) carry zero-sum masks, A's
+             aggregates uniform ones; only the block sums of the open products
+             are exact. Not the labels, Φ or u_A of any row (A refuses n ≤ K_B + 1:
+             Cᵀb could be solved for C). In prediction B learns the L scores
+             Φu_j of its rows — the purpose — and hence, from d or more rows, Φ
+             itself (L × d): that is inherent in giving B a linear scorer and is
+             why only A's Φ (not A's network, features or labels) is ever exposed.
+             As in any ciphertext × plaintext scheme, the CKKS noise of what B
+             decrypts depends on A's plaintexts; each product is re-randomised by
+             A's fresh encryption of its mask, and B returns A's sums only
+             rounded and noise-flooded.
   Both       the overlap size, the batch order (seeded) and each other's
              activation width; every decryption returned to the peer is
              noise-flooded and rounded (Li–Micciancio; threats.md row 27) and
@@ -289,69 +300,57 @@ class FtlHost(_Side):
         self._pred: FloatArray | None = None
         self.last_loss = float("nan")
 
+    def _shapes(self, n: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """The four matrices B encrypts each step and the column counts A multiplies them by."""
+        assert self.peer_hello is not None
+        d, lc, k_b = self.params.dim, self.params.label_columns, self.model.width
+        return ([(n, d), (d, d), (n, k_b), (d, k_b)],
+                [self.peer_hello.width + lc, lc, d, d])
+
     def begin_step(self, epoch: int, step: int) -> HostForward:
-        """Step 1: encrypt U_B and U_BᵀU_B/n for this step's overlap batch."""
+        """Step 1: encrypt U_B, U_BᵀU_B/n, b and U_Bᵀb/n for this step's overlap batch."""
         self._enter("begin_step")
         idx = self._batches(epoch)[step]
         hb = self.model.begin(self.data.x[self.data.overlap[idx]])
-        n, d = hb.u.shape
-        assert self.peer_hello is not None
-        lc = self.params.label_columns
-        k_a = self.peer_hello.width + lc
-        upcoming = he.decryptions_needed_many([(n, d), (d, d)], [k_a, lc], self.ckks)
-        ctx = self._maybe_rotate(upcoming)
-        s = hb.s / n
-        he.check_range(self.ckks, hb.u, np.ones((1, 1)), "host representation U_B")
-        he.check_range(self.ckks, s, np.ones((1, 1)), "host U_BᵀU_B/n")
+        n = hb.u.shape[0]
+        shapes, ks = self._shapes(n)
+        ctx = self._maybe_rotate(he.decryptions_needed_many(shapes, ks, self.ckks))
+        mats = [hb.u, hb.s / n, hb.b, hb.m / n]
+        for mat, what in zip(mats, ("U_B", "U_BᵀU_B/n", "activations b", "U_Bᵀb/n"),
+                             strict=True):
+            he.check_range(self.ckks, mat, np.ones((1, 1)), f"host {what}")
         self._batch, self._at = hb, (epoch, step)
         stats = np.array([[float((hb.u**2).sum()), self.model.reg()]])
         msg = HostForward(epoch=epoch, step=step, key_id=self.keys.key_id,
-                          x=he.encrypt_many(self.keys, [hb.u, s], [k_a, lc]),
-                          stats=stats, context=ctx)
+                          x=he.encrypt_many(self.keys, mats, ks), stats=stats, context=ctx)
         self._leave("begin_step")
         return msg
 
     def on_guest_forward(self, msg: GuestForward) -> HostBackward:
-        """Step 3: release A's products of our ciphertexts; mask products of A's."""
+        """Step 3: decrypt A's products; release A's masked sums; take our optimiser step
+        with Cᵀb and Q·M (the open, zero-sum-masked blocks)."""
         self._enter("on_guest_forward")
         hb = self._batch
-        assert hb is not None and self.peer_hello is not None
+        assert hb is not None
         if (msg.epoch, msg.step) != self._at:
             raise RemoteProtocolError(f"guest answered step {(msg.epoch, msg.step)}, "
                                       f"expected {self._at}", peer="guest")
-        self._swap_peer(msg.context)
-        self._check_peer_key(msg.key_id)
-        n, d = hb.u.shape
-        lc = self.params.label_columns
-        k_a = self.peer_hello.width + lc
-        t_sum, s_phi_sum = he.decrypt_many(self.keys, msg.prod, [(n, d), (d, d)], [k_a, lc],
-                                           self.rng, peer_name="guest")
-        peer = self._need_peer()
-        m_n = hb.m / n
-        he.check_range(self.ckks, np.ones((1, 1)), hb.b, "host activations b")
-        he.check_range(self.ckks, np.ones((1, 1)), m_n, "host U_Bᵀb/n")
-        prod, (mask_ctb, mask_qm) = he.masked_product_many(
-            peer, msg.x, [(n, d), (d, d)], [hb.b, m_n], self.rng, peer_name="guest")
-        self._masks = (mask_ctb, mask_qm)
+        n = hb.u.shape[0]
+        shapes, ks = self._shapes(n)
+        t_sum, s_phi_sum, btc, mq = he.decrypt_many(self.keys, msg.prod, shapes, ks, self.rng,
+                                                    peer_name="guest")
+        cross = CrossForHost(ctb=btc.T, qm=mq.T * n)
+        self.model.apply(self.model.grad(hb, cross))
         self._leave("on_guest_forward")
-        return HostBackward(epoch=msg.epoch, step=msg.step, t_sum=t_sum, s_phi_sum=s_phi_sum,
-                            prod=prod)
+        return HostBackward(epoch=msg.epoch, step=msg.step, t_sum=t_sum, s_phi_sum=s_phi_sum)
 
     def on_guest_backward(self, msg: GuestBackward) -> float:
-        """Step 4 (B's half): unmask Cᵀb and Q·M, take the optimiser step; returns the loss."""
+        """Step 4 (B's half): the step's loss, as A computed it; returns it."""
         self._enter("on_guest_backward")
-        hb, masks = self._batch, self._masks
-        assert hb is not None and masks is not None
         if (msg.epoch, msg.step) != self._at:
             raise RemoteProtocolError(f"guest answered step {(msg.epoch, msg.step)}, "
                                       f"expected {self._at}", peer="guest")
-        n, d = hb.u.shape
-        shape = (d, self.model.width)
-        self._check_shape("ctb_sum", msg.ctb_sum, shape)
-        self._check_shape("qm_sum", msg.qm_sum, shape)
-        cross = CrossForHost(ctb=msg.ctb_sum - masks[0], qm=(msg.qm_sum - masks[1]) * n)
-        self.model.apply(self.model.grad(hb, cross))
-        self._batch, self._masks = None, None
+        self._batch = None
         self.last_loss = msg.loss
         self._leave("on_guest_backward")
         return msg.loss
@@ -424,14 +423,15 @@ class FtlGuest(_Side):
         self._pred_rows = 0
 
     def on_host_forward(self, msg: HostForward) -> GuestForward:
-        """Step 2: masked products of B's ciphertexts; encrypt C and Q under our key."""
+        """Step 2: products of B's ciphertexts with our plaintexts: [a_C, Y_C] and Φᵀ under
+        uniform masks (their sums are ours), C and Q under zero-sum masks (B's gradient)."""
         self._enter("on_host_forward")
         assert self.peer_hello is not None
         self._swap_peer(msg.context)
         self._check_peer_key(msg.key_id)
         epoch, step = msg.epoch, msg.step
         batches = self._batches(epoch) if epoch < self.params.epochs else []
-        if step >= len(batches) or epoch >= self.params.epochs:
+        if step >= len(batches):
             raise RemoteProtocolError(f"host started step {(epoch, step)}, outside the "
                                       "schedule", peer="host")
         idx = batches[step]
@@ -440,36 +440,30 @@ class FtlGuest(_Side):
         gb = self.model.begin(self.data.x[src], self.ys[src], self.data.x[rows], self.ys[rows])
         n, d = gb.u_c.shape
         k_b = self.peer_hello.width
-        peer = self._need_peer()
         p_t = self.model.t_columns(gb)
-        he.check_range(self.ckks, np.ones((1, 1)), p_t, "guest activations")
-        he.check_range(self.ckks, np.ones((1, 1)), gb.phi, "guest Φ")
-        prod, (mask_t, mask_s) = he.masked_product_many(
-            peer, msg.x, [(n, d), (d, d)], [p_t, gb.phi.T], self.rng, peer_name="host")
         c, q = self.model.for_host(gb)
-        he.check_range(self.ckks, c, np.ones((1, 1)), "guest C")
-        upcoming = he.decryptions_needed_many([(n, d), (d, d)], [k_b, k_b], self.ckks)
-        ctx = self._maybe_rotate(upcoming)
+        for mat, what in ((p_t, "activations"), (gb.phi, "Φ"), (c, "C"), (q, "Q")):
+            he.check_range(self.ckks, np.ones((1, 1)), mat, f"guest {what}")
+        prod, (mask_t, mask_s, _, _) = he.masked_product_many(
+            self._need_peer(), msg.x, [(n, d), (d, d), (n, k_b), (d, k_b)],
+            [p_t, gb.phi.T, c, q], self.rng, peer_name="host",
+            open_blocks=[False, False, True, True])
         self._batch, self._at, self._masks = gb, (epoch, step), (mask_t, mask_s)
         self._stats = msg.stats
-        out = GuestForward(epoch=epoch, step=step, prod=prod, key_id=self.keys.key_id,
-                           x=he.encrypt_many(self.keys, [c, q], [k_b, k_b]), context=ctx)
         self._leave("on_host_forward")
-        return out
+        return GuestForward(epoch=epoch, step=step, prod=prod)
 
     def on_host_backward(self, msg: HostBackward) -> GuestBackward:
-        """Step 4: unmask our aggregates, step; release B's masked products."""
+        """Step 4: unmask our aggregates, take our optimiser step; send the step's loss."""
         self._enter("on_host_backward")
         gb, masks, stats = self._batch, self._masks, self._stats
         assert gb is not None and masks is not None and stats is not None
-        assert self.peer_hello is not None
         if (msg.epoch, msg.step) != self._at:
             raise RemoteProtocolError(f"host answered step {(msg.epoch, msg.step)}, "
                                       f"expected {self._at}", peer="host")
         n, d = gb.u_c.shape
         lc = self.params.label_columns
-        k_a, k_b = self.model.width + lc, self.peer_hello.width
-        self._check_shape("t_sum", msg.t_sum, (d, k_a))
+        self._check_shape("t_sum", msg.t_sum, (d, self.model.width + lc))
         self._check_shape("s_phi_sum", msg.s_phi_sum, (d, lc))
         cross = CrossForGuest(t=msg.t_sum - masks[0], s_phi=(msg.s_phi_sum - masks[1]) * n,
                               tr_s=float(stats[0, 0]), reg_b=float(stats[0, 1]))
@@ -477,13 +471,10 @@ class FtlGuest(_Side):
         p = self.params
         loss = (fed_loss + p.source_weight * gb.src_loss_value
                 + 0.5 * p.l2 * (self.model.reg() + cross.reg_b))
-        ctb, qm = he.decrypt_many(self.keys, msg.prod, [(n, d), (d, d)], [k_b, k_b], self.rng,
-                                  peer_name="host")
         self.model.apply(gb, grad)
         self._batch, self._masks, self._stats = None, None, None
         self._leave("on_host_backward")
-        return GuestBackward(epoch=msg.epoch, step=msg.step, ctb_sum=ctb, qm_sum=qm,
-                             loss=float(loss))
+        return GuestBackward(epoch=msg.epoch, step=msg.step, loss=float(loss))
 
     def finish(self) -> FloatArray:
         """Φ over all of A's labelled rows, used for scoring B's rows."""

@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[a] epoch {e}: loss {out.epoch_losses[e]:.4f}, {s:.2f} s, "
                           f"{b / 1e6:.1f} MB", flush=True)
             predict_ftl(me, args.peer, role="guest", model=out.model, timeout_s=cfg.timeout_s)
-            print(f"[a] answered b's scoring requests; {out.decryptions} decryptions, "
-                  f"{out.rotations} key rotations", flush=True)
+            print("[a] answered b's scoring requests", flush=True)
     except TesseraError as e:
         print(f"[a] error: {e}", file=sys.stderr)
         return 2

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             out = train_ftl(me, args.peer, role="host", x=x, overlap=res.rows,
                             params=params_from(args),
                             checkpoint_dir=Path(args.workdir) / "b-ckpt")
+            print(f"[b] trained: {out.decryptions} decryptions under b's key, "
+                  f"{out.rotations} key rotations", flush=True)
             t1 = time.perf_counter()
             scores = predict_ftl(me, args.peer, role="host", model=out.model, x=x,
                                  timeout_s=cfg.timeout_s)
