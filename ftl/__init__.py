@@ -3,10 +3,12 @@
 A (the guest) holds labelled rows, B (the host) holds rows with other features
 and no labels; a few customers are in both (found with PSI, ``vfl.align``).
 ``train_ftl`` trains both parties' representation networks as a protocol over
-``party.Party`` (cross-party terms under each party's own CKKS key, with masks);
-``predict_ftl`` scores B's rows; ``train_plaintext`` trains the same model with
-the same seeds in one process, for comparison. See ``ftl.protocol`` for the
-steps and what each party learns.
+``party.Party`` (cross-party terms as B's ciphertexts × A's plaintexts under B's
+CKKS key, with masks; each party has its own key pair); ``predict_ftl`` scores B's
+rows (under A's key); ``train_plaintext`` trains the same model with the same seeds
+in one process, for comparison. Binary labels, or C > 2 classes one-vs-rest
+(``FtlParams.n_classes``). See ``ftl.protocol`` for the steps and what each party
+learns.
 """
 
 from __future__ import annotations

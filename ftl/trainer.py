@@ -215,9 +215,10 @@ def predict_ftl(party: Party, peer: str, *, role: str, model: GuestModel | HostM
                 rows_per_round: int = 8192) -> FloatArray | None:
     """Score B's rows with the trained FTL model, as a protocol between the parties.
 
-    The host passes its rows ``x`` and gets their scores Φ·u_B (logits); the
-    guest passes its model (with ``phi_final``) and gets None. A sees only masked
-    values; B learns the scores of its own rows.
+    The host passes its rows ``x`` and gets their scores Φu_B (logits: (rows,) for
+    binary labels, (rows, C) one-vs-rest for C > 2 classes); the guest passes its
+    model (with ``phi_final``) and gets None. A sees only masked values; B learns
+    the scores of its own rows.
     """
     if role not in ("guest", "host"):
         raise ConfigError(f"role must be 'guest' or 'host', got {role!r}")
