@@ -14,8 +14,8 @@ round = (fit phase + aggregation − time during which some client was training)
 / (fit phase + aggregation); central evaluation is excluded. The Flower reference
 drives flwr 1.42's own ``Server.fit_round`` (sampling, thread pool, its NumPy
 serialisation, FedAvg) over in-process client proxies calling the same client
-code: Ray, which ``flwr.simulation`` needs, is not installed here, so the Ray
-actor hop is not included in Flower's figure.
+code; a second Flower figure runs its real Ray simulation (``start_simulation``,
+``pip install "flwr[simulation]==1.42.0"``, the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -185,6 +185,68 @@ def overhead_flower(args: argparse.Namespace) -> tuple[float, list[float]]:
     return float(np.mean(fractions[1:] if len(fractions) > 1 else fractions)), fractions
 
 
+def overhead_flower_ray(args: argparse.Namespace) -> tuple[float, list[float]]:
+    """flwr 1.42's Ray simulation (``flwr.simulation.start_simulation``, one actor per core).
+
+    Each client records when it trained (``time.perf_counter`` is CLOCK_MONOTONIC, shared by
+    the actor processes) and returns it in its metrics; a round runs from the strategy's
+    ``configure_fit`` to the end of its ``aggregate_fit``.
+    """
+    import flwr
+    from flwr.server.strategy import FedAvg
+    from flwr.simulation import start_simulation
+
+    class Timed(flwr.client.NumPyClient):  # the same client code, behind Flower's own NumPyClient
+        def __init__(self, inner: MnistClient) -> None:
+            self.inner = inner
+
+        def get_parameters(self, config: dict[str, Any]) -> Any:
+            return self.inner.get_parameters(config)
+
+        def fit(self, parameters: Any, config: dict[str, Any]) -> Any:
+            t0 = time.perf_counter()
+            out, n, metrics = self.inner.fit(parameters, config)
+            return out, n, {**metrics, "t0": t0, "t1": time.perf_counter()}
+
+    make = _clients(args, [])
+
+    def client_fn(cid: str) -> Any:
+        torch.set_num_threads(1)
+        return Timed(make(cid)).to_client()
+
+    marks: list[tuple[float, float, list[tuple[float, float]]]] = []
+    start: list[float] = []
+
+    class TimedFedAvg(FedAvg):
+        def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
+            start.append(time.perf_counter())
+            return super().configure_fit(server_round, parameters, client_manager)
+
+        def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
+            out = super().aggregate_fit(server_round, results, failures)
+            ivs = [(float(r.metrics["t0"]), float(r.metrics["t1"])) for _, r in results]
+            marks.append((start[-1], time.perf_counter(), ivs))
+            if failures:
+                raise RuntimeError(f"flower round {server_round}: {len(failures)} client failures")
+            return out
+
+    strategy = TimedFedAvg(fraction_fit=args.fraction, min_fit_clients=1,
+                           min_available_clients=args.clients, fraction_evaluate=0.0,
+                           initial_parameters=flwr.common.ndarrays_to_parameters(
+                               get_parameters(make_model("cnn"))),
+                           on_fit_config_fn=lambda r: {"server_round": r})
+    start_simulation(client_fn=client_fn, num_clients=args.clients,
+                     config=flwr.server.ServerConfig(num_rounds=args.rounds), strategy=strategy,
+                     client_resources={"num_cpus": 1, "num_gpus": 0.0},
+                     ray_init_args={"num_cpus": args.workers or _cores(), "include_dashboard": False,
+                                    "log_to_driver": False})
+    fractions = []
+    for t0, t1, ivs in marks:
+        busy = union_s(ivs, t0, t1)
+        fractions.append(max(0.0, (t1 - t0 - busy) / (t1 - t0)))
+    return float(np.mean(fractions[1:] if len(fractions) > 1 else fractions)), fractions
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mode", choices=["accuracy", "overhead", "all"], default="accuracy")
@@ -222,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             v, per = overhead_flower(args)
             emit("flwr_1_42_fit_round_overhead", round(100 * v, 2), "%", per_round=per,
                  reference="flwr.server.Server.fit_round, in-process ClientProxy, no Ray", **cond)
+            v, per = overhead_flower_ray(args)
+            emit("flwr_1_42_ray_simulation_overhead", round(100 * v, 2), "%", per_round=per,
+                 reference="flwr.simulation.start_simulation (Ray 2.55.1), 1 CPU per actor", **cond)
     return 0
 
 
