@@ -296,7 +296,7 @@ class FtlHost(_Side):
             schedule(self.model, int(data.overlap.size))
         self._batch: HostBatch | None = None
         self._at: tuple[int, int] = (-1, -1)
-        self._masks: tuple[FloatArray, FloatArray] | None = None
+        self._pred_mask: FloatArray | None = None  # prediction: our masks of the scores
         self._pred: FloatArray | None = None
         self.last_loss = float("nan")
 
@@ -376,7 +376,7 @@ class FtlHost(_Side):
         d, lc = self.params.dim, self.params.label_columns
         out, mask = he.masked_product(self._need_peer(), msg.phi, d, lc, self._pred.T,
                                       self.rng, peer_name="guest")
-        self._masks = (mask, mask)
+        self._pred_mask = mask
         self._leave("on_enc_phi")
         return PredictMasked(scores=out)
 
@@ -384,12 +384,12 @@ class FtlHost(_Side):
         """Prediction step 4: remove our masks; returns the scores Φu_j (logits): (rows,)
         for binary labels, (rows, C) for C > 2 classes (one-vs-rest)."""
         self._enter("on_predict_sums")
-        assert self._pred is not None and self._masks is not None
+        assert self._pred is not None and self._pred_mask is not None
         lc = self.params.label_columns
         self._check_shape("scores", msg.scores, (lc, self._pred.shape[0]))
-        unmasked = msg.scores - self._masks[0]
+        unmasked = msg.scores - self._pred_mask
         scores = unmasked[0] if lc == 1 else unmasked.T
-        self._pred, self._masks = None, None
+        self._pred, self._pred_mask = None, None
         self._leave("on_predict_sums")
         return np.asarray(scores, dtype=np.float64)
 
