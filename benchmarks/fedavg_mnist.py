@@ -52,6 +52,17 @@ def union_s(intervals: list[tuple[float, float]], lo: float, hi: float) -> float
     return total
 
 
+def overhead_summary(rounds: Sequence[tuple[float, float, list[tuple[float, float]]]]
+                     ) -> tuple[float, list[float]]:
+    """Per round (start, end, client training intervals): the fraction of the round during
+    which no client trained; returns (mean over rounds 2.. (round 1 warms up), all)."""
+    fractions = []
+    for t0, t1, intervals in rounds:
+        busy = union_s(intervals, t0, t1)
+        fractions.append(max(0.0, (t1 - t0 - busy) / (t1 - t0)))
+    return float(np.mean(fractions[1:] if len(fractions) > 1 else fractions)), fractions
+
+
 def accuracy_run(args: argparse.Namespace, non_iid: bool) -> None:
     ns = mnist_run.parser().parse_args([
         "--model", "cnn", "--clients", str(args.clients), "--fraction", str(args.fraction),
@@ -129,11 +140,7 @@ def overhead_tessera(args: argparse.Namespace, secure: bool) -> tuple[float, lis
                      num_workers=args.workers, secure_agg={"clip": 8.0} if secure else False)
     finally:
         sim.Server = orig  # type: ignore[misc]
-    fractions = []
-    for t0, train_phase in marks:
-        busy = union_s(timings, t0, t0 + train_phase)
-        fractions.append(max(0.0, (train_phase - min(busy, train_phase)) / train_phase))
-    return float(np.mean(fractions[1:] if len(fractions) > 1 else fractions)), fractions
+    return overhead_summary([(t0, t0 + phase, timings) for t0, phase in marks])
 
 
 def overhead_flower(args: argparse.Namespace) -> tuple[float, list[float]]:
@@ -173,16 +180,14 @@ def overhead_flower(args: argparse.Namespace) -> tuple[float, list[float]]:
     server = Server(client_manager=cm, strategy=strategy)
     server.set_max_workers(args.workers or _cores())
     server.parameters = ndarrays_to_parameters(get_parameters(make_model("cnn")))
-    fractions = []
+    rounds = []
     for rnd in range(1, args.rounds + 1):
         t0 = time.perf_counter()
         res = server.fit_round(rnd, timeout=None)
         assert res is not None and res[0] is not None
         server.parameters = res[0]
-        dt = time.perf_counter() - t0
-        busy = union_s(timings, t0, t0 + dt)
-        fractions.append(max(0.0, (dt - busy) / dt))
-    return float(np.mean(fractions[1:] if len(fractions) > 1 else fractions)), fractions
+        rounds.append((t0, time.perf_counter(), timings))
+    return overhead_summary(rounds)
 
 
 def overhead_flower_ray(args: argparse.Namespace) -> tuple[float, list[float]]:
@@ -240,11 +245,7 @@ def overhead_flower_ray(args: argparse.Namespace) -> tuple[float, list[float]]:
                      client_resources={"num_cpus": 1, "num_gpus": 0.0},
                      ray_init_args={"num_cpus": args.workers or _cores(), "include_dashboard": False,
                                     "log_to_driver": False})
-    fractions = []
-    for t0, t1, ivs in marks:
-        busy = union_s(ivs, t0, t1)
-        fractions.append(max(0.0, (t1 - t0 - busy) / (t1 - t0)))
-    return float(np.mean(fractions[1:] if len(fractions) > 1 else fractions)), fractions
+    return overhead_summary(marks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
