@@ -179,7 +179,7 @@ def _column_chunk(col: Sequence[Any], a: int, b: int) -> list[Any]:
     """Rows ``a:b`` of a list, NumPy array, pandas Series/Index or pyarrow array, as a list."""
     iloc = getattr(col, "iloc", None)
     if iloc is not None:
-        return list(iloc[a:b].tolist())
+        return iloc[a:b].tolist()
     part = col[a:b]
     tolist = getattr(part, "to_pylist", None) or getattr(part, "tolist", None)
     return list(tolist()) if tolist is not None else list(part)
