@@ -45,8 +45,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PROGRESS = "@progress "
 
 
-
-
 class Display:
     """One status line (progress bar) below the children's log lines."""
 
