@@ -6,12 +6,14 @@ chunk are split; the receiver checks the declared total against its limit
 *before* allocating, then copies chunks into one buffer.
 
 Header keys:
-    k     kind: "data" | "down" | "up" | "error" | "welcome"
+    k     kind: "data" | "ack" | "abort" | "bye" (party to router to party);
+          "down" | "up" | "error" | "welcome" | "shutdown" (router to party)
     src   sender party (the router checks it against the certificate)
     dst   destination party
     tag   str(Tag)
     inc   sender incarnation (random per transport instance)
-    id    message sequence number per sender incarnation
+    rinc  receiver incarnation the message is bound to
+    id    message sequence number per (sender incarnation, receiver incarnation)
     i, n  chunk index and chunk count
     size  total payload bytes
 """
@@ -120,6 +122,10 @@ class Reassembler:
             self._last[src] = (inc, mid)
             return buf
         return None
+
+    def drop_all(self) -> None:
+        """Forget every partial message (our own link dropped mid-message)."""
+        self._partial.clear()
 
     def drop(self, src: str) -> None:
         """Forget partial messages of ``src`` (it disconnected mid-send)."""

@@ -36,6 +36,15 @@ class PartyUnavailable(TesseraError, ConnectionError):
         self.reason = reason
 
 
+class PeerAborted(PartyUnavailable):
+    """A peer stopped its run on purpose and said why (bad input, a failed check, Ctrl-C)."""
+
+    def __init__(self, peer: str, reason: str, session: str = "") -> None:
+        where = f" session {session!r}" if session and session != "*" else ""
+        super().__init__(peer, f"aborted{where}: {reason}")
+        self.session = session
+
+
 class ClosedTransport(TesseraError):
     """This party's transport was closed (by us, or by Ctrl-C)."""
 
@@ -76,6 +85,7 @@ __all__ = [
     "LocalProtocolError",
     "PartyTimeout",
     "PartyUnavailable",
+    "PeerAborted",
     "ProtocolError",
     "QuorumLost",
     "RemoteProtocolError",

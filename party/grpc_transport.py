@@ -10,11 +10,13 @@ once; if the router itself goes away, every ``recv`` raises too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,7 +44,7 @@ from party.errors import (
     RemoteProtocolError,
 )
 from party.party import Party
-from party.router import METHOD, read_tls
+from party.router import INC_METADATA, METHOD, read_tls
 from party.transport import Mailbox, Tag, TransportStats
 
 log = logging.getLogger("party.grpc")
@@ -59,8 +61,54 @@ CHANNEL_OPTIONS = [
 _END = object()
 
 
+#: What a sender holds for one destination until acknowledged (bytes / seconds).
+HOLD_BYTES = 1 << 30
+HOLD_S = 300.0
+#: How long a party whose link to the router broke keeps trying to reconnect.
+RECONNECT_S = 60.0
+#: How long close() waits for held messages to be acknowledged.
+LINGER_S = 10.0
+_DATA_SLOTS = 32  # data frames queued on the link at once (backpressure)
+
+
+class _Msg:
+    """One message held by its sender until the receiver acknowledges it."""
+
+    __slots__ = ("frames", "payload", "rinc", "sent", "seq", "size", "t", "tag")
+
+    def __init__(self, tag: Tag, size: int, payload: bytes | None) -> None:
+        self.tag = tag
+        self.size = size
+        self.payload = payload  # kept until bound (receiver incarnation known)
+        self.frames: list[bytes] = []
+        self.rinc: int | None = None
+        self.seq = 0
+        self.sent = -1  # link epoch it was last put on the wire in
+        self.t = time.monotonic()
+
+
+class _Link:
+    """One gRPC call to the router: its outbound queue and backpressure slots."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.out: queue.Queue[Any] = queue.Queue()
+        self.slots = threading.BoundedSemaphore(_DATA_SLOTS)
+        self.dead = threading.Event()
+        self.call: Any = None
+
+
 class GrpcTransport:
-    """One party's link to the router."""
+    """One party's link to the router, keeping the delivery contract of :mod:`party.transport`.
+
+    A data frame's header carries the receiver incarnation it is bound to (``rinc``)
+    and a sequence number per (sender incarnation, receiver incarnation) (``id``).
+    The receiver delivers only the next sequence number, drops what it already
+    delivered, and acknowledges each message (an ``ack`` frame through the router).
+    The sender resends what is unacknowledged when its own link or the receiver's
+    comes back. If the link to the router breaks without a goodbye, the transport
+    reconnects as the same incarnation for up to ``reconnect_s``.
+    """
 
     def __init__(
         self,
@@ -75,6 +123,9 @@ class GrpcTransport:
         connect_timeout_s: float = 30.0,
         send_timeout_s: float = 300.0,
         chunk_bytes: int = CHUNK_BYTES,
+        hold_bytes: int = HOLD_BYTES,
+        hold_s: float = HOLD_S,
+        reconnect_s: float = RECONNECT_S,
     ) -> None:
         if name not in parties:
             raise ConfigError(f"party {name!r} is not in the federation ({', '.join(parties)})")
@@ -83,17 +134,30 @@ class GrpcTransport:
         self._stats = TransportStats()
         self._box = Mailbox(name)
         self._reasm = Reassembler(max_message_bytes)
-        self._out: queue.Queue[Any] = queue.Queue(maxsize=32)
         self._send_lock = threading.Lock()
+        self._state = threading.Condition()
         self._send_timeout_s = send_timeout_s
         self._chunk = chunk_bytes
+        self.hold_bytes = hold_bytes
+        self.hold_s = hold_s
+        self.reconnect_s = reconnect_s
+        self._connect_timeout_s = connect_timeout_s
         self._inc = int.from_bytes(os.urandom(6), "little")
-        self._seq = 0
         self._closed = False
         self._errors: dict[str, str] = {}
+        self._held: dict[str, deque[_Msg]] = {p: deque() for p in parties if p != name}
+        self._held_bytes: dict[str, int] = dict.fromkeys(self._held, 0)
+        self._peer_inc: dict[str, int | None] = dict.fromkeys(self._held)
+        self._known_inc: dict[str, int] = {}  # last incarnation seen of each peer (even if down now)
+        self._next_seq: dict[tuple[str, int], int] = {}  # (dst, rinc) -> last seq assigned
+        self._delivered: dict[tuple[str, int], int] = {}  # (src, src inc) -> last seq delivered
+        self._expired: dict[str, str] = {}
+        self.discarded = 0  # messages discarded because their incarnation died (logged)
         self.online: list[str] = []
-        self._welcome = threading.Event()
+        self._epoch = 0
+        self._kick = threading.Event()
         creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+        self._router = router
         self._channel = grpc.secure_channel(router, creds, options=CHANNEL_OPTIONS)
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout_s)
@@ -103,9 +167,9 @@ class GrpcTransport:
                 "router", f"no TLS connection to {router} within {connect_timeout_s:g} s "
                 "(router down, wrong address, or certificate rejected)"
             ) from None
-        stub = self._channel.stream_stream(METHOD)
-        self._call = stub(self._requests(), wait_for_ready=True)
-        self._reader = threading.Thread(target=self._read, daemon=True, name=f"grpc-read-{name}")
+        self._welcome = threading.Event()
+        self._link = self._open_link()
+        self._reader = threading.Thread(target=self._run_reader, daemon=True, name=f"grpc-read-{name}")
         self._reader.start()
         welcomed = self._welcome.wait(connect_timeout_s)
         err = self._box._fatal
@@ -114,6 +178,8 @@ class GrpcTransport:
             if isinstance(err, Exception):
                 raise err
             raise PartyUnavailable("router", f"no welcome from {router} within {connect_timeout_s:g} s")
+        self._pump = threading.Thread(target=self._run_pump, daemon=True, name=f"grpc-pump-{name}")
+        self._pump.start()
 
     @classmethod
     def from_config(cls, config: FederationConfig, name: str, **kw: Any) -> GrpcTransport:
@@ -142,21 +208,45 @@ class GrpcTransport:
     def stats(self) -> TransportStats:
         return self._stats
 
+    @property
+    def incarnation(self) -> int:
+        return self._inc
+
+    def peer_incarnation(self, name: str) -> int | None:
+        with self._state:
+            return self._peer_inc.get(name)
+
+    def wait_peer(self, name: str, *, timeout_s: float, other_than: int | None = None) -> int:
+        deadline = time.monotonic() + timeout_s
+        with self._state:
+            while True:
+                inc = self._peer_inc.get(name)
+                if inc is not None and inc != other_than:
+                    return inc
+                if self._box._fatal is not None:
+                    raise self._box._fatal
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PartyTimeout(name, "connect", timeout_s)
+                self._state.wait(min(left, 0.5))
+
     #: Party.send may pass the codec's buffer list (see codec.encode_parts): one copy fewer.
     accepts_parts = True
 
-    def send(self, dst: str, tag: Tag, payload: bytes | bytearray | list[Buffer]) -> None:
+    def _check_sendable(self, dst: str) -> None:
         if self._closed:
             raise ClosedTransport(f"{self._name}: transport closed")
         if self._box._fatal is not None:
             raise self._box._fatal
-        if dst not in self._parties:
-            raise PartyUnavailable(dst, f"not a party of this federation ({', '.join(self._parties)})")
+        if dst not in self._parties or dst == self._name:
+            raise PartyUnavailable(dst, f"not a peer in this federation ({', '.join(self._parties)})")
         if dst in self._errors:
             raise PartyUnavailable(dst, self._errors[dst])
-        down = self._box.is_down(dst)
-        if down is not None:
-            raise PartyUnavailable(dst, down)
+        if dst in self._expired:
+            raise PartyUnavailable(dst, self._expired[dst])
+
+    def send(self, dst: str, tag: Tag, payload: bytes | bytearray | list[Buffer]) -> None:
+        self._check_sendable(dst)
         parts: list[Buffer] = list(payload) if isinstance(payload, list) else [payload]
         size = sum(memoryview(p).nbytes for p in parts)
         if size > self._reasm.max_message_bytes:
@@ -164,23 +254,25 @@ class GrpcTransport:
                 f"message of {size} bytes for {dst!r} ({tag}) is over the federation cap "
                 f"of {self._reasm.max_message_bytes} bytes ([federation].max_message_mb)"
             )
-        chunks = split_parts(parts, self._chunk)
         deadline = time.monotonic() + self._send_timeout_s
-        with self._send_lock:
-            self._seq += 1
-            base = {"k": "data", "src": self._name, "dst": dst, "tag": str(tag),
-                    "inc": self._inc, "id": self._seq, "n": len(chunks), "size": size}
-            for i, c in enumerate(chunks):
-                frame = make_frame({**base, "i": i}, c)
-                while True:
-                    if self._box._fatal is not None:
-                        raise self._box._fatal
-                    try:
-                        self._out.put(frame, timeout=0.5)
-                        break
-                    except queue.Full:
-                        if time.monotonic() > deadline:
-                            raise PartyTimeout(dst, tag, self._send_timeout_s) from None
+        with self._state:
+            while self._held_bytes[dst] and self._held_bytes[dst] + size > self.hold_bytes:
+                if self._peer_inc[dst] is None:
+                    raise PartyUnavailable(
+                        dst, f"not connected, and {self._name!r} already holds "
+                        f"{self._held_bytes[dst] >> 20} MB for it (hold bound {self.hold_bytes >> 20} MB)")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PartyTimeout(dst, tag, self._send_timeout_s)
+                self._state.wait(min(left, 0.5))
+                self._check_sendable(dst)
+            rinc = self._peer_inc[dst]
+            m = _Msg(tag, size, None if rinc is not None else b"".join(bytes(memoryview(p)) for p in parts))
+            if rinc is not None:
+                self._bind(dst, m, rinc, parts)
+            self._held[dst].append(m)
+            self._held_bytes[dst] += size
+        self._transmit(dst)
         self._stats.on_send(size)
 
     def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
@@ -190,73 +282,314 @@ class GrpcTransport:
         self._stats.on_recv(len(data))
         return data
 
-    def close(self) -> None:
+    def abort(self, session: str, reason: str) -> None:
+        if self._closed or self._box._fatal is not None:
+            return
+        self._link.out.put(make_frame({"k": "abort", "src": self._name, "session": session,
+                                       "msg": str(reason)[:500]}))
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every message held is acknowledged (or discarded); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._state:
+            while any(self._held.values()):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._box._fatal is not None:
+                    return False
+                self._state.wait(min(left, 0.2))
+        return True
+
+    def close(self, linger_s: float = LINGER_S) -> None:
+        """Close; first wait up to ``linger_s`` for what is held to be acknowledged.
+
+        What is still held then (a peer that never connected) is lost with this
+        incarnation, and said so in one error line naming the peers.
+        """
         if self._closed:
             return
+        if self._box._fatal is None and not self.flush(timeout_s=linger_s):
+            with self._state:
+                left = {d: len(q) for d, q in self._held.items() if q}
+            if left:
+                log.error("%s: closing with %s unacknowledged: those messages are lost", self._name,
+                          ", ".join(f"{n} message(s) for {d!r}" for d, n in left.items()))
         self._closed = True
-        try:
-            self._out.put(_END, timeout=5)
-            self._reader.join(timeout=5)
-        except queue.Full:
-            pass
+        link = self._link
+        link.out.put(make_frame({"k": "bye", "src": self._name}))
+        link.out.put(_END)
+        self._kick.set()
+        self._reader.join(timeout=5)
         self._box.close()
         self._channel.close()
 
-    # -- stream plumbing ------------------------------------------------------------------------
-    def _requests(self) -> Iterator[bytes]:
-        while True:
-            item = self._out.get()
-            if item is _END:
-                return
-            yield item
+    # -- sending: binding, transmission, acknowledgements -----------------------------------
+    def _bind(self, dst: str, m: _Msg, rinc: int, parts: list[Buffer] | None = None) -> None:
+        """Give ``m`` its receiver incarnation and sequence number; make its frames (state lock held)."""
+        if parts is None:
+            assert m.payload is not None
+            parts = [m.payload]
+        key = (dst, rinc)
+        seq = self._next_seq.get(key, 0) + 1
+        self._next_seq[key] = seq
+        m.rinc, m.seq = rinc, seq
+        base = {"k": "data", "src": self._name, "dst": dst, "tag": str(m.tag), "inc": self._inc,
+                "rinc": rinc, "id": seq, "size": m.size}
+        chunks = split_parts(parts, self._chunk)
+        base["n"] = len(chunks)
+        m.frames = [make_frame({**base, "i": i}, c) for i, c in enumerate(chunks)]
+        m.payload = None
 
-    def _read(self) -> None:
+    def _transmit(self, dst: str) -> None:
+        """Put every bound, not yet sent message for ``dst`` on the current link, in order."""
+        with self._send_lock:
+            while True:
+                with self._state:
+                    link = self._link
+                    rinc = self._peer_inc.get(dst)
+                    m = next((x for x in self._held[dst] if x.sent != link.epoch), None)
+                    if m is None or rinc is None or m.rinc != rinc:
+                        return
+                    m.sent = link.epoch
+                for f in m.frames:
+                    while not link.slots.acquire(timeout=0.5):
+                        if link.dead.is_set() or self._closed or self._box._fatal is not None:
+                            return
+                    link.out.put((f,))
+                    if link.dead.is_set():
+                        return
+
+    def _run_pump(self) -> None:
+        """Resends after a reconnect or a peer's return; expires what was held too long."""
+        while not self._closed:
+            self._kick.wait(1.0)
+            self._kick.clear()
+            if self._closed:
+                return
+            for d in self.peers:
+                try:
+                    self._transmit(d)
+                except Exception:  # pragma: no cover - a bug here must not kill the pump silently
+                    log.exception("%s: resend to %r failed", self._name, d)
+            self._expire_held()
+
+    def _expire_held(self) -> None:
+        now = time.monotonic()
+        with self._state:
+            for d, q in self._held.items():
+                if q and now - q[0].t > self.hold_s and d not in self._expired:
+                    why = (f"{len(q)} message(s) for it unacknowledged after {self.hold_s:g} s "
+                           f"(hold bound; first {q[0].tag})")
+                    self._expired[d] = why
+                    log.error("%s: %r %s", self._name, d, why)
+                    self._box.mark_down(d, why)
+                    self._state.notify_all()
+
+    def _discard_bound(self, dst: str, keep: int | None) -> None:
+        """Drop messages bound to an incarnation of ``dst`` other than ``keep`` (state lock held)."""
+        q = self._held[dst]
+        old = [m for m in q if m.rinc is not None and m.rinc != keep]
+        if not old:
+            return
+        for m in old:
+            q.remove(m)
+            self._held_bytes[dst] -= m.size
+        self.discarded += len(old)
+        log.warning("%s: discarded %d unacknowledged message(s) for %r's dead incarnation "
+                    "(first %s)", self._name, len(old), dst, old[0].tag)
+        self._state.notify_all()
+
+    def _on_ack(self, header: dict[str, Any]) -> None:
+        src = str(header.get("src"))
+        q = self._held.get(src)
+        if q is None:
+            return
+        rinc, seq = header.get("inc"), header.get("id")
+        with self._state:
+            while q and q[0].rinc == rinc and q[0].seq <= seq:  # type: ignore[operator]
+                self._held_bytes[src] -= q.popleft().size
+            self._state.notify_all()
+
+    def _peer_up(self, src: str, inc: int) -> None:
+        with self._state:
+            if src not in self._held:
+                return
+            known = self._known_inc.get(src)
+            self._peer_inc[src] = inc
+            self._known_inc[src] = inc
+            self._expired.pop(src, None)
+            self._discard_bound(src, inc)
+            for m in self._held[src]:
+                if m.rinc is None:
+                    self._bind(src, m, inc)
+                m.sent = -1  # its link may have dropped what we sent: resend all unacknowledged
+            self._state.notify_all()
+        self._reasm.drop(src)
+        if known is not None and known != inc:
+            n = self._box.purge(src)
+            if n:
+                log.warning("%s: discarded %d undelivered message(s) of %r's previous incarnation",
+                            self._name, n, src)
+            self.discarded += n
+        self._box.mark_up(src)
+        self._kick.set()
+
+    def _peer_down(self, src: str, inc: Any, msg: str) -> None:
+        with self._state:
+            if src not in self._held or (self._known_inc.get(src) not in (None, inc)):
+                return  # a stale notice about an incarnation already replaced
+            self._peer_inc[src] = None
+            self._discard_bound(src, None)
+            self._state.notify_all()
+        self._reasm.drop(src)
+        self._box.mark_down(src, msg)
+
+    # -- the link to the router ------------------------------------------------------------------
+    def _open_link(self) -> _Link:
+        self._epoch += 1
+        link = _Link(self._epoch)
+        stub = self._channel.stream_stream(METHOD)
+        link.call = stub(self._requests(link), wait_for_ready=True,
+                         metadata=((INC_METADATA, str(self._inc)),))
+        return link
+
+    def _requests(self, link: _Link) -> Iterator[bytes]:
         try:
-            for frame in self._call:
+            while True:
+                item = link.out.get()
+                if item is _END:
+                    return
+                if isinstance(item, tuple):  # a data frame: free its backpressure slot
+                    yield item[0]
+                    with contextlib.suppress(ValueError):
+                        link.slots.release()
+                else:
+                    yield item
+        finally:
+            link.dead.set()
+
+    def _run_reader(self) -> None:
+        failed_at: float | None = None
+        while True:
+            link = self._link
+            outcome = self._read(link)
+            link.dead.set()
+            with contextlib.suppress(ValueError):
+                for _ in range(_DATA_SLOTS):
+                    link.slots.release()
+            if outcome is None or self._closed:
+                self._welcome.set()
+                return
+            # the link broke without a goodbye: reconnect as the same incarnation
+            failed_at = failed_at or time.monotonic()
+            if time.monotonic() - failed_at > self.reconnect_s or not self._welcome.is_set():
+                log.warning("%s: %s", self._name, outcome)
+                self._box.fail(outcome)
+                self._welcome.set()
+                return
+            log.info("%s: link to the router lost (%s); reconnecting", self._name, outcome)
+            time.sleep(0.2)
+            try:
+                grpc.channel_ready_future(self._channel).result(
+                    timeout=max(0.1, self.reconnect_s - (time.monotonic() - failed_at)))
+            except grpc.FutureTimeoutError:
+                continue
+            with self._state:
+                self._link = self._open_link()
+                for q in self._held.values():
+                    for m in q:
+                        m.sent = -1
+            self._reasm.drop_all()
+            self._kick.set()
+            failed_at = None  # reset once the new link is welcomed (see _read)
+
+    def _read(self, link: _Link) -> Exception | None:
+        """Read one link until it ends; None if it ended for good, else the error to retry on."""
+        try:
+            for frame in link.call:
                 header, body = parse_frame(frame)
                 k = header["k"]
                 if k == "data":
                     self._on_data(header, body)
+                elif k == "ack":
+                    self._on_ack(header)
                 elif k == "down":
-                    src = str(header.get("src"))
-                    self._reasm.drop(src)
-                    self._box.mark_down(src, str(header.get("msg", "disconnected")))
+                    self._peer_down(str(header.get("src")), header.get("inc"),
+                                    str(header.get("msg", "disconnected")))
                 elif k == "up":
-                    self._box.mark_up(str(header.get("src")))
+                    self._peer_up(str(header.get("src")), int(header.get("inc", 0)))
+                elif k == "abort":
+                    self._box.abort(str(header.get("src")), str(header.get("session", "*")),
+                                    str(header.get("msg", "")))
                 elif k == "error":
                     dst = str(header.get("dst"))
                     self._errors[dst] = str(header.get("msg"))
                     self._box.mark_down(dst, str(header.get("msg")))
+                elif k == "shutdown":
+                    self._box.fail(PartyUnavailable("router", str(header.get("msg", "shut down"))))
+                    return None
                 elif k == "welcome":
-                    self.online = list(header.get("online", []))
+                    online = header.get("online", {})
+                    online = online if isinstance(online, dict) else {}
+                    self.online = sorted(online)
+                    with self._state:
+                        gone = [p for p, i in self._peer_inc.items() if i is not None and p not in online]
+                    for p in gone:
+                        self._peer_down(p, self._known_inc.get(p), "disconnected while our link was down")
+                    for p, inc in online.items():
+                        self._peer_up(str(p), int(inc))
                     self._welcome.set()
-            if not self._closed:
-                self._box.fail(PartyUnavailable("router", "the router closed our stream"))
+            if self._closed:
+                return None
+            return PartyUnavailable("router", "the router closed our stream")
         except grpc.RpcError as e:
             code = e.code() if hasattr(e, "code") else None
             details = e.details() if hasattr(e, "details") else str(e)
             if self._closed and code == grpc.StatusCode.CANCELLED:
-                return
+                return None
             exc: Exception
             if code == grpc.StatusCode.PERMISSION_DENIED:
                 exc = AuthenticationError(f"router refused {self._name!r}: {details}")
             elif code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
                 exc = RemoteProtocolError(f"router rejected our stream: {details}", peer="router")
             else:
-                exc = PartyUnavailable("router", f"stream ended: {code} {details}")
+                return PartyUnavailable("router", f"stream ended: {code} {details}")
             log.warning("%s: %s", self._name, exc)
             self._box.fail(exc)
+            return None
         except CodecError as e:
             log.error("%s: malformed frame from the router: %s", self._name, e)
             self._box.fail(e)
-            self._call.cancel()
-        finally:
-            self._welcome.set()
+            link.call.cancel()
+            return None
 
+    def _send_ack(self, src: str, src_inc: int, seq: int) -> None:
+        if not self._closed:
+            self._link.out.put(make_frame({"k": "ack", "src": self._name, "dst": src,
+                                           "inc": self._inc, "to": src_inc, "id": seq}))
 
     def _on_data(self, header: dict[str, Any], body: memoryview) -> None:
         """One data frame; a peer's protocol violation is charged to that peer only."""
         src = str(header.get("src"))
+        try:
+            inc, rinc, seq = int(header["inc"]), int(header["rinc"]), int(header["id"])
+            i, n = int(header["i"]), int(header["n"])
+        except (KeyError, TypeError, ValueError):
+            log.error("%s: bad frame header from %r: %s", self._name, src, sorted(header))
+            self._box.mark_down(src, "sent a malformed message (frame header incomplete)")
+            return
+        if rinc != self._inc:
+            return  # bound to another incarnation of ours: not for this run
+        known = self._known_inc.get(src)
+        if known is not None and known != inc:
+            self._peer_up(src, inc)  # its data overtook its 'up' notice
+        elif known is None:
+            with self._state:
+                self._known_inc[src] = inc
+        last = self._delivered.get((src, inc), 0)
+        if seq != last + 1:
+            if seq <= last and i == n - 1:
+                self._send_ack(src, inc, last)  # a resend of what we already have
+            return  # a duplicate, or a gap its sender will fill when it resends
         try:
             tag = Tag.parse(str(header.get("tag")))
             payload = self._reasm.feed(header, body)
@@ -266,7 +599,9 @@ class GrpcTransport:
             self._box.mark_down(src, f"sent a malformed message ({e})")
             return
         if payload is not None:
+            self._delivered[(src, inc)] = seq
             self._box.put(src, tag, payload)
+            self._send_ack(src, inc, seq)
 
 
 def connect(config: FederationConfig, name: str, **kw: Any) -> Party:

@@ -9,8 +9,11 @@ federation (an error frame back to the sender), a malformed frame
 (INVALID_ARGUMENT) and a declared message size over the cap (RESOURCE_EXHAUSTED),
 each before forwarding or allocating anything. Frames are forwarded unchanged.
 
-When a party's stream ends (closed, killed, network lost), every other party
-gets a ``down`` notice, so nobody waits for a dead peer until its timeout.
+The router holds no messages (senders hold them until acknowledged; see the
+delivery contract in :mod:`party.transport`). When a party's stream ends, every
+other party gets a ``down`` notice (at once on a goodbye or a restart, after a
+short grace when the link just vanished), so nobody waits for a dead peer until
+its timeout. A second router on a port in use refuses to start.
 
 What the router learns: who talks to whom, when, and how much (tags and sizes);
 payloads are opaque to it only in the sense that protocols encrypt or mask what
@@ -23,10 +26,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from typing import Any
@@ -64,16 +69,36 @@ def read_tls(path: Any, what: str) -> bytes:
 class _Link:
     """One connected party: its outbound queue and its stream's context."""
 
-    def __init__(self, name: str, context: grpc.ServicerContext) -> None:
+    def __init__(self, name: str, inc: int, context: grpc.ServicerContext) -> None:
         self.name = name
+        self.inc = inc
         self.context = context
         self.out: queue.Queue[Any] = queue.Queue(maxsize=64)
+        self.said_bye = False
+
+
+#: How long a party whose link vanished (no goodbye) may take to reconnect as the same
+#: incarnation before its peers are told it is down.
+GRACE_S = 5.0
+#: How long the router remembers a party's abort for peers that connect after it.
+ABORT_MEMORY_S = 60.0
+INC_METADATA = "tessera-inc"
 
 
 class Router:
-    """Routes frames between the parties of one federation."""
+    """Routes frames between the parties of one federation.
 
-    def __init__(self, config: FederationConfig, *, listen: str | None = None) -> None:
+    The router holds no messages: a sender holds each message until the receiver
+    acknowledges it (:mod:`party.transport`, the delivery contract), so a frame for
+    a party that is not connected is dropped here and resent by its sender when
+    that party connects. The router tracks each party's incarnation and tells the
+    others when one comes up (``up``, with its incarnation) or goes down (``down``):
+    at once on a goodbye or when a new incarnation replaces it, after
+    ``grace_s`` when its link just vanished (it may be a network blip).
+    """
+
+    def __init__(self, config: FederationConfig, *, listen: str | None = None,
+                 grace_s: float = GRACE_S, abort_memory_s: float = ABORT_MEMORY_S) -> None:
         self.config = config
         self._listen = listen or config.listen
         self._links: dict[str, _Link] = {}
@@ -81,11 +106,11 @@ class Router:
         self._server: grpc.Server | None = None
         self.port: int | None = None
         self.rejected: dict[str, int] = {}
-        # Frames for parties that have not connected yet (start order is free).
-        self._pending: dict[str, list[bytes]] = {}
-        self._pending_bytes: dict[str, int] = {}
-        self._seen: set[str] = set()
-        self.max_pending_bytes = config.max_message_bytes + (64 << 20)  # one largest message fits
+        self.grace_s = grace_s
+        self.abort_memory_s = abort_memory_s
+        self._incs: dict[str, int] = {}  # the live (or reconnecting) incarnation of each party
+        self._timers: dict[str, threading.Timer] = {}
+        self._aborts: dict[str, tuple[float, int, bytes]] = {}  # src -> (time, inc, frame)
 
     def start(self) -> Router:
         tls = self.config.tls
@@ -97,16 +122,22 @@ class Router:
         n = len(self.config.parties)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=2 * n + 8, thread_name_prefix="router"),
-            options=SERVER_OPTIONS,
+            # so_reuseport 0: a second router on a port in use must fail, not share the port
+            options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=2 * n + 4,
         )
         handler = grpc.method_handlers_generic_handler(
             "tessera.Router", {"Connect": grpc.stream_stream_rpc_method_handler(self._connect)}
         )
         self._server.add_generic_rpc_handlers((handler,))
-        self.port = self._server.add_secure_port(self._listen, creds)
+        try:
+            self.port = self._server.add_secure_port(self._listen, creds)
+        except RuntimeError:
+            self.port = 0
         if not self.port:
-            raise ConfigError(f"router cannot listen on {self._listen}")
+            self._server = None
+            raise ConfigError(f"router cannot listen on {self._listen}: the address is in use "
+                              "(another router?) or not local")
         self._server.start()
         log.info("router for %r listening on %s (port %d)", self.config.name, self._listen, self.port)
         return self
@@ -114,9 +145,19 @@ class Router:
     def stop(self, grace_s: float = 1.0) -> None:
         with self._lock:
             links = list(self._links.values())
-        for link in links:
+            timers = list(self._timers.values())
+            self._timers.clear()
+        for t in timers:
+            t.cancel()
+        bye = make_frame({"k": "shutdown", "msg": "the router shut down"})
+        for link in links:  # tell every party first: they fail at once instead of reconnecting
+            with contextlib.suppress(queue.Full):
+                link.out.put_nowait(bye)
             with contextlib.suppress(queue.Full):
                 link.out.put_nowait(_CLOSE)
+        deadline = time.monotonic() + 1.0
+        while any(not ln.out.empty() for ln in links) and time.monotonic() < deadline:
+            time.sleep(0.02)
         if self._server is not None:
             self._server.stop(grace_s).wait(grace_s + 1)
             self._server = None
@@ -149,28 +190,46 @@ class Router:
             log.warning("refused connection from identity %r: not a party of %r", name, self.config.name)
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"certificate identity {name!r} is not a party of federation {self.config.name!r}")
-        link = _Link(name, context)
+        md = dict(context.invocation_metadata() or ())
+        try:
+            inc = int(md.get(INC_METADATA, ""))
+        except ValueError:  # a client that does not say: a new incarnation each time
+            inc = int.from_bytes(os.urandom(6), "little")
+        link = _Link(name, inc, context)
+        now = time.monotonic()
         with self._lock:
             old = self._links.get(name)
             self._links[name] = link
-            self._seen.add(name)
+            prev_inc = self._incs.get(name)
+            self._incs[name] = inc
+            timer = self._timers.pop(name, None)
             others = [ln for ln in self._links.values() if ln is not link]
-            pending = self._pending.pop(name, [])
-            self._pending_bytes.pop(name, None)
+            # parties within their reconnect grace count as online: they keep their incarnation
+            welcome_online = {n: i for n, i in self._incs.items() if n != name}
+            if prev_inc != inc:
+                self._aborts.pop(name, None)
+            aborts = [f for src, (t, _i, f) in self._aborts.items()
+                      if src != name and now - t < self.abort_memory_s]
+        if timer is not None:
+            timer.cancel()
         if old is not None:
             with contextlib.suppress(queue.Full):
                 old.out.put_nowait(_CLOSE)
-        log.info("party %r connected from %s", name, context.peer())
+        replaced = prev_inc is not None and prev_inc != inc
+        log.info("party %r connected from %s (incarnation %x%s)", name, context.peer(), inc,
+                 f", replacing {prev_inc:x}" if replaced else
+                 ", reconnected" if prev_inc == inc else "")
         for o in others:
-            self._send(o, make_frame({"k": "up", "src": name}))
+            if replaced:
+                self._send(o, make_frame({"k": "down", "src": name, "inc": prev_inc,
+                                          "msg": "restarted (a new incarnation connected)"}))
+            self._send(o, make_frame({"k": "up", "src": name, "inc": inc}))
         reader = threading.Thread(target=self._read, args=(link, requests), daemon=True,
                                   name=f"router-read-{name}")
         reader.start()
         try:
-            # Welcome first, then what was buffered before this party connected (yielded here,
-            # not queued: the queue is bounded and nobody drains it before this loop runs).
-            yield make_frame({"k": "welcome", "online": self.online})
-            yield from pending
+            yield make_frame({"k": "welcome", "online": welcome_online})
+            yield from aborts
             while True:
                 item = link.out.get()
                 if item is _CLOSE:
@@ -191,9 +250,13 @@ class Router:
                     self._reject("malformed frame")
                     self._abort(link, grpc.StatusCode.INVALID_ARGUMENT, f"malformed frame: {e}")
                     return
-                if header["k"] != "data":
+                k = header["k"]
+                if k == "bye":
+                    link.said_bye = True
+                    continue
+                if k not in ("data", "ack", "abort"):
                     self._reject("bad kind")
-                    self._abort(link, grpc.StatusCode.INVALID_ARGUMENT, f"parties may not send {header['k']!r} frames")
+                    self._abort(link, grpc.StatusCode.INVALID_ARGUMENT, f"parties may not send {k!r} frames")
                     return
                 src, dst = header.get("src"), header.get("dst")
                 if src != link.name:
@@ -202,8 +265,11 @@ class Router:
                     self._abort(link, grpc.StatusCode.PERMISSION_DENIED,
                                 f"frame src {src!r} does not match certificate identity {link.name!r}")
                     return
+                if k == "abort":
+                    self._on_abort(link, frame, header)
+                    continue
                 size = header.get("size")
-                if not isinstance(size, int) or size > self.config.max_message_bytes:
+                if k == "data" and (not isinstance(size, int) or size > self.config.max_message_bytes):
                     self._reject("oversized")
                     self._abort(link, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"message of {size} bytes over the federation cap "
@@ -216,17 +282,9 @@ class Router:
                     continue
                 with self._lock:
                     target = self._links.get(dst)
-                    if target is None and dst not in self._seen:
-                        used = self._pending_bytes.get(dst, 0) + len(frame)
-                        if used <= self.max_pending_bytes:
-                            self._pending.setdefault(dst, []).append(frame)
-                            self._pending_bytes[dst] = used
-                            continue
-                if target is None:
-                    why = "disconnected" if dst in self._seen else "not connected yet (router buffer full)"
-                    self._send(link, make_frame({"k": "down", "src": dst, "msg": why}))
-                    continue
-                self._send(target, frame)
+                if target is not None:
+                    self._send(target, frame)
+                # else: dropped here, held by its sender until dst connects (the delivery contract)
         except grpc.RpcError:
             reason = "connection lost"
         except Exception:  # a router bug must not take the federation down silently
@@ -234,7 +292,15 @@ class Router:
             reason = "router error"
         with contextlib.suppress(queue.Full):
             link.out.put(_CLOSE, timeout=1)
-        log.info("party %r %s", link.name, reason)
+        log.info("party %r %s", link.name, "said goodbye" if link.said_bye else reason)
+
+    def _on_abort(self, link: _Link, frame: bytes, header: dict[str, Any]) -> None:
+        log.info("party %r aborted session %r: %s", link.name, header.get("session"), header.get("msg"))
+        with self._lock:
+            self._aborts[link.name] = (time.monotonic(), link.inc, frame)
+            others = [ln for ln in self._links.values() if ln is not link]
+        for o in others:
+            self._send(o, frame)
 
     def _abort(self, link: _Link, code: grpc.StatusCode, msg: str) -> None:
         link.out.put((code, msg))
@@ -253,9 +319,30 @@ class Router:
             if self._links.get(link.name) is not link:
                 return
             del self._links[link.name]
+            if not link.said_bye and self.grace_s > 0:
+                t = threading.Timer(self.grace_s, self._expire, args=(link.name, link.inc))
+                t.daemon = True
+                self._timers[link.name] = t
+                t.start()
+                return
+        self._announce_down(link.name, link.inc, "disconnected" if link.said_bye else "connection lost")
+
+    def _expire(self, name: str, inc: int) -> None:
+        with self._lock:
+            if name in self._links or self._incs.get(name) != inc:
+                return
+            self._timers.pop(name, None)
+        self._announce_down(name, inc, f"connection lost (no reconnect within {self.grace_s:g} s)")
+
+    def _announce_down(self, name: str, inc: int, why: str) -> None:
+        with self._lock:
+            if name in self._links:
+                return
+            if self._incs.get(name) == inc:
+                del self._incs[name]
             others = list(self._links.values())
         for o in others:
-            self._send(o, make_frame({"k": "down", "src": link.name, "msg": "disconnected"}))
+            self._send(o, make_frame({"k": "down", "src": name, "inc": inc, "msg": why}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,36 @@ exact (src, tag); messages that arrive for a tag nobody awaits yet are buffered,
 in order, per (src, tag).
 
 :class:`Transport` moves bytes; :class:`party.Party` adds the codec and types.
+
+The delivery contract (both transports; tested by ``tests/party/test_delivery.py``)
+---------------------------------------------------------------------------------
+- **Incarnations.** Each transport instance of a party is one *incarnation* (a
+  random 48-bit id). A restarted process is a new incarnation; a network link that
+  drops and reconnects inside one process is not.
+- **Per (src, dst): in order, no loss, no duplicates,** across a reconnect of
+  either side's link. The sender holds every message until the receiver's
+  transport acknowledges it, and resends what is unacknowledged when a link comes
+  back; the receiver drops what it already delivered.
+- **Start order is free.** A message for a peer that is not connected is held by
+  the *sender* and delivered to the next incarnation of that peer that connects.
+  A message is bound to the receiver incarnation that was connected when it was
+  sent; if that incarnation dies, the message is discarded with one log line
+  (its run is gone; the peer's new incarnation starts a new run with a handshake,
+  :mod:`party.handshake`).
+- **Messages of a dead incarnation never reach a new one.** When a peer comes back
+  as a new incarnation, whatever its old incarnation sent and nobody has received
+  yet is discarded, with one log line.
+- **Bounded hold.** What a sender holds for one destination is bounded in bytes
+  (``hold_mb``, default 1024) and time (``hold_s``, default 300 s). Past the bound
+  the *sender* gets :class:`PartyUnavailable` naming the peer, from ``send`` and
+  from any ``recv`` awaiting that peer. Nothing is dropped silently.
+- **A dead peer fails waiting receivers at once** (``PartyUnavailable``), not at
+  their timeout: at once when it closes or is replaced by a new incarnation, and
+  after the router's reconnect grace (default 5 s) when its link just vanished.
+- **Aborts.** ``abort(session, reason)`` tells every peer that this party stopped
+  a run, and why; their ``recv`` for that session (``"*"``: any) raises
+  :class:`PeerAborted` at once. The router remembers an abort for a short while
+  (60 s) for peers that connect after it.
 """
 
 from __future__ import annotations
@@ -14,10 +44,11 @@ import dataclasses
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from party.errors import ClosedTransport, PartyTimeout, PartyUnavailable
+from party.errors import ClosedTransport, PartyTimeout, PartyUnavailable, PeerAborted
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +156,26 @@ class Transport(Protocol):
         """Release resources; pending and later calls raise ClosedTransport."""
         ...
 
+    @property
+    def incarnation(self) -> int:
+        """This transport instance's incarnation id (new for every process start)."""
+        ...
+
+    def peer_incarnation(self, name: str) -> int | None:
+        """The incarnation of ``name`` connected now, or None."""
+        ...
+
+    def wait_peer(self, name: str, *, timeout_s: float, other_than: int | None = None) -> int:
+        """Wait until ``name`` is connected (as an incarnation other than ``other_than``).
+
+        Raises PartyTimeout if it does not connect within ``timeout_s``.
+        """
+        ...
+
+    def abort(self, session: str, reason: str) -> None:
+        """Tell every peer that this party stopped ``session`` (``"*"``: every run), and why."""
+        ...
+
 
 class Mailbox:
     """Per-(src, tag) FIFO buffers with blocking receive; shared by the transports.
@@ -141,6 +192,8 @@ class Mailbox:
         self._down: dict[str, str] = {}
         self._closed: str | None = None
         self._fatal: BaseException | None = None
+        self._aborted: dict[str, dict[str, str]] = {}  # src -> session -> reason
+        self._gen: dict[str, int] = {}  # src -> number of incarnation changes seen
 
     def put(self, src: str, tag: Tag, payload: bytearray) -> None:
         with self._cv:
@@ -155,6 +208,47 @@ class Mailbox:
     def mark_up(self, src: str) -> None:
         with self._cv:
             self._down.pop(src, None)
+            self._cv.notify_all()
+
+    def purge(self, src: str) -> int:
+        """Discard everything buffered from ``src`` (its incarnation died); returns the count.
+
+        Its aborts are forgotten too: they belonged to the dead incarnation.
+        """
+        with self._cv:
+            keys = [k for k in self._queues if k[0] == src]
+            n = sum(len(self._queues.pop(k)) for k in keys)
+            self._aborted.pop(src, None)
+            self._gen[src] = self._gen.get(src, 0) + 1
+            self._cv.notify_all()
+            return n
+
+    def discard_if(self, src: str, tag: Tag, pred: Callable[[bytearray], bool]) -> int:
+        """Remove the messages buffered for (src, tag) that ``pred`` accepts; returns the count."""
+        with self._cv:
+            q = self._queues.get((src, tag))
+            if not q:
+                return 0
+            keep = deque(m for m in q if not pred(m))
+            n = len(q) - len(keep)
+            if keep:
+                self._queues[(src, tag)] = keep
+            else:
+                del self._queues[(src, tag)]
+            return n
+
+    def abort(self, src: str, session: str, reason: str) -> None:
+        """``src`` stopped ``session`` (``"*"``: all): its awaited receives raise PeerAborted."""
+        with self._cv:
+            self._aborted.setdefault(src, {})[session] = reason
+            self._cv.notify_all()
+
+    def clear_abort(self, src: str, session: str) -> None:
+        with self._cv:
+            d = self._aborted.get(src)
+            if d:
+                d.pop(session, None)
+                d.pop("*", None)
 
     def is_down(self, src: str) -> str | None:
         with self._cv:
@@ -175,6 +269,7 @@ class Mailbox:
         deadline = time.monotonic() + timeout_s
         key = (src, tag)
         with self._cv:
+            gen = self._gen.get(src, 0)
             while True:
                 if self._closed is not None:
                     raise ClosedTransport(f"{self._owner}: {self._closed}")
@@ -186,8 +281,16 @@ class Mailbox:
                     return payload
                 if self._fatal is not None:
                     raise self._fatal
+                ab = self._aborted.get(src)
+                if ab:
+                    sess = tag.session if tag.session in ab else "*" if "*" in ab else None
+                    if sess is not None:
+                        raise PeerAborted(src, ab[sess], sess)
                 if src in self._down:
                     raise PartyUnavailable(src, f"{self._down[src]} (while {self._owner} awaited {tag})")
+                if self._gen.get(src, 0) != gen:
+                    raise PartyUnavailable(src, f"restarted (a new incarnation connected while "
+                                                f"{self._owner} awaited {tag})")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise PartyTimeout(src, tag, timeout_s)

@@ -1,0 +1,325 @@
+"""The confirmed run handshake every multi-party run opens with.
+
+Before any data flows, the parties of one run agree on who takes part (each
+peer's *incarnation*, see :mod:`party.transport`), on the run's public settings,
+and on one run identity, and each confirms the others saw the same transcript:
+
+1. Each party sends every peer ``RunHello(protocol, session, parties, info,
+   incarnation, nonce)``: ``info`` is the run's public settings (a dict the
+   protocol chooses; a digest is compared, and on a difference the fields are
+   named), ``nonce`` 32 fresh random bytes.
+2. Once it has every peer's hello, it checks protocol, session, party list and
+   settings agree (else :class:`RunMismatch` naming the peer and the fields) and
+   computes the transcript hash: SHA-256 over every party's (name, incarnation,
+   nonce, settings digest), in party order, plus any ``extra`` bytes the protocol
+   binds (PSI binds its session salt). It sends ``RunConfirm(transcript)``.
+3. Each checks every peer's confirm equals its own; a difference is a
+   :class:`RunMismatch` naming the parties, never a run on different views.
+
+The run id is the first 16 hex digits of the transcript: the same at every party,
+new for every run (fresh nonces), so stale messages of another run can never be
+mistaken for this one's when protocols put it in their tags.
+
+Start order is free: a peer that is not connected yet gets the hello when it
+connects (the sender holds it). A peer that restarts while we wait for its hello
+(a new incarnation) is sent our hello again, up to the deadline.
+
+What each party learns: the others' names, incarnations, nonces and public
+settings (nothing private; settings that are secret, like a PSI salt, enter only
+as a hash).
+
+The machine (:class:`Handshake`) does no I/O; :func:`open_run` runs it over a Party.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from party.codec import decode, encode, wire
+from party.errors import (
+    LocalProtocolError,
+    PartyUnavailable,
+    PeerAborted,
+    RemoteProtocolError,
+)
+from party.party import Party
+from party.transport import Tag
+
+log = logging.getLogger("party.handshake")
+
+PROTOCOL = "run"
+
+
+class RunMismatch(RemoteProtocolError):
+    """The parties of a run do not agree (settings, party list or transcript); nothing ran."""
+
+
+@wire("party.run_hello", version=1)
+@dataclass(frozen=True)
+class RunHello:
+    protocol: str
+    session: str
+    parties: list[str]
+    info: dict[str, Any]
+    incarnation: int
+    nonce: bytes
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.nonce, bytes) and len(self.nonce) == 32):
+            raise RemoteProtocolError("run hello: nonce must be 32 bytes")
+        if not isinstance(self.incarnation, int) or isinstance(self.incarnation, bool) or self.incarnation < 0:
+            raise RemoteProtocolError("run hello: incarnation must be a non-negative int")
+        if not (isinstance(self.parties, list) and all(isinstance(p, str) for p in self.parties)):
+            raise RemoteProtocolError("run hello: parties must be a list of names")
+        if not isinstance(self.info, dict):
+            raise RemoteProtocolError("run hello: info must be a dict")
+
+
+@wire("party.run_confirm", version=1)
+@dataclass(frozen=True)
+class RunConfirm:
+    transcript: bytes
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.transcript, bytes) and len(self.transcript) == 32):
+            raise RemoteProtocolError("run confirm: transcript must be 32 bytes")
+
+
+def info_digest(info: dict[str, Any]) -> bytes:
+    """SHA-256 of the canonical encoding of ``info`` (dict keys sorted)."""
+    return hashlib.sha256(encode(_canonical(info))).digest()
+
+
+def _canonical(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _canonical(v[k]) for k in sorted(v)}
+    if isinstance(v, (list, tuple)):
+        return [_canonical(x) for x in v]
+    return v
+
+
+@dataclass
+class Run:
+    """The outcome of a confirmed handshake: the same at every party of the run."""
+
+    protocol: str
+    session: str
+    parties: list[str]
+    run_id: str
+    transcript: bytes
+    incarnations: dict[str, int]
+    nonces: dict[str, bytes] = field(repr=False)
+    attempts: int = 1
+
+
+class Handshake:
+    """Sans-I/O handshake of one party: hello out, hellos in, confirm out, confirms in."""
+
+    def __init__(self, me: str, parties: Sequence[str], *, protocol: str, session: str,
+                 info: dict[str, Any], incarnation: int, extra: bytes = b"") -> None:
+        if me not in parties:
+            raise LocalProtocolError(f"{me!r} is not one of the run's parties {list(parties)}")
+        if len(set(parties)) != len(parties):
+            raise LocalProtocolError(f"duplicate party names in {list(parties)}")
+        self.me = me
+        self.parties = list(parties)
+        self.peers = [p for p in self.parties if p != me]
+        self.protocol, self.session = protocol, session
+        self.info = _canonical(info)
+        self.extra = extra
+        self.hello = RunHello(protocol, session, self.parties, self.info, incarnation,
+                              secrets.token_bytes(32))
+        self.hellos: dict[str, RunHello] = {me: self.hello}
+        self.confirms: dict[str, bytes] = {}
+        self._transcript: bytes | None = None
+
+    def on_hello(self, src: str, msg: RunHello) -> None:
+        if src not in self.peers:
+            raise RemoteProtocolError(f"run hello from {src!r}, not a party of this run", peer=src)
+        mine = self.hello
+        diffs: dict[str, tuple[Any, Any]] = {}
+        for f in ("protocol", "session", "parties"):
+            if getattr(msg, f) != getattr(mine, f):
+                diffs[f] = (getattr(mine, f), getattr(msg, f))
+        if info_digest(msg.info) != info_digest(mine.info):
+            keys = sorted(set(mine.info) | set(msg.info))
+            for k in keys:
+                if mine.info.get(k) != msg.info.get(k):
+                    diffs[f"info.{k}"] = (mine.info.get(k), msg.info.get(k))
+        if diffs:
+            what = "; ".join(f"{k}: {self.me} has {a!r}, {src} has {b!r}" for k, (a, b) in diffs.items())
+            raise RunMismatch(f"{self.me} and {src} disagree on the run ({what})", peer=src)
+        self.hellos[src] = msg
+        self._transcript = None
+
+    def forget(self, src: str) -> None:
+        """``src`` restarted before confirming: its old hello no longer counts."""
+        self.hellos.pop(src, None)
+        self.confirms.pop(src, None)
+        self._transcript = None
+
+    @property
+    def have_hellos(self) -> bool:
+        return all(p in self.hellos for p in self.parties)
+
+    @property
+    def transcript(self) -> bytes:
+        if not self.have_hellos:
+            raise LocalProtocolError("transcript before every party's hello")
+        if self._transcript is None:
+            h = hashlib.sha256(b"tessera run transcript v1\x00")
+            h.update(encode([self.protocol, self.session, self.parties]))
+            h.update(info_digest(self.info))
+            for p in self.parties:
+                m = self.hellos[p]
+                h.update(encode([p, m.incarnation, m.nonce]))
+            h.update(hashlib.sha256(self.extra).digest())
+            self._transcript = h.digest()
+        return self._transcript
+
+    def confirm(self) -> RunConfirm:
+        return RunConfirm(self.transcript)
+
+    def on_confirm(self, src: str, msg: RunConfirm) -> None:
+        if src not in self.peers:
+            raise RemoteProtocolError(f"run confirm from {src!r}, not a party of this run", peer=src)
+        if msg.transcript != self.transcript:
+            raise RunMismatch(
+                f"run transcript of {src} differs from {self.me}'s: they saw different parties, "
+                "incarnations, nonces or session secrets (e.g. a different PSI salt); nothing ran",
+                peer=src)
+        self.confirms[src] = msg.transcript
+
+    @property
+    def done(self) -> bool:
+        return all(p in self.confirms for p in self.peers)
+
+    def result(self, attempts: int = 1) -> Run:
+        if not self.done:
+            raise LocalProtocolError("handshake not done")
+        t = self.transcript
+        return Run(self.protocol, self.session, self.parties, t.hex()[:16], t,
+                   {p: m.incarnation for p, m in self.hellos.items()},
+                   {p: m.nonce for p, m in self.hellos.items()}, attempts)
+
+
+def _nonce_of(data: bytearray) -> bytes | None:
+    try:
+        m = decode(data)
+    except Exception:
+        return None
+    return m.nonce if isinstance(m, RunHello) else None
+
+
+def open_run(
+    party: Party,
+    peers: Sequence[str] | None = None,
+    *,
+    protocol: str,
+    session: str,
+    info: dict[str, Any] | None = None,
+    timeout_s: float = 600.0,
+    extra: bytes = b"",
+) -> Run:
+    """Run the confirmed handshake with ``peers`` (default: all); see the module docstring.
+
+    Raises:
+        RunMismatch: settings, party list or transcript differ (names the peer and fields).
+        PeerAborted: a peer stopped the run and said why.
+        PartyTimeout: a peer did not answer within ``timeout_s``.
+    """
+    peers = list(party.peers if peers is None else peers)
+    parties = sorted({party.name, *peers})
+    t = party.transport
+    inc = int(getattr(t, "incarnation", 0))
+    hs = Handshake(party.name, parties, protocol=protocol, session=session, info=info or {},
+                   incarnation=inc, extra=extra)
+    tag = Tag(PROTOCOL, session, 0, protocol)
+    deadline = time.monotonic() + timeout_s
+    attempts = 1
+    for p in hs.peers:
+        party.send(p, tag.at(f"{protocol}:hello"), hs.hello)
+    pending = list(hs.peers)
+    peer_inc = getattr(t, "peer_incarnation", lambda _n: None)
+    wait_peer = getattr(t, "wait_peer", None)
+    while pending:
+        p = pending[0]
+        before = peer_inc(p)
+        try:
+            msg = party.recv(p, tag.at(f"{protocol}:hello"), RunHello,
+                             timeout_s=max(0.0, deadline - time.monotonic()))
+        except PeerAborted:
+            raise
+        except PartyUnavailable as e:
+            # the peer went away (or restarted) before its hello: wait for its next incarnation
+            left = deadline - time.monotonic()
+            if wait_peer is None or left <= 0:
+                raise
+            log.info("%s: %s unavailable during the %s handshake (%s); waiting up to %.0f s",
+                     party.name, p, protocol, e.reason, left)
+            now = wait_peer(p, timeout_s=left)
+            if before is not None and now == before:
+                raise  # the same incarnation is unusable (not a restart): do not spin
+            hs.forget(p)
+            attempts += 1
+            party.send(p, tag.at(f"{protocol}:hello"), hs.hello)
+            continue
+        hs.on_hello(p, msg)
+        pending.pop(0)
+    for p in hs.peers:
+        party.send(p, tag.at(f"{protocol}:confirm"), hs.confirm())
+    for p in hs.peers:
+        hs.on_confirm(p, party.recv(p, tag.at(f"{protocol}:confirm"), RunConfirm,
+                                    timeout_s=max(0.0, deadline - time.monotonic())))
+    box = getattr(t, "_box", None)
+    if box is not None:  # a hello we were sent twice (held, then resent after a restart)
+        for p in hs.peers:
+            nonce = hs.hellos[p].nonce
+            box.discard_if(p, tag.at(f"{protocol}:hello"), lambda b, n=nonce: _nonce_of(b) == n)
+    run = hs.result(attempts)
+    log.info("%s: %s run %s confirmed with %s", party.name, protocol, run.run_id, ", ".join(hs.peers))
+    return run
+
+
+def confirm_digest(
+    party: Party,
+    peers: Sequence[str],
+    *,
+    session: str,
+    step: str,
+    digest: bytes,
+    what: str,
+    timeout_s: float,
+) -> None:
+    """Exchange a 32-byte digest with every peer and check they are all equal.
+
+    For values a protocol derives after its own hello (PSI's session salt), so
+    parties that would compute on different secrets stop before any data flows.
+    """
+    tag = Tag(PROTOCOL, session, 0, step)
+    for p in peers:
+        party.send(p, tag, RunConfirm(digest))
+    deadline = time.monotonic() + timeout_s
+    for p in peers:
+        got = party.recv(p, tag, RunConfirm, timeout_s=max(0.0, deadline - time.monotonic()))
+        if got.transcript != digest:
+            raise RunMismatch(f"{what} of {p} differs from {party.name}'s; nothing was computed",
+                              peer=p)
+
+
+__all__ = [
+    "Handshake",
+    "Run",
+    "RunConfirm",
+    "RunHello",
+    "RunMismatch",
+    "confirm_digest",
+    "info_digest",
+    "open_run",
+]
