@@ -237,6 +237,7 @@ def open_run(
     peers = list(party.peers if peers is None else peers)
     parties = sorted({party.name, *peers})
     t = party.transport
+    party.unpin(peers)
     inc = int(getattr(t, "incarnation", 0))
     hs = Handshake(party.name, parties, protocol=protocol, session=session, info=info or {},
                    incarnation=inc, extra=extra)
@@ -283,6 +284,7 @@ def open_run(
             nonce = hs.hellos[p].nonce
             box.discard_if(p, tag.at(f"{protocol}:hello"), lambda b, n=nonce: _nonce_of(b) == n)
     run = hs.result(attempts)
+    party.pin(run.incarnations)
     log.info("%s: %s run %s confirmed with %s", party.name, protocol, run.run_id, ", ".join(hs.peers))
     return run
 

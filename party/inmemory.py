@@ -165,6 +165,8 @@ class InMemoryTransport:
         return self._net.wait_up(name, timeout_s, other_than)
 
     def abort(self, session: str, reason: str) -> None:
+        if self._closed or self._net.incarnation_of(self._name) != self._inc:
+            return  # a dead incarnation says nothing (as over gRPC)
         self._net.abort(self._name, session, reason)
 
     def send(self, dst: str, tag: Tag, payload: bytes | bytearray) -> None:

@@ -49,6 +49,21 @@ class Party:
         self.role = Role(role)
         self.transport = transport
         self.max_message_bytes = max_message_bytes
+        self._pins: dict[str, int] = {}
+
+    def pin(self, incarnations: dict[str, int]) -> None:
+        """Bind this party's receives to these peer incarnations (set by a confirmed handshake).
+
+        A receive from a pinned peer whose incarnation changed since (it restarted)
+        raises :class:`PartyUnavailable` instead of waiting for a message the new
+        incarnation will never send in this run.
+        """
+        self._pins.update({p: i for p, i in incarnations.items() if p != self.name})
+
+    def unpin(self, peers: Iterable[str]) -> None:
+        """Forget the pins of ``peers`` (a new run's handshake is about to start)."""
+        for p in peers:
+            self._pins.pop(p, None)
 
     def __repr__(self) -> str:
         return f"Party({self.name!r}, role={self.role.value!r})"
@@ -74,6 +89,11 @@ class Party:
 
     def recv(self, src: str, tag: Tag, kind: type[T] | None = None, *, timeout_s: float) -> Any:
         """Receive and decode the next message from ``src`` for ``tag``."""
+        pinned = self._pins.get(src)
+        if pinned is not None:
+            now = getattr(self.transport, "peer_incarnation", lambda _s: pinned)(src)
+            if now is not None and now != pinned:
+                raise PartyUnavailable(src, f"restarted since this run began (awaiting {tag})")
         data = self.transport.recv(src, tag, timeout_s=timeout_s)
         try:
             msg = decode(data, max_bytes=self.max_message_bytes)

@@ -195,6 +195,7 @@ class PsiResult:
     group_ops: int = 0
     normalize: Any = None  # psi.normalize.NormalizeReport when run_psi normalised the IDs
     worker_peak_rss_mb: float = 0.0  # largest group worker process (0: ran inline)
+    run_id: str = ""  # the confirmed run identity (party.handshake), the same at every party
 
 
 def _chunks_of(n_points: int, chunk: int) -> int:
@@ -373,6 +374,12 @@ class PsiSession:
             self.dst = b"TESSERA-PSI-V1-" + SUITE + b"-" + salt.hex().encode()
             self.stage = Stage.READY
             self._plan()
+
+    def salt_proof(self) -> bytes:
+        """SHA-256 of the session DST: parties compare it before any point is sent."""
+        if self.stage is Stage.IDLE or self.stage is Stage.HELLO:
+            raise LocalProtocolError(f"PSI {self.me}: salt_proof() before every hello arrived")
+        return hashlib.sha256(b"tessera-psi salt proof\x00" + self.dst).digest()
 
     def _decide_resume(self) -> None:
         """Resume only if every party brought a checkpoint of this very session."""

@@ -9,7 +9,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from party.errors import ConfigError
+from party.errors import ConfigError, PartyTimeout, PartyUnavailable, PeerAborted
+from party.handshake import confirm_digest, open_run
 from party.party import Party
 from party.transport import Tag
 from psi.checkpoint import Checkpoint
@@ -19,6 +20,9 @@ from psi.normalize import Duplicates, NormalizeReport, normalize_ids
 from psi.protocol import PsiConfig, PsiResult, PsiSession, Send
 
 log = logging.getLogger(__name__)
+
+#: With a checkpoint: how long a surviving party waits for a crashed peer to rejoin.
+REJOIN_S = 300.0
 
 
 def _progress(total: int, enabled: bool | None, name: str) -> Any:
@@ -42,6 +46,7 @@ def run_psi_keys(
     workers: int | None = None,
     progress: bool | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    rejoin_s: float | None = None,
 ) -> PsiResult:
     """Private set intersection of canonical, unique ``keys`` with ``peers``.
 
@@ -57,18 +62,75 @@ def run_psi_keys(
         checkpoint: a private directory for this party's state; a run killed midway
             resumes from it (when every party passes its own), and it is emptied on
             success. Refused if made from other IDs or config.
+        rejoin_s: with a checkpoint, how long to wait for a peer that crashed to come
+            back (restarted with its own checkpoint) before resuming on our own
+            (default 300 s; without a checkpoint a lost peer fails the run at once).
+
+    Every run opens with the confirmed handshake of :mod:`party.handshake` (live
+    incarnations, public config) and then confirms the session salt; a party that
+    fails tells its peers at once (they raise :class:`party.PeerAborted`).
 
     Returns:
         :class:`PsiResult`; ``rows`` index ``keys`` in the agreed order.
 
     Raises:
-        ConfigMismatch: a peer runs with another config.
+        ConfigMismatch, RunMismatch: a peer runs with another config or another salt.
         PartyTimeout, PartyUnavailable: a peer stopped answering or disconnected.
         RemoteProtocolError: a peer sent something malformed (wrong sizes, invalid points).
     """
     peers = list(party.peers if peers is None else peers)
     if party.name in peers:
         raise ConfigError(f"{party.name!r} cannot run PSI with itself")
+    deadline = time.monotonic() + (rejoin_s if rejoin_s is not None else
+                                   (REJOIN_S if checkpoint is not None else 0.0))
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return _run_psi_once(party, keys, peers=peers, config=config, session=session,
+                                 timeout_s=timeout_s, workers=workers, progress=progress,
+                                 checkpoint=checkpoint)
+        except PeerAborted:
+            raise
+        except PartyUnavailable as e:
+            left = deadline - time.monotonic()
+            if checkpoint is None or left <= 0 or e.peer not in peers:
+                _tell_peers(party, session, e)
+                raise
+            log.warning("psi %s: %s (%s); waiting up to %.0f s for it to rejoin, then resuming "
+                        "from the checkpoint", party.name, e.peer, e.reason, left)
+            try:
+                party.transport.wait_peer(e.peer, timeout_s=left)  # type: ignore[attr-defined]
+            except PartyTimeout:
+                raise PartyUnavailable(e.peer, f"did not rejoin within the reconnect window "
+                                       f"({e.reason})") from None
+        except BaseException as e:
+            _tell_peers(party, session, e)
+            raise
+
+
+def _tell_peers(party: Party, session: str, e: BaseException) -> None:
+    """Fail fast: peers waiting on this run learn at once that it stopped, and why."""
+    abort = getattr(party.transport, "abort", None)
+    if abort is not None:
+        try:
+            abort(session, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        except Exception:  # the link may be what failed
+            log.debug("psi %s: could not tell peers about %r", party.name, e)
+
+
+def _run_psi_once(
+    party: Party,
+    keys: Sequence[bytes],
+    *,
+    peers: list[str],
+    config: PsiConfig | None,
+    session: str,
+    timeout_s: float,
+    workers: int | None,
+    progress: bool | None,
+    checkpoint: str | os.PathLike[str] | None,
+) -> PsiResult:
     tag = Tag("psi", session, 0, "")
     engine = GroupEngine(workers)
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
@@ -80,10 +142,16 @@ def run_psi_keys(
         party.send(s.dst, tag.at(s.step), s.msg)
 
     try:
+        # who takes part (live incarnations) and the public config, confirmed before any PSI message
+        run = open_run(party, peers, protocol="psi", session=session,
+                       info={"psi": sess.public}, timeout_s=timeout_s)
         for s in sess.hello():
             send(s)
         for p in sess.peers:
             sess.on_hello(p, party.recv(p, tag.at("hello"), Hello, timeout_s=timeout_s))
+        # every party derived the same session salt (hence DST), or nobody computes anything
+        confirm_digest(party, peers, session=session, step=f"psi:salt:{run.run_id}",
+                       digest=sess.salt_proof(), what="PSI session salt", timeout_s=timeout_s)
         chained = sum(sess.sizes[p] for p in sess.peers)
         bar = _progress(len(keys) + chained, progress, party.name)
         for s in sess.own_chunks():
@@ -106,9 +174,10 @@ def run_psi_keys(
     if ckpt is not None:
         ckpt.clear()
     res.worker_peak_rss_mb = engine.worker_peak_rss_mb
+    res.run_id = run.run_id
     log.info(
-        "psi %s: %d own, peers %s, shared %s, %.1f s",
-        party.name, len(keys), res.peer_sizes, res.size, time.perf_counter() - t0,
+        "psi %s: run %s, %d own, peers %s, shared %s, %.1f s",
+        party.name, run.run_id, len(keys), res.peer_sizes, res.size, time.perf_counter() - t0,
     )
     return res
 
@@ -126,6 +195,7 @@ def run_psi(
     workers: int | None = None,
     progress: bool | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    rejoin_s: float | None = None,
 ) -> PsiResult:
     """Normalise ``ids`` (one per row; with ``composite=True`` a list of columns) and run PSI.
 
@@ -142,6 +212,7 @@ def run_psi(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
+        rejoin_s=rejoin_s,
     )
     if res.rows is not None:
         res.rows = norm.rows[res.rows]

@@ -74,11 +74,13 @@ def test_peer_disconnecting_mid_run_gives_a_clear_error() -> None:
     t = threading.Thread(target=bank_run)
     t.start()
     # the fintech says hello, then dies before sending its set
+    from party.handshake import open_run
     from party.transport import Tag
     from psi.messages import Hello
     from psi.protocol import PsiSession
 
     s = PsiSession("fintech", ["bank", "fintech"], [b"x"], PsiConfig(chunk_points=50))
+    open_run(fintech, protocol="psi", session="psi", info={"psi": s.public}, timeout_s=10)
     for snd in s.hello():
         fintech.send(snd.dst, Tag("psi", "psi", 0, snd.step), snd.msg)
     fintech.recv("bank", Tag("psi", "psi", 0, "hello"), Hello, timeout_s=10)
@@ -122,3 +124,110 @@ def test_progress_bar_runs(capsys: pytest.CaptureFixture[str]) -> None:
     })
     assert out["bank"].size == 1
     assert "psi bank" in capsys.readouterr().err
+
+
+def test_parties_that_derive_different_session_salts_stop_before_any_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12, case 1: each side mixed other nonces into its salt and both printed '0 shared'."""
+    from party.handshake import RunMismatch
+    from psi.protocol import PsiSession
+
+    real = PsiSession.salt_proof
+
+    def skewed(self: PsiSession) -> bytes:
+        p = real(self)
+        return bytes(32) if self.me == "fintech" else p
+
+    monkeypatch.setattr(PsiSession, "salt_proof", skewed)
+    monkeypatch.setattr(PsiSession, "own_chunks", lambda self: pytest.fail("points sent"))
+    a, b = _sets(3, 50, 50, 20)
+
+    def run(ids: list[str]):
+        def f(p: Party) -> object:
+            try:
+                return run_psi(p, ids, timeout_s=20, workers=0)
+            except RunMismatch as e:
+                return e
+        return f
+
+    out = run_parties({"bank": run(a), "fintech": run(b)})
+    assert all(isinstance(r, RunMismatch) and "session salt" in str(r) for r in out.values())
+
+
+def test_a_party_that_fails_mid_run_fails_its_peer_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12, case 4 (fail fast): the peer used to wait its whole timeout."""
+    import time
+
+    from party import PeerAborted
+    from psi.protocol import PsiSession
+
+    real = PsiSession.own_chunks
+
+    def broken(self: PsiSession):
+        if self.me == "fintech":
+            raise OSError("disk full while hashing")
+        return real(self)
+
+    monkeypatch.setattr(PsiSession, "own_chunks", broken)
+    a, b = _sets(4, 200, 200, 50)
+    t0 = time.monotonic()
+
+    def bank(p: Party) -> object:
+        try:
+            return run_psi(p, a, timeout_s=120, workers=0)
+        except PeerAborted as e:
+            return e
+
+    def fintech(p: Party) -> object:
+        with pytest.raises(OSError):
+            run_psi(p, b, timeout_s=120, workers=0)
+        return None
+
+    out = run_parties({"bank": bank, "fintech": fintech})
+    assert isinstance(out["bank"], PeerAborted) and "disk full" in str(out["bank"])
+    assert out["bank"].peer == "fintech" and time.monotonic() - t0 < 20
+
+
+def test_surviving_party_resumes_on_its_own_when_the_crashed_one_restarts(
+    tmp_path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 12, case 5: only the crashed party is restarted; the survivor waits and resumes."""
+    from psi.protocol import PsiSession
+
+    a, b = _sets(5, 3000, 2500, 900)
+    cfg = PsiConfig(chunk_points=200)
+    clean = run_parties({"bank": lambda p: run_psi(p, a, config=cfg, workers=0),
+                         "fintech": lambda p: run_psi(p, b, config=cfg, workers=0)})
+    net = InMemoryNetwork(["bank", "fintech"])
+    real = PsiSession.receive
+    calls = {"n": 0}
+
+    def crash_once(self: PsiSession, src: str, step: str, msg: object):
+        if self.me == "fintech" and calls["n"] >= 0:
+            calls["n"] += 1
+            if calls["n"] == 8:  # mid-chain: the fintech process "dies"
+                calls["n"] = -1
+                net.disconnect("fintech", "killed")
+                raise SystemExit("killed")
+        return real(self, src, step, msg)
+
+    monkeypatch.setattr(PsiSession, "receive", crash_once)
+    out: dict[str, object] = {}
+
+    def bank() -> None:
+        out["bank"] = run_psi(Party("bank", net.transport("bank")), a, config=cfg, workers=0,
+                              checkpoint=tmp_path / "bank", rejoin_s=30, timeout_s=30)
+
+    th = threading.Thread(target=bank)
+    th.start()
+    with pytest.raises(SystemExit):
+        run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, workers=0,
+                checkpoint=tmp_path / "fin", timeout_s=30)
+    assert calls["n"] == -1
+    out["fintech"] = run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, workers=0,
+                             checkpoint=tmp_path / "fin", timeout_s=30)
+    th.join(60)
+    for name in ("bank", "fintech"):
+        assert out[name].size == clean[name].size == 900  # type: ignore[attr-defined]
+        assert sorted(out[name].rows) == sorted(clean[name].rows)  # type: ignore[attr-defined]
+    # the same customers in the same row order at both parties (the order is per run: scalars)
+    assert [a[i] for i in out["bank"].rows] == [b[i] for i in out["fintech"].rows]  # type: ignore[attr-defined]
