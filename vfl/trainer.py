@@ -203,6 +203,12 @@ def _grad_noise(cfg: TrainConfig, epoch: int, step: int, p: int, shape: tuple[in
     return rng.normal(0.0, cfg.grad_noise / shape[0], size=shape)
 
 
+def _msg(tag: Tag, name: str) -> Tag:
+    """Message ``name`` of the batch ``tag`` names: ``t7`` gives ``t7/act`` (``tag.at(name)``
+    alone would drop the step, and every batch of an epoch would share one slot)."""
+    return tag.at(f"{tag.step}/{name}")
+
+
 def _score_of(m: dict[str, float]) -> float:
     """Early-stopping score: validation AUC, else -validation loss, else -training loss."""
     v = m.get("val_auc", math.nan)
@@ -485,18 +491,18 @@ class ActiveTrainer(_Trainer):
         for p in self.passives:
             if self.cfg.mode == "he":
                 # step 1: Enc_P(h) - A learns nothing (P's key)
-                m1 = self._recv(p, tag.at("act"), EncActivations)
+                m1 = self._recv(p, _msg(tag, "act"), EncActivations)
                 if m1.rows != rows:
                     raise RemoteProtocolError(f"sent {m1.rows} rows, expected {rows}", peer=p)
                 if bool(m1.row_blocked) != train:
                     raise RemoteProtocolError("training/evaluation phase mismatch", peer=p)
                 # step 2: masked U_j - P learns nothing (every slot masked by A)
-                self.party.send(p, tag.at("fwd"), self.layers[p].on_activations(m1))
+                self.party.send(p, _msg(tag, "fwd"), self.layers[p].on_activations(m1))
                 # step 3: v = hW + Σr rounded - A learns z_P = hW, not h or W
-                z = self.layers[p].on_forward_share(self._recv(p, tag.at("share"), ForwardShare))
+                z = self.layers[p].on_forward_share(self._recv(p, _msg(tag, "share"), ForwardShare))
             else:
                 # plaintext mode: A learns P's bottom output h itself (comparison only)
-                h = self._recv(p, tag.at("act"), PlainActivations).h
+                h = self._recv(p, _msg(tag, "act"), PlainActivations).h
                 if h.shape != (rows, self.d[p]):
                     raise RemoteProtocolError(f"activations of shape {h.shape}", peer=p)
                 z = h @ self.w[p]
@@ -511,21 +517,21 @@ class ActiveTrainer(_Trainer):
                      if c.grad_noise > 0 else None)
             if c.mode == "he":
                 # step 5: masked hᵀδ + T and Enc_A(δ) - P learns nothing of δ or W_A
-                self.party.send(p, tag.at("grad"), self.layers[p].backward(delta))
+                self.party.send(p, _msg(tag, "grad"), self.layers[p].backward(delta))
                 # step 6: masked Y_i - A learns nothing of W_P
-                back = self._recv(p, tag.at("back"), MaskedBackward)
+                back = self._recv(p, _msg(tag, "back"), MaskedBackward)
                 gs = self.layers[p].on_masked_backward(back)
                 if noise is not None:
                     gs = GradShare(g=gs.g + noise)
                 # step 7: δWᵀ + Σs (+ noise) - P learns ∂L/∂h for its rows (by design)
-                self.party.send(p, tag.at("gshare"), gs)
+                self.party.send(p, _msg(tag, "gshare"), gs)
             else:
                 g = delta @ self.w[p].T
                 if noise is not None:
                     g = g + noise
                 self.m[p] = c.momentum * self.m[p] + self._h.pop(p).T @ delta
                 self.w[p] = self.w[p] - c.lr_interactive * self.m[p]
-                self.party.send(p, tag.at("grad"), PlainGradient(g=g))  # P learns ∂L/∂h
+                self.party.send(p, _msg(tag, "grad"), PlainGradient(g=g))  # P learns ∂L/∂h
 
     def _train_step(self, epoch: int, step: int, idx: np.ndarray) -> float:
         tag = self._tag(epoch, f"t{step}")
@@ -817,22 +823,22 @@ class PassiveTrainer(_Trainer):
         if self.cfg.mode == "he" and self.layer is None:  # never fall back to plaintext
             raise LocalProtocolError(f"{self.party.name}: HE mode needs fit() (key exchange) first")
         if self.layer is not None:
-            self.party.send(self.active, tag.at("act"), self.layer.forward(h, train=train))
-            m2 = self._recv(self.active, tag.at("fwd"), MaskedForward)
-            self.party.send(self.active, tag.at("share"), self.layer.on_masked_forward(m2))
+            self.party.send(self.active, _msg(tag, "act"), self.layer.forward(h, train=train))
+            m2 = self._recv(self.active, _msg(tag, "fwd"), MaskedForward)
+            self.party.send(self.active, _msg(tag, "share"), self.layer.on_masked_forward(m2))
         else:
-            self.party.send(self.active, tag.at("act"), PlainActivations(h=h))
+            self.party.send(self.active, _msg(tag, "act"), PlainActivations(h=h))
 
     def _train_step(self, epoch: int, step: int, idx: np.ndarray) -> None:
         tag = self._tag(epoch, f"t{step}")
         h_t, h = self._bottom(idx, self.x)
         self._forward(tag, h, train=True)
         if self.layer is not None:
-            m5 = self._recv(self.active, tag.at("grad"), MaskedGradient)
-            self.party.send(self.active, tag.at("back"), self.layer.on_masked_gradient(m5))
-            g = self.layer.on_grad_share(self._recv(self.active, tag.at("gshare"), GradShare))
+            m5 = self._recv(self.active, _msg(tag, "grad"), MaskedGradient)
+            self.party.send(self.active, _msg(tag, "back"), self.layer.on_masked_gradient(m5))
+            g = self.layer.on_grad_share(self._recv(self.active, _msg(tag, "gshare"), GradShare))
         else:
-            g = self._recv(self.active, tag.at("grad"), PlainGradient).g
+            g = self._recv(self.active, _msg(tag, "grad"), PlainGradient).g
             if g.shape != h.shape:
                 raise RemoteProtocolError(f"gradient of shape {g.shape}", peer=self.active)
         if self.on_gradient is not None:
