@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from party.config import FederationConfig, load_federation, write_federation
+from party.faultproxy import FaultProxy, sigstop  # noqa: F401  (re-exported for tests)
 from party.inmemory import InMemoryNetwork
 from party.party import Party, Role
 
