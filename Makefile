@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # the top-level packages that exist (mypy is given each of them)
-PACKAGES := $(patsubst %/__init__.py,%,$(wildcard party/__init__.py psi/__init__.py secure_agg/__init__.py hfl/__init__.py vfl/__init__.py ftl/__init__.py))
+PACKAGES := $(patsubst %/__init__.py,%,$(wildcard party/__init__.py he/__init__.py psi/__init__.py secure_agg/__init__.py hfl/__init__.py vfl/__init__.py ftl/__init__.py))
 
 .PHONY: setup demo test lint bench clean
 

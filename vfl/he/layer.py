@@ -53,9 +53,13 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from party.errors import LocalProtocolError, RemoteProtocolError
-from vfl.he import packing as pk
-from vfl.he.context import CkksKeys, CkksParams, CkksPeer, KeyMismatch, load_public
+from he import packing as pk
+from he.endpoint import Endpoint
+from he.keys import CkksPeer
+from he.messages import PublicContext
+from he.ops import masked_dot, release
+from he.params import CkksParams
+from party.errors import RemoteProtocolError
 from vfl.he.messages import (
     EncActivations,
     ForwardShare,
@@ -63,7 +67,6 @@ from vfl.he.messages import (
     MaskedBackward,
     MaskedForward,
     MaskedGradient,
-    PublicContext,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -94,16 +97,9 @@ ACTIVE_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage | None]]] = {
 }
 
 
-def release(v: FloatArray, params: CkksParams, rng: np.random.Generator) -> FloatArray:
-    """Noise-flood then round a decryption before it goes back to the peer (IND-CPA^D)."""
-    q = float(2**params.round_bits)
-    if params.flood_sigma > 0:
-        v = v + rng.normal(0.0, params.flood_sigma, size=v.shape)
-    return np.asarray(np.round(v * q) / q, dtype=np.float64)
-
-
-class _Layer:
-    _transitions: dict[str, tuple[frozenset[Stage], Stage | None]]
+class _Layer(Endpoint[Stage]):
+    """What both roles share: the interactive weights' shape and SGD settings on top of
+    ``he.Endpoint`` (keys, peer context, rotation, key-id checks, stage guard)."""
 
     def __init__(self, role: str, params: CkksParams, d: int, k: int, *,
                  lr: float, momentum: float, rng: np.random.Generator | None) -> None:
@@ -111,69 +107,34 @@ class _Layer:
             raise ValueError(f"d and k must be >= 1, got d={d}, k={k}")
         if not lr > 0 or not 0 <= momentum < 1:
             raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got {lr}, {momentum}")
+        super().__init__(params, rng, Stage.NEW)
         self.role = role
         self.params = params
         self.d, self.k = d, k
         self.lr, self.momentum = lr, momentum
-        self.rng = rng if rng is not None else np.random.default_rng()
-        self.keys = CkksKeys(params)
-        self.peer: CkksPeer | None = None
-        self.stage = Stage.NEW
-        self.rotations = 0
-        self._rotated = False
 
-    # -- bookkeeping ------------------------------------------------------
-    def _enter(self, method: str) -> None:
-        allowed, _ = self._transitions[method]
-        if self.stage not in allowed:
-            raise LocalProtocolError(
-                f"{self.role} layer: {method}() called in stage {self.stage.name}; "
-                f"allowed in {sorted(s.name for s in allowed)}"
-            )
+    @property
+    def peer_name(self) -> str:
+        return "active" if self.role == "passive" else "passive"
 
-    def _leave(self, method: str, stage: Stage | None = None) -> None:
-        nxt = self._transitions[method][1]
-        self.stage = stage if stage is not None else nxt  # type: ignore[assignment]
-
-    def public_context(self) -> PublicContext:
-        """Our parameters + public key, to send to the peer once (and after each rotation)."""
-        return PublicContext(context=self.keys.public, key_id=self.keys.key_id)
+    @property
+    def _label(self) -> str:
+        return f"{self.role} layer"
 
     def on_public_context(self, msg: PublicContext) -> None:
         """Load the peer's public context (refuses secret keys and other parameters)."""
         self._enter("on_public_context")
-        self.peer = load_public(msg.context, self.params, peer=self._peer_name)
-        if self.peer.key_id != msg.key_id:
-            raise KeyMismatch(f"public context fingerprint {self.peer.key_id} != claimed {msg.key_id}")
+        self._load_peer(msg.context, msg.key_id)
         self._leave("on_public_context")
 
-    def _maybe_rotate(self, upcoming: int) -> bytes:
-        """Fresh keys if this step's decryptions would pass the budget; returns the new context."""
-        if self.keys.decryptions + upcoming <= self.params.max_decryptions:
-            return b""
-        self.keys = CkksKeys(self.params)
-        self.rotations += 1
-        return self.keys.public
+    def abort(self) -> None:
+        """Forget a half-done step (e.g. an evaluation pass or a failed peer)."""
+        if self.stage is not Stage.NEW:
+            self.stage = Stage.IDLE
+        self._forget()
 
-    def _swap_peer(self, context: bytes) -> None:
-        if context:
-            self.peer = load_public(context, self.params, peer=self._peer_name)
-
-    def _check_own(self, key_id: str) -> None:
-        if key_id != self.keys.key_id:
-            raise KeyMismatch(
-                f"{self._peer_name} used key {key_id}, but {self.role}'s current key is "
-                f"{self.keys.key_id} (stale or foreign key)"
-            )
-
-    def _need_peer(self) -> CkksPeer:
-        if self.peer is None:
-            raise LocalProtocolError(f"{self.role} layer: no peer public context yet")
-        return self.peer
-
-    @property
-    def _peer_name(self) -> str:
-        return "active" if self.role == "passive" else "passive"
+    def _forget(self) -> None:
+        raise NotImplementedError
 
     # -- homomorphic building blocks ------------------------------------------
     def _mat_cols(self, eng: CkksPeer, cts: list[Any], mat: FloatArray, rows: int,
@@ -183,30 +144,8 @@ class _Layer:
         out: list[bytes] = []
         for o in range(mat.shape[1]):
             wv = pk.col_weights(mat, rows, slots, o)
-            out.append(self._dot_and_mask(eng, cts, wv, masks[o]))
+            out.append(masked_dot(eng, cts, wv, masks[o]))
         return out
-
-    def _dot_and_mask(self, eng: CkksPeer, cts: list[Any], wv: FloatArray,
-                      mask: FloatArray) -> bytes:
-        ev = eng.evaluator
-        acc = None
-        for c, ct in enumerate(cts):
-            if not wv[c].any():  # SEAL refuses products that are identically zero
-                continue
-            tmp = eng.new_ct()
-            ev.multiply_plain(ct, eng.encode(wv[c]), tmp)
-            if acc is None:
-                acc = tmp
-            else:
-                ev.add_inplace(acc, tmp)
-        if acc is None:
-            res = eng.encrypt_mask(mask, scale=_rescaled_scale(eng))
-        else:
-            ev.rescale_to_next_inplace(acc)
-            res = acc
-            m = eng.encrypt_mask(mask, scale=acc.scale)
-            ev.add_inplace(res, m)
-        return eng.save(res)
 
     def _decrypt_all(self, blobs: list[bytes]) -> list[FloatArray]:
         return [self.keys.decrypt(self.keys.load_ciphertext(b, level="last")) for b in blobs]
@@ -214,11 +153,6 @@ class _Layer:
     def _uniform(self, *shape: int) -> FloatArray:
         m = self.params.mask_bound
         return self.rng.uniform(-m, m, size=shape)
-
-
-def _rescaled_scale(eng: CkksPeer) -> float:
-    q1 = eng.sctx.first_context_data().parms().coeff_modulus()[-1].value()
-    return float(eng.params.scale) ** 2 / float(q1)
 
 
 class PassiveLayer(_Layer):
@@ -285,9 +219,7 @@ class PassiveLayer(_Layer):
         assert self._h is not None
         self._check_own(msg.key_id)
         self._swap_peer(msg.context)
-        peer = self._need_peer()
-        if msg.delta_key_id != peer.key_id:
-            raise KeyMismatch(f"Enc_A(δ) under key {msg.delta_key_id}, expected {peer.key_id}")
+        peer = self._check_peer_key(msg.delta_key_id, "Enc_A(δ)")
         h, slots = self._h, self.params.slots
         ch = pk.chunks(h.shape[0], slots)
         if len(msg.delta) != len(ch) or len(msg.gm) != self.k:
@@ -310,6 +242,9 @@ class PassiveLayer(_Layer):
         self.w = self.w - self.lr * self.m
         self._leave("on_masked_gradient")
         return MaskedBackward(key_id=peer.key_id, y=ys)
+
+    def _forget(self) -> None:
+        self._h, self._s_sums = None, []
 
     def on_grad_share(self, msg: GradShare) -> FloatArray:
         """Step 7 (receiving end): remove our masks; returns ∂L/∂h (rows × d)."""
@@ -346,9 +281,7 @@ class ActiveLayer(_Layer):
         """Step 2: U_j = Enc_P(h) ⊗ W_A[:, j] + Enc_P(r_j) for each output column j."""
         self._enter("on_activations")
         self._swap_peer(msg.context)
-        peer = self._need_peer()
-        if msg.key_id != peer.key_id:
-            raise KeyMismatch(f"activations under key {msg.key_id}, expected {peer.key_id}")
+        peer = self._check_peer_key(msg.key_id, "activations")
         slots = self.params.slots
         ch = pk.chunks(msg.rows, slots)
         if len(msg.cols) != len(ch):
@@ -415,7 +348,7 @@ class ActiveLayer(_Layer):
             tj[: self.d] = target[:, j]
             xi += (tj - xi.sum(axis=0)) / per  # runs now sum to T[:, j]
             wv = pk.row_weights(delta[:, j], self.d, slots)
-            gm.append(self._dot_and_mask(peer, self._row_cts, wv, xi.reshape(-1)))
+            gm.append(masked_dot(peer, self._row_cts, wv, xi.reshape(-1)))
         enc_delta = [[self.keys.encrypt_symmetric(v) for v in pk.pack_cols(delta[s], slots)]
                      for s in ch]
         self._dwa = delta @ self.w.T  # with W_A before the update, as P uses W_P before its
@@ -446,20 +379,8 @@ class ActiveLayer(_Layer):
         self._leave("on_masked_backward")
         return GradShare(g=release(g, self.params, self.rng))
 
-    def abort(self) -> None:
-        """Forget a half-done step (e.g. an evaluation pass or a failed peer)."""
-        if self.stage is not Stage.NEW:
-            self.stage = Stage.IDLE
+    def _forget(self) -> None:
         self._row_cts, self._dwa, self._r_sum = [], None, None
-
-
-def _passive_abort(self: PassiveLayer) -> None:
-    if self.stage is not Stage.NEW:
-        self.stage = Stage.IDLE
-    self._h, self._s_sums = None, []
-
-
-PassiveLayer.abort = _passive_abort  # type: ignore[attr-defined]
 
 __all__ = [
     "ACTIVE_TRANSITIONS",

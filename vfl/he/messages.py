@@ -3,6 +3,7 @@
 Ciphertexts travel as SEAL-serialized ``bytes`` (size-checked by the receiver
 before deserializing); decrypted-and-returned values travel as float64 arrays.
 Every ciphertext-carrying message names the key it was made under (``key_id``).
+``PublicContext`` and the field checks are shared with FTL (:mod:`he.messages`).
 """
 
 from __future__ import annotations
@@ -11,40 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from he.messages import MAX_CIPHERTEXTS, PublicContext, check_chunks, check_cts, check_matrix
 from party import wire
-
-MAX_CIPHERTEXTS = 1 << 14
-
-
-def _check_cts(name: str, cts: list[bytes]) -> None:
-    if not isinstance(cts, list) or len(cts) > MAX_CIPHERTEXTS:
-        raise ValueError(f"{name}: expected a list of at most {MAX_CIPHERTEXTS} ciphertexts")
-    for c in cts:
-        if not isinstance(c, (bytes, bytearray)):
-            raise ValueError(f"{name}: ciphertexts must be bytes, got {type(c).__name__}")
-
-
-def _check_chunks(name: str, chunks: list[list[bytes]]) -> None:
-    if not isinstance(chunks, list) or len(chunks) > MAX_CIPHERTEXTS:
-        raise ValueError(f"{name}: expected a list of chunks")
-    for ch in chunks:
-        _check_cts(name, ch)
-
-
-def _check_matrix(name: str, a: np.ndarray) -> None:
-    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != np.float64:
-        raise ValueError(f"{name}: expected a 2-d float64 array")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: contains NaN or Inf")
-
-
-@wire("vfl.he.public_context", version=1)
-@dataclass(frozen=True)
-class PublicContext:
-    """Either party -> peer: CKKS parameters + public key, never the secret key."""
-
-    context: bytes
-    key_id: str
 
 
 @wire("vfl.he.enc_activations", version=1)
@@ -59,8 +28,8 @@ class EncActivations:
     context: bytes  # P's new public context after a key rotation, else b""
 
     def __post_init__(self) -> None:
-        _check_chunks("cols", self.cols)
-        _check_cts("row_blocked", self.row_blocked)
+        check_chunks("cols", self.cols)
+        check_cts("row_blocked", self.row_blocked)
         if not isinstance(self.rows, int) or self.rows < 1:
             raise ValueError(f"rows must be a positive int, got {self.rows!r}")
 
@@ -74,7 +43,7 @@ class MaskedForward:
     u: list[list[bytes]]
 
     def __post_init__(self) -> None:
-        _check_chunks("u", self.u)
+        check_chunks("u", self.u)
 
 
 @wire("vfl.he.forward_share", version=1)
@@ -85,7 +54,7 @@ class ForwardShare:
     v: np.ndarray
 
     def __post_init__(self) -> None:
-        _check_matrix("v", self.v)
+        check_matrix("v", self.v)
 
 
 @wire("vfl.he.masked_gradient", version=1)
@@ -100,8 +69,8 @@ class MaskedGradient:
     context: bytes  # A's new public context after a key rotation, else b""
 
     def __post_init__(self) -> None:
-        _check_cts("gm", self.gm)
-        _check_chunks("delta", self.delta)
+        check_cts("gm", self.gm)
+        check_chunks("delta", self.delta)
 
 
 @wire("vfl.he.masked_backward", version=1)
@@ -113,7 +82,7 @@ class MaskedBackward:
     y: list[list[bytes]]
 
     def __post_init__(self) -> None:
-        _check_chunks("y", self.y)
+        check_chunks("y", self.y)
 
 
 @wire("vfl.he.grad_share", version=1)
@@ -124,7 +93,7 @@ class GradShare:
     g: np.ndarray
 
     def __post_init__(self) -> None:
-        _check_matrix("g", self.g)
+        check_matrix("g", self.g)
 
 
 @wire("vfl.plain.activations", version=1)
@@ -135,7 +104,7 @@ class PlainActivations:
     h: np.ndarray
 
     def __post_init__(self) -> None:
-        _check_matrix("h", self.h)
+        check_matrix("h", self.h)
 
 
 @wire("vfl.plain.gradient", version=1)
@@ -146,10 +115,11 @@ class PlainGradient:
     g: np.ndarray
 
     def __post_init__(self) -> None:
-        _check_matrix("g", self.g)
+        check_matrix("g", self.g)
 
 
 __all__ = [
+    "MAX_CIPHERTEXTS",
     "EncActivations",
     "ForwardShare",
     "GradShare",
