@@ -1,10 +1,10 @@
-"""Masked ``XᵀP`` under CKKS: the one homomorphic operation FTL needs, on ``vfl.he``'s engine.
+"""Masked ``XᵀP`` under CKKS: the one homomorphic operation FTL needs, on the ``he`` engine.
 
 The key owner encrypts a matrix X (rows × m) with its own key; the peer holds a
 plaintext P (rows × K) and wants neither to reveal P nor to learn X. The peer
 computes ``Enc(Xᵀ P) + mask`` with ciphertext × plaintext products only; the key
 owner decrypts, adds up blocks, and returns the masked sums rounded and
-noise-flooded (``vfl.he.layer.release``); the peer removes its mask.
+noise-flooded (``he.ops.release``); the peer removes its mask.
 
 Layout ("replicated column blocks"): rows are cut into chunks of ``blk`` (a power
 of two) rows; in a chunk's ciphertext, column j of X fills block j (``blk``
@@ -26,29 +26,25 @@ row) while each block sums to XᵀP exactly. Either way the mask enters as a fre
 public-key encryption, which also re-randomises the product ciphertext.
 
 CKKS keys, parameters (HE-standard checks), serialization with size/level
-checks, decryption budgets and rounding come from ``vfl.he``; nothing here
-re-implements them.
+checks, decryption budgets, rounding and the product kernel itself
+(``he.ops.masked_dot``) come from ``he``; this module adds FTL's layout and masks.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from he.keys import CkksKeys, CkksPeer
+from he.ops import masked_dot, release
+from he.packing import next_pow2, prev_pow2
+from he.params import CkksParams, HeError
 from party.errors import RemoteProtocolError
-from vfl.he.context import CkksKeys, CkksParams, CkksPeer, HeError
-from vfl.he.layer import release
-from vfl.he.packing import next_pow2
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def _prev_pow2(n: int) -> int:
-    return 1 << (max(1, int(n)).bit_length() - 1)
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ class Layout:
 
     @property
     def blk(self) -> int:
-        return min(next_pow2(self.rows), _prev_pow2(self.slots // self.m))
+        return min(next_pow2(self.rows), prev_pow2(self.slots // self.m))
 
     @property
     def reps(self) -> int:
@@ -125,11 +121,6 @@ def encrypt(keys: CkksKeys, x: FloatArray) -> list[bytes]:
     return [keys.encrypt_symmetric(v) for v in lay.pack(x)]
 
 
-def _rescaled_scale(eng: CkksPeer) -> float:
-    q1 = eng.sctx.first_context_data().parms().coeff_modulus()[-1].value()
-    return float(eng.params.scale) ** 2 / float(q1)
-
-
 def check_range(params: CkksParams, x: FloatArray, p: FloatArray, what: str) -> None:
     """Refuse products whose slots could leave the range CKKS decrypts correctly."""
     if x.size == 0 or p.size == 0:
@@ -165,34 +156,17 @@ def masked_product(peer: CkksPeer, blobs: list[bytes], rows: int, m: int, p: Flo
             peer=peer_name,
         )
     cts = [peer.load_ciphertext(b, level="top") for b in blobs]
-    ev = peer.evaluator
     out: list[bytes] = []
     mask_sums: list[FloatArray] = []
     k = p.shape[1]
     for q in range(lay.outputs(k)):
-        wv = lay.weights(p, q)
-        acc: Any = None
-        for c, ct in enumerate(cts):
-            if not wv[c].any():  # SEAL refuses products that are identically zero
-                continue
-            tmp = peer.new_ct()
-            ev.multiply_plain(ct, peer.encode(wv[c]), tmp)
-            if acc is None:
-                acc = tmp
-            else:
-                ev.add_inplace(acc, tmp)
         if open_blocks:
             mask = np.zeros(peer.params.slots)
             used = lay.reps * lay.m * lay.blk
             mask[:used] = zero_sum_mask(rng, peer.params.mask_bound, lay.reps * lay.m, lay.blk)
         else:
             mask = rng.uniform(-peer.params.mask_bound, peer.params.mask_bound, peer.params.slots)
-        if acc is None:
-            acc = peer.encrypt_mask(mask, scale=_rescaled_scale(peer))
-        else:
-            ev.rescale_to_next_inplace(acc)
-            ev.add_inplace(acc, peer.encrypt_mask(mask, scale=acc.scale))
-        out.append(peer.save(acc))
+        out.append(masked_dot(peer, cts, lay.weights(p, q), mask))
         mask_sums.append(np.zeros((lay.m, lay.reps)) if open_blocks else lay.block_sums(mask))
     return out, lay.assemble(mask_sums, k)
 
@@ -343,21 +317,13 @@ def masked_product_many(peer: CkksPeer, blobs: list[bytes], shapes: list[tuple[i
             outs += o
             masks.append(msk)
         return outs, masks
-    ct = peer.load_ciphertext(blobs[0], level="top")
-    ev = peer.evaluator
+    cts = [peer.load_ciphertext(blobs[0], level="top")]
     out: list[bytes] = []
     per_out: list[list[FloatArray]] = []
     for q in range(pk.n_out):
         wv = pk.weights(ps, q)
         mask = pk.mask(rng, peer.params.mask_bound, opens)
-        if wv.any():
-            acc = peer.new_ct()
-            ev.multiply_plain(ct, peer.encode(wv), acc)
-            ev.rescale_to_next_inplace(acc)
-            ev.add_inplace(acc, peer.encrypt_mask(mask, scale=acc.scale))
-        else:  # SEAL refuses products that are identically zero
-            acc = peer.encrypt_mask(mask, scale=_rescaled_scale(peer))
-        out.append(peer.save(acc))
+        out.append(masked_dot(peer, cts, wv[None, :], mask))
         per_out.append([np.zeros_like(b) if op else b
                         for b, op in zip(pk.block_sums(mask), opens, strict=True)])
     return out, pk.assemble(per_out)

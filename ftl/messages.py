@@ -1,7 +1,8 @@
 """Wire messages of the FTL protocol (see ``ftl.protocol`` for the steps).
 
 Ciphertexts travel as SEAL-serialized ``bytes`` (size/level-checked by
-``vfl.he`` before SEAL sees them); released decryptions travel as float64 arrays.
+``he.keys`` before SEAL sees them); released decryptions travel as float64 arrays.
+The field checks are ``he.messages``'s, with FTL's own ciphertext cap.
 """
 
 from __future__ import annotations
@@ -10,24 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from he.messages import check_cts, check_matrix
 from party import wire
 
 MAX_CIPHERTEXTS = 1 << 12
 
 
 def _cts(name: str, cts: object) -> None:
-    if not isinstance(cts, list) or len(cts) > MAX_CIPHERTEXTS:
-        raise ValueError(f"{name}: expected a list of at most {MAX_CIPHERTEXTS} ciphertexts")
-    for c in cts:
-        if not isinstance(c, (bytes, bytearray)):
-            raise ValueError(f"{name}: ciphertexts must be bytes, got {type(c).__name__}")
-
-
-def _mat(name: str, a: object) -> None:
-    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != np.float64:
-        raise ValueError(f"{name}: expected a 2-d float64 array")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: contains NaN or Inf")
+    check_cts(name, cts, MAX_CIPHERTEXTS)
 
 
 def _step(epoch: object, step: object) -> None:
@@ -75,7 +66,7 @@ class HostForward:
     def __post_init__(self) -> None:
         _step(self.epoch, self.step)
         _cts("x", self.x)
-        _mat("stats", self.stats)
+        check_matrix("stats", self.stats)
         if self.stats.shape != (1, 2):
             raise ValueError("stats must be 1 × 2")
 
@@ -107,8 +98,8 @@ class HostBackward:
 
     def __post_init__(self) -> None:
         _step(self.epoch, self.step)
-        _mat("t_sum", self.t_sum)
-        _mat("s_phi_sum", self.s_phi_sum)
+        check_matrix("t_sum", self.t_sum)
+        check_matrix("s_phi_sum", self.s_phi_sum)
 
 
 @wire("ftl.guest_backward", version=2)
@@ -170,7 +161,7 @@ class PredictSums:
     scores: np.ndarray
 
     def __post_init__(self) -> None:
-        _mat("scores", self.scores)
+        check_matrix("scores", self.scores)
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """FTL over CKKS: sans-I/O state machines for A (``FtlGuest``, labels) and B (``FtlHost``).
 
 Liu et al., "A Secure Federated Transfer Learning Framework" (arXiv:1812.03337),
-with the paper's Paillier replaced by CKKS from ``vfl.he``. Each party generates
-its own key pair; only public contexts are exchanged. Training uses B's key only
+with the paper's Paillier replaced by CKKS from ``he``. Each party generates
+its own key pair; only public contexts are exchanged (each side is an
+``he.Endpoint``: keys, the peer's context, rotation, key-id checks, stage guard). Training uses B's key only
 (every cross term is B's ciphertext × A's plaintext, so one encryption and one
 round of decryptions per step); prediction uses A's key. The math (what the
 aggregates are and how the gradients follow) is in ``ftl.model``; the
@@ -100,8 +101,9 @@ from ftl.model import (
     schedule,
     source_rows,
 )
-from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from vfl.he.context import CkksKeys, CkksParams, CkksPeer, KeyMismatch, load_public
+from he.endpoint import Endpoint
+from he.params import CkksParams
+from party.errors import ConfigError, RemoteProtocolError
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -138,39 +140,25 @@ def min_batch_rows(peer_width: int) -> int:
     return peer_width + 2
 
 
-class _Side:
-    role: str
-    _transitions: dict[str, tuple[frozenset[Stage], Stage]]
+class _Side(Endpoint[Stage]):
     data: GuestData | HostData
     model: GuestModel | HostModel
 
     def __init__(self, params: FtlParams, ckks: CkksParams | None,
                  rng: np.random.Generator | None, start_epoch: int, predict_only: bool) -> None:
+        super().__init__(ckks or CkksParams(), rng, Stage.NEW)
         self.params = params
         self.predict_only = predict_only
-        self.ckks = ckks or CkksParams()
-        self.rng = rng if rng is not None else np.random.default_rng()
-        self.keys = CkksKeys(self.ckks)
-        self.peer: CkksPeer | None = None
         self.peer_hello: Hello | None = None
-        self.stage = Stage.NEW
         self.start_epoch = start_epoch
-        self.rotations = 0
 
     @property
     def peer_name(self) -> str:
         return "host" if self.role == "guest" else "guest"
 
-    def _enter(self, method: str) -> None:
-        allowed, _ = self._transitions[method]
-        if self.stage not in allowed:
-            raise LocalProtocolError(
-                f"ftl {self.role}: {method}() called in stage {self.stage.name}; "
-                f"allowed in {sorted(s.name for s in allowed)}"
-            )
-
-    def _leave(self, method: str) -> None:
-        self.stage = self._transitions[method][1]
+    @property
+    def _label(self) -> str:
+        return f"ftl {self.role}"
 
     def _n_overlap(self) -> int:
         return int(self.data.overlap.size)
@@ -236,38 +224,8 @@ class _Side:
                 f"activation width {msg.width} a batch needs at least {need} rows, or its "
                 f"aggregate could be solved for single rows (raise batch_size or the overlap)"
             )
-        self.peer = load_public(msg.context, self.ckks, peer=self.peer_name)
-        if self.peer.key_id != msg.key_id:
-            raise KeyMismatch(
-                f"{self.peer_name}'s context fingerprint {self.peer.key_id} != claimed {msg.key_id}")
+        self._load_peer(msg.context, msg.key_id)
         self.peer_hello = msg
-
-    def _need_peer(self) -> CkksPeer:
-        if self.peer is None:
-            raise LocalProtocolError(f"ftl {self.role}: no peer context yet")
-        return self.peer
-
-    def _maybe_rotate(self, upcoming: int) -> bytes:
-        if self.keys.decryptions + upcoming <= self.ckks.max_decryptions:
-            return b""
-        self.keys = CkksKeys(self.ckks)
-        self.rotations += 1
-        return self.keys.public
-
-    def _swap_peer(self, context: bytes) -> None:
-        if context:
-            self.peer = load_public(context, self.ckks, peer=self.peer_name)
-
-    def _check_own(self, key_id: str) -> None:
-        if key_id != self.keys.key_id:
-            raise KeyMismatch(
-                f"the {self.peer_name} used key {key_id}, but our current key is "
-                f"{self.keys.key_id} (stale or foreign key)")
-
-    def _check_peer_key(self, key_id: str) -> None:
-        if key_id != self._need_peer().key_id:
-            raise KeyMismatch(f"the {self.peer_name} encrypted under {key_id}, not its "
-                              f"announced key {self._need_peer().key_id}")
 
     def _check_shape(self, name: str, a: FloatArray, shape: tuple[int, ...]) -> None:
         if a.shape != shape:
@@ -372,9 +330,9 @@ class FtlHost(_Side):
         self._enter("on_enc_phi")
         assert self._pred is not None
         self._swap_peer(msg.context)
-        self._check_peer_key(msg.key_id)
+        peer = self._check_peer_key(msg.key_id, "EncPhi")
         d, lc = self.params.dim, self.params.label_columns
-        out, mask = he.masked_product(self._need_peer(), msg.phi, d, lc, self._pred.T,
+        out, mask = he.masked_product(peer, msg.phi, d, lc, self._pred.T,
                                       self.rng, peer_name="guest")
         self._pred_mask = mask
         self._leave("on_enc_phi")
@@ -428,7 +386,7 @@ class FtlGuest(_Side):
         self._enter("on_host_forward")
         assert self.peer_hello is not None
         self._swap_peer(msg.context)
-        self._check_peer_key(msg.key_id)
+        peer = self._check_peer_key(msg.key_id, "HostForward")
         epoch, step = msg.epoch, msg.step
         batches = self._batches(epoch) if epoch < self.params.epochs else []
         if step >= len(batches):
@@ -445,7 +403,7 @@ class FtlGuest(_Side):
         for mat, what in ((p_t, "activations"), (gb.phi, "Φ"), (c, "C"), (q, "Q")):
             he.check_range(self.ckks, np.ones((1, 1)), mat, f"guest {what}")
         prod, (mask_t, mask_s, _, _) = he.masked_product_many(
-            self._need_peer(), msg.x, [(n, d), (d, d), (n, k_b), (d, k_b)],
+            peer, msg.x, [(n, d), (d, d), (n, k_b), (d, k_b)],
             [p_t, gb.phi.T, c, q], self.rng, peer_name="host",
             open_blocks=[False, False, True, True])
         self._batch, self._at, self._masks = gb, (epoch, step), (mask_t, mask_s)

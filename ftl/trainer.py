@@ -34,10 +34,10 @@ from ftl.messages import (
 )
 from ftl.model import FtlParams, GuestModel, HostModel
 from ftl.protocol import FtlGuest, FtlHost, check_roles
+from he.params import CkksParams
 from party import Party, Tag
 from party.errors import ConfigError
 from party.files import atomic_path
-from vfl.he.context import CkksParams
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any
         overlap: this party's row index of each shared customer, in PSI order.
         y: the guest's 0/1 labels (one per row of ``x``); None on the host.
         params: must be equal on both sides (checked at the start).
-        ckks: CKKS parameters (``vfl.he.CkksParams``), equal on both sides.
+        ckks: CKKS parameters (``he.CkksParams``), equal on both sides.
         checkpoint_dir: where to write/resume this party's checkpoint.
         session: distinguishes runs sharing a transport.
 

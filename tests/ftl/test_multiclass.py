@@ -22,8 +22,8 @@ from ftl.model import (
     plain_cross,
 )
 from ftl.protocol import FtlGuest, FtlHost
+from he.params import CkksParams
 from party.errors import ConfigError
-from vfl.he.context import CkksParams
 
 #: small enough for a test, large enough that the model is far from its starting point
 PARAMS = FtlParams(n_classes=4, dim=4, l2=0.001, lr=0.1, epochs=60, batch_size=32,

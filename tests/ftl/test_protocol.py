@@ -12,16 +12,10 @@ import tenseal as ts
 from ftl import he
 from ftl.plaintext import train_plaintext
 from ftl.protocol import GUEST_TRANSITIONS, HOST_TRANSITIONS, FtlGuest, FtlHost, Stage
+from he.keys import CkksKeys, load_public
+from he.params import CkksParams, DecryptionRangeError, HeError, KeyMismatch
 from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from tests.ftl.helpers import small_params, toy
-from vfl.he.context import (
-    CkksKeys,
-    CkksParams,
-    DecryptionRangeError,
-    HeError,
-    KeyMismatch,
-    load_public,
-)
 
 CKKS = CkksParams()
 
