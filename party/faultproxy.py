@@ -493,18 +493,19 @@ class FaultProxy:
                 self._registered[fd] = want
 
     def _reset_all(self) -> None:
-        conns = list(self._conns)
-        for c in conns:
-            self._drop(c, rst=True)
-        with self._lock:
-            self._stats["resets"] += len(conns)
+        for c in list(self._conns):
+            self._drop(c, rst=True, fault=True)
 
-    def _drop(self, c: _Conn, *, rst: bool) -> None:
-        """Close both sockets of ``c``; ``rst`` sends a TCP reset instead of a FIN."""
+    def _drop(self, c: _Conn, *, rst: bool, fault: bool = False) -> None:
+        """Close both sockets of ``c``; ``rst`` sends a TCP reset instead of a FIN.
+
+        ``fault``: a reset we inject, counted in ``stats.resets`` before the RST goes out.
+        """
         with self._lock:
             if c not in self._conns:
                 return
             self._conns.remove(c)
+            self._stats["resets"] += fault
         for sock in (c.client, c.server):
             fd = sock.fileno()
             if fd < 0:

@@ -244,9 +244,14 @@ def test_refused_target_resets_client() -> None:
     with socket.socket() as tmp:
         tmp.bind(("127.0.0.1", 0))
         dead = tmp.getsockname()[1]  # nothing listens here once tmp closes
-    with FaultProxy(target=f"127.0.0.1:{dead}") as p, dial(p) as s, \
-            contextlib.suppress(ConnectionResetError):
-        assert s.recv(10) == b""
+    with FaultProxy(target=f"127.0.0.1:{dead}") as p:
+        # the RST may even beat connect() back to the client
+        with contextlib.suppress(ConnectionResetError), dial(p) as s:
+            assert s.recv(10) == b""
+        deadline = time.monotonic() + 5
+        while p.stats.open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert p.stats.connections == 1 and p.stats.open == 0 and p.stats.resets == 0
 
 
 def test_close_joins_thread_and_closes_sockets(echo: int) -> None:
