@@ -30,7 +30,9 @@ from typing import Any, Union
 import numpy as np
 
 from hfl.common import Config, Metrics, NDArrays, describe_mismatch
+from hfl.deploy import client_party_loop
 from hfl.messages import (
+    HELLO_TAG,
     PROTOCOL,
     EvaluateIns,
     EvaluateRes,
@@ -46,7 +48,6 @@ from party import ClosedTransport, Party, PartyTimeout, PartyUnavailable, Tag
 
 log = logging.getLogger("hfl.client")
 
-HELLO_TAG = Tag(PROTOCOL, "hello")
 DEFAULT_IDLE_TIMEOUT_S = 24 * 3600.0
 
 
@@ -229,12 +230,10 @@ def start_client(
         ConfigError: no federation file, or this party is not in it.
         PartyUnavailable: no connection within ``max_wait_time``.
     """
-    from hfl.deploy import client_session
-
-    return client_session(
-        server_address=server_address, client=client, federation=federation, name=name,
+    return client_party_loop(
+        server_address=server_address, federation=federation, name=name,
         server_name=server_name, max_retries=max_retries, max_wait_time=max_wait_time,
-        insecure=insecure,
+        insecure=insecure, serve=lambda party, server: run_client(party, client, server=server),
     )
 
 
@@ -245,6 +244,7 @@ def start_numpy_client(*, server_address: str | None = None, client: NumPyClient
 
 
 __all__ = [
+    "HELLO_TAG",
     "NumPyClient",
     "flatten_update",
     "handle",

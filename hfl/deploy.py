@@ -1,9 +1,14 @@
-"""gRPC deployment: ``start_server`` / ``start_client`` over the federation router with mTLS.
+"""gRPC deployment over the federation router with mTLS: the party side of
+``hfl.server.start_server`` and ``hfl.client.start_client``.
 
 The server hosts the router in its own process by default (as Flower's server
 listens on ``server_address``), then dials it like any party. Every party is
 identified by its certificate; the federation TOML names the CA, the router
 address and each party's certificate and key (``python -m party.certs`` makes them).
+
+This module knows parties and federation files, not HFL roles: the start functions
+(in ``hfl.server`` and ``hfl.client``) pass in what to run once connected, so it
+imports neither of them.
 """
 
 from __future__ import annotations
@@ -12,15 +17,11 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from hfl.client import ClientLike, run_client
-from hfl.history import History
-from hfl.server import Server, ServerConfig
-from hfl.strategy.base import Strategy
-from party import ConfigError, PartyUnavailable, Role
+from party import ConfigError, Party, PartyUnavailable, Role
 from party.config import FederationConfig, load_federation
 
 log = logging.getLogger("hfl.deploy")
@@ -65,13 +66,13 @@ def _client_name(cfg: FederationConfig, name: str | None) -> str:
     return mine[0]
 
 
-def server_session(
-    *, server_address: str | None, config: ServerConfig, strategy: Strategy | None,
-    federation: str | Path | None, name: str | None, secure_agg: bool | Mapping[str, Any],
-    checkpoint_dir: str | Path | None, output_dir: str | Path | None, host_router: bool,
-    seed: int, progress: bool, wait_for_clients_s: float, min_clients_at_start: int,
-) -> History:
-    """Body of :func:`hfl.server.start_server`."""
+@contextmanager
+def server_party(
+    *, server_address: str | None, federation: str | Path | None, name: str | None,
+    host_router: bool,
+) -> Iterator[tuple[Party, list[str]]]:
+    """The server's connected party and the federation's client names; hosts the router
+    (``host_router``) for as long as the block runs."""
     from party.grpc_transport import connect
     from party.router import Router
 
@@ -88,14 +89,7 @@ def server_session(
     try:
         party = connect(dial, me)
         try:
-            server = Server(party, strategy, clients=cfg.names(Role.CLIENT), secure_agg=secure_agg,
-                            checkpoint_dir=checkpoint_dir, output_dir=output_dir, seed=seed,
-                            progress=progress, wait_for_clients_s=wait_for_clients_s,
-                            min_clients_at_start=min_clients_at_start)
-            history = server.fit(config.num_rounds, config.round_timeout)
-            server.shutdown()
-            time.sleep(0.5)  # let the router deliver the Shutdowns before it stops
-            return history
+            yield party, cfg.names(Role.CLIENT)
         finally:
             party.close()
     finally:
@@ -103,12 +97,13 @@ def server_session(
             router.stop()
 
 
-def client_session(
-    *, server_address: str | None, client: ClientLike, federation: str | Path | None,
-    name: str | None, server_name: str | None, max_retries: int | None,
-    max_wait_time: float | None, insecure: bool,
+def client_party_loop(
+    *, server_address: str | None, federation: str | Path | None, name: str | None,
+    server_name: str | None, max_retries: int | None, max_wait_time: float | None,
+    insecure: bool, serve: Callable[[Party, str], str],
 ) -> str:
-    """Body of :func:`hfl.client.start_client`: connect, serve, reconnect after a loss."""
+    """Connect, ``serve(party, server)``, reconnect after a loss, until it returns
+    ``"shutdown"`` (which is returned)."""
     from party.grpc_transport import connect
 
     if insecure:
@@ -139,7 +134,7 @@ def client_session(
                 log.info("%s: server %s not connected yet; retrying", me, server)
                 why = f"server gone: {server} not online"
             else:
-                why = run_client(party, client, server=server)
+                why = serve(party, server)
         finally:
             party.close()
         if why == "shutdown":

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from hfl.common import check_metrics
-from party import wire
+from party import Tag, wire
 
 PROTOCOL = "hfl"
+#: Client -> server, once per connection: the client's incarnation (``Hello``).
+HELLO_TAG = Tag(PROTOCOL, "hello")
 
 
 def _check_arrays(xs: Any, what: str) -> None:

@@ -34,10 +34,11 @@ import numpy as np
 
 from hfl import strategy as strategy  # Flower's ``fl.server.strategy.FedAvg`` spelling
 from hfl.checkpoint import load_latest, save_round
-from hfl.client import HELLO_TAG
 from hfl.common import Metrics, NDArrays, describe_mismatch
+from hfl.deploy import server_party
 from hfl.history import History
 from hfl.messages import (
+    HELLO_TAG,
     PROTOCOL,
     EvaluateIns,
     EvaluateRes,
@@ -499,14 +500,17 @@ def start_server(
     Returns:
         The training :class:`History` (``history.parameters`` is the final model).
     """
-    from hfl.deploy import server_session
-
-    return server_session(
-        server_address=server_address, config=config or ServerConfig(), strategy=strategy,
-        federation=federation, name=name, secure_agg=secure_agg, checkpoint_dir=checkpoint_dir,
-        output_dir=output_dir, host_router=host_router, seed=seed, progress=progress,
-        wait_for_clients_s=wait_for_clients_s, min_clients_at_start=min_clients_at_start,
-    )
+    config = config or ServerConfig()
+    with server_party(server_address=server_address, federation=federation, name=name,
+                      host_router=host_router) as (party, clients):
+        server = Server(party, strategy, clients=clients, secure_agg=secure_agg,
+                        checkpoint_dir=checkpoint_dir, output_dir=output_dir, seed=seed,
+                        progress=progress, wait_for_clients_s=wait_for_clients_s,
+                        min_clients_at_start=min_clients_at_start)
+        history = server.fit(config.num_rounds, config.round_timeout)
+        server.shutdown()
+        time.sleep(0.5)  # let the router deliver the Shutdowns before it stops
+        return history
 
 
 __all__ = ["ClosedTransport", "NotEnoughClients", "Server", "ServerConfig", "start_server", "strategy"]
