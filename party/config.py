@@ -23,10 +23,13 @@ Example (paths are relative to the file)::
     role = "passive"
 
 Any wrong or missing field raises :class:`ConfigError` naming the file and field.
+So does any key or table the loader does not know (a typo such as ``max_mesage_mb``
+would otherwise be silently ignored); the error suggests the closest known name.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +43,13 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+#: The keys each table may hold; anything else is refused (see :func:`_check_keys`).
+#: A new setting must be added here as well as read in :func:`parse_federation`.
+TOP_TABLES: tuple[str, ...] = ("federation", "tls", "parties")
+FEDERATION_KEYS: tuple[str, ...] = ("name", "router", "listen", "max_message_mb", "timeout_s")
+TLS_KEYS: tuple[str, ...] = ("ca", "router_cert", "router_key")
+PARTY_KEYS: tuple[str, ...] = ("role", "cert", "key")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -85,6 +95,8 @@ class FederationConfig:
     max_message_bytes: int = 1 << 30
     timeout_s: float = 120.0
     source: Path | None = None
+    #: Always empty from :func:`parse_federation` (unknown tables are refused); kept so
+    #: code that builds a config by hand can still attach its own settings.
     extra: dict[str, Any] = field(default_factory=dict)
 
     def party(self, name: str) -> PartyConfig:
@@ -100,6 +112,35 @@ class FederationConfig:
     def names(self, role: Role | str | None = None) -> list[str]:
         """Party names, optionally only those with ``role``."""
         return [p.name for p in self.parties.values() if role is None or p.role == Role(role)]
+
+
+def _did_you_mean(key: str, known: tuple[str, ...], fmt: str = "{!r}") -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"did you mean {fmt.format(close[0])}?"
+    return "known: " + ", ".join(fmt.format(k) for k in known)
+
+
+def _check_keys(d: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """ConfigError on the first key of table ``d`` that is not in ``known``."""
+    for key in d:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r} ({_did_you_mean(key, known)})")
+
+
+def _check_top(data: dict[str, Any], src: str) -> None:
+    """Refuse unknown top-level tables and keys (a key belongs inside a table)."""
+    for key, v in data.items():
+        if key in TOP_TABLES:
+            continue
+        if not isinstance(v, dict):
+            tables = [t for t, keys in (("federation", FEDERATION_KEYS), ("tls", TLS_KEYS)) if key in keys]
+            hint = (f"it belongs in [{tables[0]}]" if tables
+                    else _did_you_mean(key, FEDERATION_KEYS + TLS_KEYS))
+            raise ConfigError(f"{src}: unknown top-level key {key!r} outside any table ({hint})")
+        missing = [t for t in TOP_TABLES if not isinstance(data.get(t), dict)]
+        prefix = f"missing table [{missing[0]}]; " if missing else ""
+        raise ConfigError(f"{src}: {prefix}unknown table [{key}] ({_did_you_mean(key, TOP_TABLES, '[{}]')})")
 
 
 def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -121,9 +162,11 @@ def _address(v: str, where: str) -> str:
 def parse_federation(data: dict[str, Any], *, base: Path, source: Path | None = None) -> FederationConfig:
     """Build a FederationConfig from parsed TOML (``base``: directory for relative paths)."""
     src = str(source or "federation config")
+    _check_top(data, src)
     if not isinstance(data.get("federation"), dict):
         raise ConfigError(f"{src}: missing table [federation]")
     fed = data["federation"]
+    _check_keys(fed, FEDERATION_KEYS, f"{src} [federation]")
     name = _get(fed, "name", str, f"{src} [federation]")
     router = _address(_get(fed, "router", str, f"{src} [federation]"), f"{src} [federation].router")
     listen = _address(str(fed.get("listen", router)), f"{src} [federation].listen")
@@ -141,6 +184,7 @@ def parse_federation(data: dict[str, Any], *, base: Path, source: Path | None = 
     if not isinstance(data.get("tls"), dict):
         raise ConfigError(f"{src}: missing table [tls]")
     tls_d = data["tls"]
+    _check_keys(tls_d, TLS_KEYS, f"{src} [tls]")
     ca = path(_get(tls_d, "ca", str, f"{src} [tls]"))
     tls = TlsConfig(
         ca=ca,
@@ -156,6 +200,7 @@ def parse_federation(data: dict[str, Any], *, base: Path, source: Path | None = 
         check_party_name(pname, where)
         if not isinstance(pd, dict):
             raise ConfigError(f"{where}: expected a table")
+        _check_keys(pd, PARTY_KEYS, where)
         role_s = _get(pd, "role", str, where)
         try:
             role = Role(role_s)
@@ -169,10 +214,9 @@ def parse_federation(data: dict[str, Any], *, base: Path, source: Path | None = 
             cert=path(str(pd.get("cert", ca.parent / f"{pname}.pem"))),
             key=path(str(pd.get("key", ca.parent / f"{pname}.key"))),
         )
-    extra = {k: v for k, v in data.items() if k not in ("federation", "tls", "parties")}
     return FederationConfig(
         name=name, router=router, listen=listen, tls=tls, parties=parties,
-        max_message_bytes=max_mb << 20, timeout_s=float(timeout_s), source=source, extra=extra,
+        max_message_bytes=max_mb << 20, timeout_s=float(timeout_s), source=source,
     )
 
 

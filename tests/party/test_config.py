@@ -75,3 +75,64 @@ def test_certs_cli_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert certs_main(["init", "--config", str(p)]) == 2  # refuses to overwrite a CA
     assert "exists" in capsys.readouterr().err
     assert certs_main(["init", "--parties", "a,a", "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: s.replace("timeout_s = 30", "timeout_s = 30\nmax_mesage_mb = 10"),
+         r"fed\.toml \[federation\]: unknown key 'max_mesage_mb' \(did you mean 'max_message_mb'\?\)"),
+        (lambda s: s.replace("timeout_s = 30", "timeout = 30"),
+         r"\[federation\]: unknown key 'timeout' \(did you mean 'timeout_s'\?\)"),
+        (lambda s: s.replace("timeout_s = 30", "timeout_s = 30\nzzz = 1"),
+         r"\[federation\]: unknown key 'zzz' \(known: 'name', 'router'"),
+        (lambda s: s.replace('ca = "certs/ca.pem"', 'ca = "certs/ca.pem"\nrouter_crt = "r.pem"'),
+         r"fed\.toml \[tls\]: unknown key 'router_crt' \(did you mean 'router_cert'\?\)"),
+        (lambda s: s.replace('role = "active"', 'role = "active"\ncrt = "bank.pem"'),
+         r"fed\.toml \[parties\.bank\]: unknown key 'crt' \(did you mean 'cert'\?\)"),
+        (lambda s: s.replace('role = "passive"', 'rol = "passive"'),
+         r"\[parties\.fintech\]: unknown key 'rol' \(did you mean 'role'\?\)"),
+        (lambda s: s + '\n[federaton]\nname = "x"\n',
+         r"fed\.toml: unknown table \[federaton\] \(did you mean \[federation\]\?\)"),
+        (lambda s: s + "\n[hfl]\nrounds = 3\n",
+         r"fed\.toml: unknown table \[hfl\] \(known: \[federation\], \[tls\], \[parties\]\)"),
+        (lambda s: s.replace("[tls]\nca", "[tlz]\nca"),
+         r"unknown table \[tlz\] \(did you mean \[tls\]\?\)"),
+        (lambda s: "timeout_s = 30\n" + s,
+         r"fed\.toml: unknown top-level key 'timeout_s' outside any table \(it belongs in \[federation\]\)"),
+    ],
+)
+def test_unknown_key_or_table_is_refused(tmp_path: Path, edit, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=match):
+        load_federation(write(tmp_path, edit(GOOD)))
+
+
+def test_unknown_key_error_names_the_file(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("timeout_s = 30", "max_mesage_mb = 10"))
+    with pytest.raises(ConfigError) as e:
+        load_federation(p)
+    assert str(p) in str(e.value) and "[federation]" in str(e.value) and "'max_mesage_mb'" in str(e.value)
+
+
+def test_every_documented_key_is_accepted(tmp_path: Path) -> None:
+    text = GOOD.replace("timeout_s = 30", 'timeout_s = 30\nlisten = "0.0.0.0:50051"\nmax_message_mb = 64').replace(
+        'ca = "certs/ca.pem"', 'ca = "certs/ca.pem"\nrouter_cert = "r/router.pem"\nrouter_key = "r/router.key"'
+    ).replace('role = "active"', 'role = "active"\ncert = "b/bank.pem"\nkey = "b/bank.key"')
+    cfg = load_federation(write(tmp_path, text))
+    assert cfg.listen == "0.0.0.0:50051" and cfg.max_message_bytes == 64 << 20 and cfg.extra == {}
+    assert cfg.tls.router_cert == tmp_path / "r" / "router.pem" and cfg.tls.router_key == tmp_path / "r" / "router.key"
+    assert cfg.party("bank").cert == tmp_path / "b" / "bank.pem" and cfg.party("bank").key == tmp_path / "b" / "bank.key"
+
+
+def test_write_federation_round_trips(tmp_path: Path) -> None:
+    from party.config import write_federation
+
+    p = write_federation(tmp_path / "fed.toml", name="rt", router="127.0.0.1:5000",
+                         parties={"bank": "active", "fintech": "passive"}, cert_dir="pki",
+                         listen="0.0.0.0:5000", timeout_s=42.5)
+    cfg = load_federation(p)
+    assert (cfg.name, cfg.router, cfg.listen, cfg.timeout_s) == ("rt", "127.0.0.1:5000", "0.0.0.0:5000", 42.5)
+    assert cfg.tls.ca == tmp_path / "pki" / "ca.pem"
+    assert {n: c.role.value for n, c in cfg.parties.items()} == {"bank": "active", "fintech": "passive"}
+    assert load_federation(write_federation(tmp_path / "min.toml", name="m", router="h:1",
+                                            parties={"a": "client"})).listen == "h:1"
