@@ -7,7 +7,7 @@ Public API: :func:`run_psi` (raw IDs), :func:`run_psi_keys` (canonical keys),
 argument are in :mod:`psi.protocol`.
 
 Names are imported lazily, so the group worker processes (``python -m
-psi._worker``) load only :mod:`psi.group`, not pandas or the party layer.
+psi._worker``) load only :mod:`psi.ristretto`, not pandas or the party layer.
 """
 
 from __future__ import annotations

@@ -116,3 +116,31 @@ def test_engine_workers_match_inline_and_report_bad_index() -> None:
         assert ei.value.index == 500
         assert eng.mask(pts, s) == mask(pts, s)  # the workers are still in step
         assert eng.ops == 600 + 3 * 600  # one hash batch, three mask batches
+
+
+def test_worker_frames_round_trip_without_a_process() -> None:
+    """The parent's and the worker's ends of the one frame format agree (psi._worker)."""
+    import io
+
+    from psi import _worker as w
+
+    msgs = [b"a", b"b", b"c"]
+    pts, s = hash_to_group(msgs, b"D"), random_scalar()
+    req = io.BytesIO()
+    w.write_request(req, b"M", s, 0, pts)
+    w.write_request(req, b"M", s, 5, pts[:32] + IDENTITY)
+    w.write_request(req, b"H", b"D", 0, w.pack_msgs(msgs))
+    w.write_request(req, b"?", b"", 0, b"")
+    req.seek(0)
+    resp = io.BytesIO()
+    w.serve(req, resp)  # returns at the end of its input, as when the parent closes stdin
+    resp.seek(0)
+    assert w.read_response(resp) == mask(pts, s)
+    with pytest.raises(InvalidPoint) as ei:
+        w.read_response(resp)
+    assert ei.value.index == 6 and "identity" in ei.value.reason
+    assert w.read_response(resp) == pts
+    with pytest.raises(RuntimeError, match="unknown op"):
+        w.read_response(resp)
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        w.read_response(resp)
