@@ -13,7 +13,11 @@ the federation, or ``--peers a,b``. ``--mode one --receiver bank`` lets only the
 bank learn the intersection; ``--mode cardinality`` reveals only its size (no
 output file then). Bad input (missing column, empty/NaN or duplicate IDs) is
 refused before connecting; a peer with another normalisation or salt is refused
-in the first message. Errors print one line and exit with code 2.
+in the first message. An output (``--output``, ``--report``) that is the same file
+as an input (``--input``, ``--config`` and the certificates it names) or as the
+other output, or that lies in the ``--checkpoint`` directory, is refused before
+anything is read or sent (symlinks, ``./x`` and hard links count as the same file).
+Errors print one line and exit with code 2.
 
 The same is a library call: :func:`align` (a DataFrame and a :class:`party.Party`)
 or :func:`align_files` (paths).
@@ -24,9 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +88,62 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
             table.to_parquet(tmp, index=False)
         else:
             table.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+
+_PathArg = tuple[str, str | os.PathLike[str] | None]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name one file: the same resolved path, or (both existing) the same inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_paths(
+    inputs: Iterable[_PathArg],
+    outputs: Iterable[_PathArg],
+    checkpoint: _PathArg | None = None,
+) -> None:
+    """Refuse outputs that would overwrite an input, each other, or the private checkpoint.
+
+    ``inputs`` and ``outputs`` are ``(label, path)`` pairs (a ``None`` path is skipped);
+    ``checkpoint`` is the ``(label, directory)`` a resumable run writes its state to.
+    Paths are compared after resolving symlinks and ``.``/``..`` (and by inode when both
+    exist). Raises :class:`ConfigError` naming both paths. Touches no file and no network.
+    """
+    def given(pairs: Iterable[_PathArg]) -> list[tuple[str, str, Path]]:
+        # (label, the path as the caller wrote it, for messages; the Path to compare)
+        return [(label, os.fspath(p), Path(p)) for label, p in pairs if p is not None]
+
+    ins, outs = given(inputs), given(outputs)
+    for i, (olabel, oname, out) in enumerate(outs):
+        for ilabel, iname, inp in ins:
+            if _same_file(out, inp):
+                raise ConfigError(
+                    f"{olabel} {oname} is the same file as {ilabel} {iname} "
+                    f"({out.resolve()}); refusing to overwrite an input"
+                )
+        for olabel2, oname2, out2 in outs[:i]:
+            if _same_file(out, out2):
+                raise ConfigError(
+                    f"{olabel} {oname} and {olabel2} {oname2} are the same file ({out.resolve()}); "
+                    "give each output its own path"
+                )
+    if checkpoint is not None and checkpoint[1] is not None:
+        clabel, cname, ckpt = given([checkpoint])[0]
+        cdir = ckpt.resolve()
+        for label, name, p in [*ins, *outs]:
+            if _same_file(p, ckpt):
+                raise ConfigError(f"{clabel} {cname} is the same path as {label} {name}; "
+                                  "the checkpoint needs a directory of its own")
+        for label, name, p in outs:
+            if cdir in p.resolve().parents:
+                raise ConfigError(f"{label} {name} is inside {clabel} {cname}; the checkpoint "
+                                  "directory is private to the run, write outputs elsewhere")
 
 
 def _id_columns(table: pd.DataFrame, id_columns: Sequence[str], source: str) -> list[pd.Series]:
@@ -180,7 +241,14 @@ def align_files(
     report_path: str | Path | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
-    """:func:`align` from a file to a file; returns the report (also written to ``report_path``)."""
+    """:func:`align` from a file to a file; returns the report (also written to ``report_path``).
+
+    An ``output`` or ``report_path`` that is the same file as ``input`` (or as each
+    other), or that lies in ``checkpoint``, is refused with :class:`ConfigError`
+    before the input is read or any message is sent (see :func:`check_paths`).
+    """
+    check_paths([("input", input)], [("output", output), ("report_path", report_path)],
+                ("checkpoint", kw.get("checkpoint")))
     table = read_table(input)
     result = align(party, table, id_columns, source=str(input), **kw)
     return _write_outputs(result, input, output, report_path)
@@ -244,7 +312,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from party.grpc_transport import connect
 
         fed = load_federation(args.config)
-        fed.party(args.party)
+        me = fed.party(args.party)
+        # before anything is read, sent or connected: never overwrite an input
+        check_paths(
+            [("--input", args.input), ("--config", args.config), ("[tls].ca", fed.tls.ca),
+             (f"[parties.{me.name}].cert", me.cert), (f"[parties.{me.name}].key", me.key)],
+            [("--output", args.output), ("--report", args.report)],
+            ("--checkpoint", args.checkpoint),
+        )
         peers = [p.strip() for p in args.peers.split(",")] if args.peers else [
             n for n in fed.parties if n != args.party
         ]
@@ -291,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["AlignResult", "align", "align_files", "main", "read_table", "write_table"]
+__all__ = ["AlignResult", "align", "align_files", "check_paths", "main", "read_table", "write_table"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -14,10 +15,10 @@ import pandas as pd
 import pytest
 
 from party import InMemoryNetwork, Party
-from party.errors import PartyUnavailable
+from party.errors import ConfigError, PartyUnavailable
 from party.testing import run_parties
 from psi import IdError, NormalizeOptions, PsiConfig
-from vfl.align import align, align_files, main, read_table
+from vfl.align import align, align_files, check_paths, main, read_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -261,3 +262,146 @@ def test_peer_disconnect_leaves_no_output_and_keeps_old_file(tmp_path: Path) -> 
     assert errors and isinstance(errors[0], PartyUnavailable)
     assert dst.read_text() == "previous complete file\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- outputs that would overwrite an input (issue 12, "clear refusals") ----------------------------
+
+def _nowhere_federation(tmp_path: Path) -> Path:
+    """A federation whose router does not exist (and whose certificates were never made)."""
+    from party.config import write_federation
+
+    return write_federation(tmp_path / "fed.toml", name="t", router="127.0.0.1:1",
+                            parties={"a": "party", "b": "party"}, cert_dir="no-certs")
+
+
+@pytest.fixture
+def no_connect(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record (and fail) any attempt to dial the router."""
+    import party.grpc_transport as gt
+
+    calls: list[str] = []
+
+    def refuse(*a: object, **kw: object) -> None:
+        calls.append("connect")
+        raise AssertionError("vfl.align connected before refusing its paths")
+
+    monkeypatch.setattr(gt, "connect", refuse)
+    monkeypatch.setattr(gt.GrpcTransport, "from_config", refuse)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("output-is-input", r"--output \S*in\.csv is the same file as --input \S*in\.csv"),
+        ("dot-relative", r"--output \./in\.csv is the same file as --input in\.csv"),
+        ("symlink", r"--output \S*link\.csv is the same file as --input \S*in\.csv"),
+        ("hardlink", r"--output \S*hard\.csv is the same file as --input \S*in\.csv"),
+        ("report-is-input", r"--report \S*in\.csv is the same file as --input"),
+        ("report-is-output", r"--report \S*out\.csv and --output \S*out\.csv are the same file"),
+        ("output-is-config", r"--output \S*fed\.toml is the same file as --config"),
+        ("checkpoint-is-input", r"--checkpoint \S*in\.csv is the same path as --input"),
+        ("report-in-checkpoint", r"--report \S*state\.json is inside --checkpoint"),
+    ],
+)
+def test_cli_refuses_output_that_is_an_input_before_connecting(
+    case: str, match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], no_connect: list[str],
+) -> None:
+    fed = _nowhere_federation(tmp_path)
+    src = tmp_path / "in.csv"
+    src.write_text("id,x\n1,a\n2,b\n")
+    before = src.read_bytes()
+    stat0 = src.stat()
+    out, report, ckpt = str(tmp_path / "out.csv"), None, None
+    if case == "output-is-input":
+        out = str(src)
+    elif case == "dot-relative":
+        monkeypatch.chdir(tmp_path)
+        src = Path("in.csv")
+        out = "./in.csv"
+    elif case == "symlink":
+        (tmp_path / "link.csv").symlink_to(src)
+        out = str(tmp_path / "link.csv")
+    elif case == "hardlink":
+        os.link(src, tmp_path / "hard.csv")
+        out = str(tmp_path / "hard.csv")
+    elif case == "report-is-input":
+        report = str(src)
+    elif case == "report-is-output":
+        report = str(tmp_path / "sub" / ".." / "out.csv")
+    elif case == "output-is-config":
+        out = str(fed)
+    elif case == "checkpoint-is-input":
+        ckpt = str(src)
+    elif case == "report-in-checkpoint":
+        ckpt = str(tmp_path / "ck")
+        report = str(tmp_path / "ck" / "state.json")
+    argv = ["--config", str(fed), "--party", "a", "--input", str(src), "--id-column", "id",
+            "--output", out, "--workers", "0"]
+    argv += ["--report", report] if report else []
+    argv += ["--checkpoint", ckpt] if ckpt else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vfl.align: ") and err.count("\n") == 1, err  # one line
+    assert re.search(match, err), err
+    assert no_connect == []  # refused before any connection (let alone a message)
+    assert (tmp_path / "in.csv").read_bytes() == before  # the input is untouched
+    assert (tmp_path / "in.csv").stat().st_mtime_ns == stat0.st_mtime_ns
+    assert (tmp_path / "in.csv").stat().st_ino == stat0.st_ino
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "ck").exists()
+
+
+def test_cli_path_refusal_comes_before_a_missing_router(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without any patching: the router does not exist, the error is still the path error."""
+    fed = _nowhere_federation(tmp_path)
+    src = tmp_path / "in.csv"
+    src.write_text("id,x\n1,a\n")
+    before = src.read_bytes()
+    assert main(["--config", str(fed), "--party", "a", "--input", str(src), "--id-column", "id",
+                 "--output", str(src), "--timeout-s", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is the same file as --input" in err and "refusing to overwrite an input" in err
+    assert "router" not in err.lower() and "certificate" not in err.lower()
+    assert src.read_bytes() == before
+
+
+def test_cli_distinct_paths_pass_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           no_connect: list[str]) -> None:
+    """Distinct outputs (even ones beside the input, or an input in the checkpoint dir) are fine:
+    the run goes on to dial the router (here refused by the fixture)."""
+    fed = _nowhere_federation(tmp_path)
+    (tmp_path / "ck").mkdir()
+    src = tmp_path / "ck" / "in.csv"
+    src.write_text("id,x\n1,a\n")
+    with pytest.raises(AssertionError, match="connected"):
+        main(["--config", str(fed), "--party", "a", "--input", str(src), "--id-column", "id",
+              "--output", str(tmp_path / "out.csv"), "--report", str(tmp_path / "out.json"),
+              "--checkpoint", str(tmp_path / "ck2")])
+    assert no_connect == ["connect"]
+
+
+def test_align_files_refuses_output_that_is_its_input_before_any_message(tmp_path: Path) -> None:
+    net = InMemoryNetwork(["bank", "fintech"])
+    bank = Party("bank", net.transport("bank"))
+    src = tmp_path / "bank.csv"
+    src.write_text("id\na\nb\n")
+    before = src.read_bytes()
+    with pytest.raises(ConfigError, match=r"output \S*bank\.csv is the same file as input"):
+        align_files(bank, src, ["id"], tmp_path / "." / "bank.csv", timeout_s=1, workers=0)
+    with pytest.raises(ConfigError, match=r"report_path \S*bank\.csv is the same file as input"):
+        align_files(bank, src, ["id"], tmp_path / "o.csv", report_path=src, timeout_s=1, workers=0)
+    with pytest.raises(ConfigError, match=r"report_path \S*o\.csv and output \S*o\.csv are the same"):
+        align_files(bank, src, ["id"], tmp_path / "o.csv", report_path=tmp_path / "o.csv", timeout_s=1)
+    with pytest.raises(ConfigError, match=r"output \S*o\.csv is inside checkpoint"):
+        align_files(bank, tmp_path / "bank.csv", ["id"], tmp_path / "ck" / "o.csv",
+                    checkpoint=tmp_path / "ck", timeout_s=1)
+    assert src.read_bytes() == before and not (tmp_path / "o.csv").exists()
+    assert bank.transport.stats.snapshot()["messages_sent"] == 0
+
+
+def test_check_paths_ignores_absent_and_distinct_paths(tmp_path: Path) -> None:
+    check_paths([("--input", tmp_path / "a.csv"), ("--config", None)],
+                [("--output", tmp_path / "b.csv"), ("--report", None)], ("--checkpoint", None))
+    check_paths([("--input", tmp_path / "ck" / "a.csv")], [("--output", tmp_path / "ck.csv")],
+                ("--checkpoint", tmp_path / "ck"))
