@@ -6,7 +6,7 @@ chunk are split; the receiver checks the declared total against its limit
 *before* allocating, then copies chunks into one buffer.
 
 Header keys:
-    k     kind: "data" | "ack" | "abort" | "bye" (party to router to party);
+    k     kind: "data" | "ack" | "nack" | "abort" | "bye" (party to router to party);
           "down" | "up" | "error" | "welcome" | "shutdown" (router to party)
     src   sender party (the router checks it against the certificate)
     dst   destination party
@@ -105,16 +105,20 @@ class Reassembler:
             if key in self._partial:
                 raise CodecError(f"message {mid} from {src!r} restarted")
             buf = bytearray(size)  # allocated only after the size check above
-            self._partial[key] = [buf, 0, n]
+            self._partial[key] = [buf, 0, n, 0]
         st = self._partial.get(key)
         if st is None:
             raise CodecError(f"chunk {i} of message {mid} from {src!r} without its start")
-        buf, pos, _ = st
+        buf, pos, _, nxt = st
+        if i != nxt:
+            del self._partial[key]
+            raise CodecError(f"chunk {i} of message {mid} from {src!r} out of order (expected {nxt})")
         if st[2] != n or pos + len(body) > size:
             del self._partial[key]
             raise CodecError(f"chunk {i} of message {mid} from {src!r} overflows its declared size")
         buf[pos : pos + len(body)] = body
         st[1] = pos + len(body)
+        st[3] = i + 1
         if i == n - 1:
             del self._partial[key]
             if st[1] != size:
@@ -122,6 +126,14 @@ class Reassembler:
             self._last[src] = (inc, mid)
             return buf
         return None
+
+    def next_chunk(self, src: str, inc: int, mid: int) -> int:
+        """The chunk index message ``mid`` of (src, inc) needs next (0: none started)."""
+        st = self._partial.get((src, inc, mid))
+        return 0 if st is None else int(st[3])
+
+    def drop_message(self, src: str, inc: int, mid: int) -> None:
+        self._partial.pop((src, inc, mid), None)
 
     def drop_all(self) -> None:
         """Forget every partial message (our own link dropped mid-message)."""

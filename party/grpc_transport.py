@@ -52,8 +52,10 @@ log = logging.getLogger("party.grpc")
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", FRAME_LIMIT),
     ("grpc.max_send_message_length", FRAME_LIMIT),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    # a ping every 45 s, a dead TCP peer declared after 40 s without its ack: a network
+    # stall of up to ~40 s heals without a reconnect (a killed process is seen at once: FIN/RST)
+    ("grpc.keepalive_time_ms", 45_000),
+    ("grpc.keepalive_timeout_ms", 40_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.ssl_target_name_override", "router"),
@@ -151,6 +153,7 @@ class GrpcTransport:
         self._known_inc: dict[str, int] = {}  # last incarnation seen of each peer (even if down now)
         self._next_seq: dict[tuple[str, int], int] = {}  # (dst, rinc) -> last seq assigned
         self._delivered: dict[tuple[str, int], int] = {}  # (src, src inc) -> last seq delivered
+        self._nacked: dict[tuple[str, int], int] = {}  # (src, src inc) -> seq last asked again
         self._expired: dict[str, str] = {}
         self.discarded = 0  # messages discarded because their incarnation died (logged)
         self.online: list[str] = []
@@ -289,10 +292,16 @@ class GrpcTransport:
                                        "msg": str(reason)[:500]}))
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until every message held is acknowledged (or discarded); False on timeout."""
+        """Wait until the messages held for live or not yet seen peers are acknowledged.
+
+        Returns False on timeout (or if the link failed).
+        """
         deadline = time.monotonic() + timeout_s
         with self._state:
-            while any(self._held.values()):
+            # what a live peer, or one that never connected yet, may still take; not what
+            # waits for a peer that came and went (it may never return)
+            while any(q and (self._peer_inc[d] is not None or d not in self._known_inc)
+                      for d, q in self._held.items()):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._box._fatal is not None:
                     return False
@@ -307,7 +316,8 @@ class GrpcTransport:
         """
         if self._closed:
             return
-        if self._box._fatal is None and not self.flush(timeout_s=linger_s):
+        if self._box._fatal is None:
+            self.flush(timeout_s=linger_s)
             with self._state:
                 left = {d: len(q) for d, q in self._held.items() if q}
             if left:
@@ -512,6 +522,8 @@ class GrpcTransport:
                     self._on_data(header, body)
                 elif k == "ack":
                     self._on_ack(header)
+                elif k == "nack":
+                    self._on_nack(header)
                 elif k == "down":
                     self._peer_down(str(header.get("src")), header.get("inc"),
                                     str(header.get("msg", "disconnected")))
@@ -562,6 +574,24 @@ class GrpcTransport:
             link.call.cancel()
             return None
 
+    def _nack(self, src: str, src_inc: int, seq: int) -> None:
+        """Ask ``src`` to resend from message ``seq`` (once per missing message)."""
+        if self._nacked.get((src, src_inc)) == seq or self._closed:
+            return
+        self._nacked[(src, src_inc)] = seq
+        self._link.out.put(make_frame({"k": "nack", "src": self._name, "dst": src,
+                                       "inc": self._inc, "to": src_inc, "id": seq}))
+
+    def _on_nack(self, header: dict[str, Any]) -> None:
+        src = str(header.get("src"))
+        if src not in self._held:
+            return
+        with self._state:
+            for m in self._held[src]:
+                if m.rinc == header.get("inc"):
+                    m.sent = -1
+        self._kick.set()
+
     def _send_ack(self, src: str, src_inc: int, seq: int) -> None:
         if not self._closed:
             self._link.out.put(make_frame({"k": "ack", "src": self._name, "dst": src,
@@ -589,7 +619,18 @@ class GrpcTransport:
         if seq != last + 1:
             if seq <= last and i == n - 1:
                 self._send_ack(src, inc, last)  # a resend of what we already have
-            return  # a duplicate, or a gap its sender will fill when it resends
+            elif seq > last + 1:
+                self._nack(src, inc, last + 1)  # a gap: ask for a resend from the missing one
+            return
+        nxt = self._reasm.next_chunk(src, inc, seq)
+        if i != nxt:
+            # After a reconnect, frames of the old link can trail the resend: a chunk that is
+            # not the next one is skipped (the sender resends the whole message), a first
+            # chunk restarts it. Frames of one message are identical in every transmission.
+            if i != 0:
+                self._nack(src, inc, seq)
+                return
+            self._reasm.drop_message(src, inc, seq)
         try:
             tag = Tag.parse(str(header.get("tag")))
             payload = self._reasm.feed(header, body)

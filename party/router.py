@@ -48,8 +48,10 @@ METHOD = "/tessera.Router/Connect"
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", FRAME_LIMIT),
     ("grpc.max_send_message_length", FRAME_LIMIT),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    # a ping every 45 s, a dead TCP peer declared after 40 s without its ack: a network
+    # stall of up to ~40 s heals without a reconnect (a killed process is seen at once: FIN/RST)
+    ("grpc.keepalive_time_ms", 45_000),
+    ("grpc.keepalive_timeout_ms", 40_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 0),  # 0: never GOAWAY a party for its keepalive pings (long CPU-bound phases send no data)
@@ -254,7 +256,7 @@ class Router:
                 if k == "bye":
                     link.said_bye = True
                     continue
-                if k not in ("data", "ack", "abort"):
+                if k not in ("data", "ack", "nack", "abort"):
                     self._reject("bad kind")
                     self._abort(link, grpc.StatusCode.INVALID_ARGUMENT, f"parties may not send {k!r} frames")
                     return
@@ -282,6 +284,9 @@ class Router:
                     continue
                 with self._lock:
                     target = self._links.get(dst)
+                    current = self._links.get(link.name) is link
+                if not current:
+                    continue  # a superseded link of a party that reconnected: its sender resends
                 if target is not None:
                     self._send(target, frame)
                 # else: dropped here, held by its sender until dst connects (the delivery contract)

@@ -104,3 +104,45 @@ def grpc_federation(
         stack.callback(router.stop)
         config = dataclasses.replace(config, router=f"127.0.0.1:{router.port}")
         yield config, router
+
+
+@contextlib.contextmanager
+def faulty_grpc_federation(
+    names: Sequence[str],
+    *,
+    roles: Mapping[str, Role | str] | None = None,
+    directory: str | Path | None = None,
+) -> Iterator[tuple[dict[str, FederationConfig], dict[str, Any], Any]]:
+    """A router on 127.0.0.1 with one :class:`FaultProxy` in front of it per party.
+
+    Yields ``(configs, proxies, router)``: ``configs[name]`` dials that party's own
+    proxy, so a fault can hit one party's link (``proxies[name].reset_after(...)``)
+    or every link. Use with ``run_parties(fns, make_party=lambda n: connect(configs[n], n))``.
+    """
+    with grpc_federation(names, roles=roles, directory=directory) as (config, router), \
+            contextlib.ExitStack() as stack:
+        proxies = {n: stack.enter_context(FaultProxy(("127.0.0.1", router.port))) for n in names}
+        configs = {n: dataclasses.replace(config, router=proxies[n].address) for n in names}
+        yield configs, proxies, router
+
+
+#: The network faults every protocol must survive with the fault-free result (issue 12).
+FAULTS = ("latency", "bandwidth", "reset", "stall")
+
+
+def apply_fault(fault: str, proxies: Mapping[str, Any], victim: str, *, stall_s: float = 30.0,
+                reset_after_bytes: int = 200_000) -> None:
+    """Arm one of :data:`FAULTS`: 50 ms each way and 10 Mbit/s on every link; a reset in the
+    middle of a message, or a ``stall_s`` stall that then heals, on ``victim``'s link."""
+    if fault == "latency":
+        for px in proxies.values():
+            px.set_latency(0.05)
+    elif fault == "bandwidth":
+        for px in proxies.values():
+            px.set_bandwidth(10e6)
+    elif fault == "reset":
+        proxies[victim].reset_after(reset_after_bytes)
+    elif fault == "stall":
+        proxies[victim].stall(stall_s)  # from the start: the run's first messages wait it out
+    elif fault != "none":
+        raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
