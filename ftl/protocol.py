@@ -141,6 +141,8 @@ def min_batch_rows(peer_width: int) -> int:
 
 
 class _Side(Endpoint[Stage]):
+    roles = ("guest", "host")
+    label = "ftl {role}"
     data: GuestData | HostData
     model: GuestModel | HostModel
 
@@ -151,14 +153,7 @@ class _Side(Endpoint[Stage]):
         self.predict_only = predict_only
         self.peer_hello: Hello | None = None
         self.start_epoch = start_epoch
-
-    @property
-    def peer_name(self) -> str:
-        return "host" if self.role == "guest" else "guest"
-
-    @property
-    def _label(self) -> str:
-        return f"ftl {self.role}"
+        self._at: tuple[int, int] = (-1, -1)  # (epoch, step) of the step in progress
 
     def _n_overlap(self) -> int:
         return int(self.data.overlap.size)
@@ -227,6 +222,12 @@ class _Side(Endpoint[Stage]):
         self._load_peer(msg.context, msg.key_id)
         self.peer_hello = msg
 
+    def _check_step(self, epoch: int, step: int) -> None:
+        """The peer's answer must be for the step we are in."""
+        if (epoch, step) != self._at:
+            raise RemoteProtocolError(f"{self.peer_name} answered step {(epoch, step)}, "
+                                      f"expected {self._at}", peer=self.peer_name)
+
     def _check_shape(self, name: str, a: FloatArray, shape: tuple[int, ...]) -> None:
         if a.shape != shape:
             raise RemoteProtocolError(f"{name} has shape {a.shape}, expected {shape}",
@@ -253,7 +254,6 @@ class FtlHost(_Side):
         if not predict_only:
             schedule(self.model, int(data.overlap.size))
         self._batch: HostBatch | None = None
-        self._at: tuple[int, int] = (-1, -1)
         self._pred_mask: FloatArray | None = None  # prediction: our masks of the scores
         self._pred: FloatArray | None = None
         self.last_loss = float("nan")
@@ -290,9 +290,7 @@ class FtlHost(_Side):
         self._enter("on_guest_forward")
         hb = self._batch
         assert hb is not None
-        if (msg.epoch, msg.step) != self._at:
-            raise RemoteProtocolError(f"guest answered step {(msg.epoch, msg.step)}, "
-                                      f"expected {self._at}", peer="guest")
+        self._check_step(msg.epoch, msg.step)
         n = hb.u.shape[0]
         shapes, ks = self._shapes(n)
         t_sum, s_phi_sum, btc, mq = he.decrypt_many(self.keys, msg.prod, shapes, ks, self.rng,
@@ -305,9 +303,7 @@ class FtlHost(_Side):
     def on_guest_backward(self, msg: GuestBackward) -> float:
         """Step 4 (B's half): the step's loss, as A computed it; returns it."""
         self._enter("on_guest_backward")
-        if (msg.epoch, msg.step) != self._at:
-            raise RemoteProtocolError(f"guest answered step {(msg.epoch, msg.step)}, "
-                                      f"expected {self._at}", peer="guest")
+        self._check_step(msg.epoch, msg.step)
         self._batch = None
         self.last_loss = msg.loss
         self._leave("on_guest_backward")
@@ -375,7 +371,6 @@ class FtlGuest(_Side):
         if not predict_only:
             schedule(self.model, int(data.overlap.size))
         self._batch: GuestBatch | None = None
-        self._at: tuple[int, int] = (-1, -1)
         self._masks: tuple[FloatArray, FloatArray] | None = None
         self._stats: FloatArray | None = None
         self._pred_rows = 0
@@ -416,9 +411,7 @@ class FtlGuest(_Side):
         self._enter("on_host_backward")
         gb, masks, stats = self._batch, self._masks, self._stats
         assert gb is not None and masks is not None and stats is not None
-        if (msg.epoch, msg.step) != self._at:
-            raise RemoteProtocolError(f"host answered step {(msg.epoch, msg.step)}, "
-                                      f"expected {self._at}", peer="host")
+        self._check_step(msg.epoch, msg.step)
         n, d = gb.u_c.shape
         lc = self.params.label_columns
         self._check_shape("t_sum", msg.t_sum, (d, self.model.width + lc))

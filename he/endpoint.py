@@ -39,10 +39,14 @@ Transitions = Mapping[str, tuple[frozenset[S], S | None]]
 
 
 class Endpoint(Generic[S]):
-    """Key pair, peer context and stage of one side; subclasses set ``role``,
-    ``peer_name`` and ``_transitions``."""
+    """Key pair, peer context and stage of one side; subclasses set ``roles``, ``role``
+    (one of them), ``label`` and ``_transitions``."""
 
+    #: the protocol's two roles; the peer is the other one
+    roles: tuple[str, str]
     role: str
+    #: how local errors name this side (``{role}`` is filled in)
+    label = "{role}"
     _transitions: Transitions[S]
 
     def __init__(self, ckks: CkksParams, rng: np.random.Generator | None, stage: S) -> None:
@@ -55,12 +59,12 @@ class Endpoint(Generic[S]):
 
     @property
     def peer_name(self) -> str:
-        raise NotImplementedError
+        a, b = self.roles
+        return b if self.role == a else a
 
     @property
     def _label(self) -> str:
-        """How local errors name this side."""
-        return self.role
+        return self.label.format(role=self.role)
 
     # -- stage guard ----------------------------------------------------------
     def _enter(self, method: str) -> None:

@@ -15,6 +15,16 @@ import numpy as np
 
 from party import wire
 
+
+@wire("vfl.he.public_context", version=1)
+@dataclass(frozen=True)
+class PublicContext:
+    """Either party -> peer: CKKS parameters + public key, never the secret key."""
+
+    context: bytes
+    key_id: str
+
+
 #: Default cap on the ciphertexts in one message field.
 MAX_CIPHERTEXTS = 1 << 14
 
@@ -42,15 +52,6 @@ def check_matrix(name: str, a: object) -> None:
         raise ValueError(f"{name}: expected a 2-d float64 array")
     if not np.isfinite(a).all():
         raise ValueError(f"{name}: contains NaN or Inf")
-
-
-@wire("vfl.he.public_context", version=1)
-@dataclass(frozen=True)
-class PublicContext:
-    """Either party -> peer: CKKS parameters + public key, never the secret key."""
-
-    context: bytes
-    key_id: str
 
 
 __all__ = [

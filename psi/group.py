@@ -18,19 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from psi._worker import pack_msgs, read_response, write_request
-from psi.ristretto import (
-    IDENTITY,
-    POINT_BYTES,
-    SCALAR_BYTES,
-    SUITE,
-    InvalidPoint,
-    expand_message_xmd,
-    from_uniform,
-    hash_to_group,
-    is_valid_point,
-    mask,
-    random_scalar,
-)
+from psi.ristretto import *  # noqa: F403  (the primitives, under their usual names)
+from psi.ristretto import POINT_BYTES, InvalidPoint, hash_to_group, mask
+from psi.ristretto import __all__ as _primitives
 
 # -- worker processes ---------------------------------------------------------------------------
 
@@ -181,18 +171,4 @@ class GroupEngine:
         self.close()
 
 
-__all__ = [
-    "IDENTITY",
-    "POINT_BYTES",
-    "SCALAR_BYTES",
-    "SUITE",
-    "GroupEngine",
-    "InvalidPoint",
-    "default_workers",
-    "expand_message_xmd",
-    "from_uniform",
-    "hash_to_group",
-    "is_valid_point",
-    "mask",
-    "random_scalar",
-]
+__all__ = [*_primitives, "GroupEngine", "default_workers"]

@@ -101,6 +101,9 @@ class _Layer(Endpoint[Stage]):
     """What both roles share: the interactive weights' shape and SGD settings on top of
     ``he.Endpoint`` (keys, peer context, rotation, key-id checks, stage guard)."""
 
+    roles = ("passive", "active")
+    label = "{role} layer"
+
     def __init__(self, role: str, params: CkksParams, d: int, k: int, *,
                  lr: float, momentum: float, rng: np.random.Generator | None) -> None:
         if d < 1 or k < 1:
@@ -112,14 +115,6 @@ class _Layer(Endpoint[Stage]):
         self.params = params
         self.d, self.k = d, k
         self.lr, self.momentum = lr, momentum
-
-    @property
-    def peer_name(self) -> str:
-        return "active" if self.role == "passive" else "passive"
-
-    @property
-    def _label(self) -> str:
-        return f"{self.role} layer"
 
     def on_public_context(self, msg: PublicContext) -> None:
         """Load the peer's public context (refuses secret keys and other parameters)."""
