@@ -7,9 +7,19 @@ learns ``Σ n_k Δ_k`` and ``Σ n_k`` over the clients that finished, never one 
 Every round uses a fresh session id (``<server run id>-r<round>``; the run id is
 new each time a server starts), so a resumed round never reuses keys or seeds.
 
+Too few clients is refused at start-up: :func:`min_clients` is the smallest
+cohort :class:`secure_agg.SecAggParams` accepts with the given settings (3 with
+the defaults: with 2 clients each could subtract its own update from the sum and
+learn the other's, and the Shamir threshold needs 3 share holders), and
+:func:`check_clients` raises :class:`ConfigError` naming the number of clients
+and that minimum (``hfl.simulate`` calls it; so does :func:`check_settings` when
+given ``num_clients``).
+
 Dropouts are handled as in ``secure_agg``: a client lost after training is left
 out of the sum; fewer than the threshold aborts the round (``QuorumLost``) and
-the global model stays as it was.
+the global model stays as it was. The server logs that as an error and records
+it in the round's ``history.rounds[i]["secure_agg"]`` (``"skipped: ..."`` when
+fewer than the minimum finished training, ``"aborted: ..."`` on ``QuorumLost``).
 """
 
 from __future__ import annotations
@@ -29,9 +39,69 @@ log = logging.getLogger("hfl.secure")
 #: keys of ``secure_agg=`` settings that are not SecAggParams fields
 _HFL_KEYS = ("client_timeout_s",)
 
+#: :func:`min_clients` looks for a feasible cohort up to this size
+_MAX_SEARCH = 1024
 
-def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Refuse unknown or invalid ``secure_agg=`` settings now, not mid-training."""
+
+def _core(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in _HFL_KEYS}
+
+
+def min_clients(settings: Mapping[str, Any] | None = None) -> int:
+    """The fewest clients one secure aggregation round can run with under ``settings``.
+
+    Derived from :class:`secure_agg.SecAggParams` rather than hard-coded: its floor
+    of 3 clients (with 2, each learns the other's update by subtracting its own
+    from the sum), raised by settings such as an explicit ``threshold`` or a high
+    ``dropout_fraction`` until the Shamir threshold is feasible. ConfigError when
+    the settings are invalid for every cohort up to 1024 clients.
+    """
+    from secure_agg import SecAggParams
+
+    core = _core(settings or {})
+    err: ConfigError | None = None
+    for n in range(1, _MAX_SEARCH + 1):
+        try:
+            SecAggParams(num_clients=n, vector_length=1, **core)
+        except ConfigError as e:
+            err = e
+            continue
+        return n
+    raise ConfigError(f"secure_agg: settings {core} fit no cohort of up to {_MAX_SEARCH} clients: {err}")
+
+
+def check_clients(settings: Mapping[str, Any] | None, num_clients: int, *,
+                  context: str = "the federation") -> None:
+    """ConfigError unless a secure aggregation round of ``num_clients`` clients can run.
+
+    ``context`` says where the number comes from, for the message (e.g.
+    ``"simulate(num_clients=2)"``). Never a silent skip: a cohort below
+    :func:`min_clients` would aggregate nothing in any round.
+    """
+    from secure_agg import SecAggParams
+
+    core = _core(settings or {})
+    need = min_clients(core)
+    try:
+        SecAggParams(num_clients=num_clients, vector_length=1, **core)
+    except ConfigError as e:
+        if num_clients < need:
+            raise ConfigError(
+                f"secure_agg: {context} has {num_clients} client{'s' * (num_clients != 1)}, but "
+                f"secure aggregation needs at least {need} ({e}); add clients or turn secure_agg off"
+            ) from None
+        raise ConfigError(f"secure_agg: these settings do not work with {num_clients} clients "
+                          f"({context}): {e}") from None
+
+
+def check_settings(settings: Mapping[str, Any], *, num_clients: int | None = None,
+                   context: str = "the federation") -> dict[str, Any]:
+    """Refuse unknown or invalid ``secure_agg=`` settings now, not mid-training.
+
+    With ``num_clients`` (the clients of one round) also refuse a cohort too small
+    for secure aggregation (:func:`check_clients`); without it the settings are
+    checked for a cohort of 10.
+    """
     from secure_agg import SecAggParams
 
     fields = {f.name for f in dataclasses.fields(SecAggParams)} - {"num_clients", "vector_length"}
@@ -39,8 +109,10 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     if bad:
         raise ConfigError(f"secure_agg: unknown setting(s) {bad}; known: {sorted(fields)}")
     out = dict(settings)
-    core = {k: v for k, v in out.items() if k not in _HFL_KEYS}
-    SecAggParams(num_clients=max(3, 10), vector_length=1, **core)  # ConfigError if invalid
+    if num_clients is not None:
+        check_clients(out, num_clients, context=context)
+    else:
+        SecAggParams(num_clients=10, vector_length=1, **_core(out))  # ConfigError if invalid
     return out
 
 

@@ -52,6 +52,26 @@ def _factory(client_fn: Callable[..., Any], i: int, n: int) -> Callable[[], NumP
     return make
 
 
+def _check_secure_agg(secure_agg: bool | Mapping[str, Any], num_clients: int,
+                      strategy: Strategy | None) -> None:
+    """Too few clients for secure aggregation: a ConfigError now, never a silent no-op round."""
+    from hfl.secure import check_settings
+    from hfl.strategy import FedAvg
+
+    settings = {} if isinstance(secure_agg, bool) else dict(secure_agg)
+    st = strategy if strategy is not None else FedAvg()
+    # every client connects before round 1, so a FedAvg-style strategy samples this many per
+    # round, and that is the cohort each SecAgg round is configured for
+    per_round = getattr(st, "num_fit_clients", None)
+    k = min(int(per_round(num_clients)), num_clients) if callable(per_round) else num_clients
+    if k < num_clients:
+        check_settings(settings, num_clients=k, context=(
+            f"each round of {type(st).__name__} (it samples {k} of the {num_clients} clients: "
+            "raise fraction_fit or min_fit_clients)"))
+    else:
+        check_settings(settings, num_clients=num_clients, context=f"simulate(num_clients={num_clients})")
+
+
 def simulate(
     client_fn: Callable[..., Any],
     num_clients: int,
@@ -78,7 +98,10 @@ def simulate(
             ``client_names[i]`` (default ``client_<i>``) and gets ``cid = str(i)``.
         config: rounds and per-round timeout (``num_rounds`` is a shortcut).
         strategy: aggregation rule (default FedAvg).
-        secure_agg: run SecAgg+ among each round's clients (see :class:`Server`).
+        secure_agg: run SecAgg+ among each round's clients (see :class:`Server`). Fewer
+            clients than secure aggregation needs (:func:`hfl.secure.min_clients`: 3
+            with the default settings), in the federation or sampled per round by
+            the strategy, is a ConfigError here, before any client starts.
         num_workers: threads running client code (default: CPU count).
         seed: client sampling seed.
         checkpoint_dir, output_dir, progress: as for :class:`Server`.
@@ -87,6 +110,9 @@ def simulate(
 
     Returns:
         The :class:`History`; ``history.parameters`` is the final global model.
+
+    Raises:
+        ConfigError: bad ``secure_agg`` settings, or too few clients for them.
     """
     if num_clients < 1:
         raise ValueError(f"num_clients must be >= 1, got {num_clients}")
@@ -96,6 +122,8 @@ def simulate(
     names = list(client_names) if client_names is not None else [f"client_{i}" for i in range(num_clients)]
     if len(names) != num_clients:
         raise ValueError(f"{len(names)} client_names for {num_clients} clients")
+    if secure_agg is not False:
+        _check_secure_agg(secure_agg, num_clients, strategy)
     net = network or InMemoryNetwork([SERVER, *names])
     workers = num_workers or os.cpu_count() or 1
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hfl-sim")
