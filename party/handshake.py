@@ -43,6 +43,7 @@ from typing import Any
 
 from party.codec import decode, encode, wire
 from party.errors import (
+    ConfigError,
     LocalProtocolError,
     PartyUnavailable,
     PeerAborted,
@@ -56,8 +57,11 @@ log = logging.getLogger("party.handshake")
 PROTOCOL = "run"
 
 
-class RunMismatch(RemoteProtocolError):
-    """The parties of a run do not agree (settings, party list or transcript); nothing ran."""
+class RunMismatch(RemoteProtocolError, ConfigError):
+    """The parties of a run do not agree (settings, party list or transcript); nothing ran.
+
+    A :class:`ConfigError` too: the usual cause is a setting that differs between parties.
+    """
 
 
 @wire("party.run_hello", version=1)

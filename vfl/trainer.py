@@ -42,11 +42,13 @@ benchmark reports both (``benchmarks/vfl.py``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
 import math
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,10 +65,12 @@ from party.errors import (
     LocalProtocolError,
     PartyTimeout,
     PartyUnavailable,
+    PeerAborted,
     RemoteProtocolError,
     TesseraError,
 )
 from party.files import atomic_path, sweep_stale_tmp
+from party.handshake import open_run
 from vfl.he.context import CkksParams
 from vfl.he.layer import ActiveLayer, PassiveLayer
 from vfl.he.messages import (
@@ -98,7 +102,7 @@ EventFn = Callable[[str, dict[str, Any]], None]
 
 
 class TrainingInterrupted(TesseraError):
-    """A peer vanished or stopped answering mid-training; restart both parties to resume."""
+    """A peer stopped (on purpose, or did not rejoin within ``rejoin_s``) or stopped answering."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,11 @@ class TrainConfig:
         checkpoint_dir: per-party directory for epoch checkpoints (None: none).
         grad_noise: label-leakage defence, σ in units of 1/batch_rows (0: off).
         timeout_s: per-message deadline.
+        rejoin_s: when a peer's process dies mid-run (no abort: kill -9, a lost
+            machine), how long the survivor waits for it to be restarted; it then
+            rejoins and resumes from the newest checkpoint both have (from the start
+            without one). 0: fail at once. A peer that stops on purpose (bad input,
+            Ctrl-C) tells its peers, and they stop at once.
     """
 
     mode: str = "he"
@@ -133,6 +142,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     grad_noise: float = 0.0
     timeout_s: float = 600.0
+    rejoin_s: float = 300.0
     session: str = "vfl"
     ckks: CkksParams = field(default_factory=CkksParams)
 
@@ -334,12 +344,60 @@ class _Trainer:
     def _recv(self, src: str, tag: Tag, kind: type[Any]) -> Any:
         return self.party.recv(src, tag, kind, timeout_s=self.cfg.timeout_s)
 
+    def _peers(self) -> list[str]:
+        raise NotImplementedError
+
+    def _reset_state(self) -> Callable[[], None]:
+        """A function that puts the trainer back as it was before fit() (for a rejoin)."""
+        raise NotImplementedError
+
+    def _handshake(self) -> None:
+        """The confirmed run handshake with each peer (party.handshake), before the plan."""
+        for p in self._peers():
+            open_run(self.party, [p], protocol="vfl", session=self.cfg.session,
+                     info={"mode": self.cfg.mode}, timeout_s=self.cfg.timeout_s)
+
+    def _fit_with_rejoin(self, once: Callable[[], TrainResult]) -> TrainResult:
+        reset = self._reset_state()
+        deadline = time.monotonic() + self.cfg.rejoin_s
+        while True:
+            try:
+                return once()
+            except TrainingInterrupted as e:
+                cause = e.__cause__
+                left = deadline - time.monotonic()
+                if (not isinstance(cause, PartyUnavailable) or isinstance(cause, PeerAborted)
+                        or cause.peer not in self._peers() or left <= 0):
+                    self._tell_peers(e)
+                    raise
+                log.warning("%s: %s is gone (%s); waiting up to %.0f s for it to rejoin, then "
+                            "resuming from the newest common checkpoint", self.party.name,
+                            cause.peer, cause.reason, left)
+                try:
+                    self.party.transport.wait_peer(cause.peer, timeout_s=left)  # type: ignore[attr-defined]
+                except PartyTimeout:
+                    raise TrainingInterrupted(
+                        f"{self.party.name}: {cause.peer} did not rejoin within "
+                        f"{self.cfg.rejoin_s:g} s ({cause.reason}); restart it with the same "
+                        "settings to resume from the last checkpoint") from cause
+                reset()
+            except BaseException as e:
+                self._tell_peers(e)
+                raise
+
+    def _tell_peers(self, e: BaseException) -> None:
+        """Fail fast: the peers learn at once that this party stopped, and why."""
+        abort = getattr(self.party.transport, "abort", None)
+        if abort is not None:
+            with contextlib.suppress(Exception):
+                abort(self.cfg.session, f"{type(e).__name__}: {e}")
+
     def _interrupted(self, e: Exception, where: str) -> TrainingInterrupted:
         done = self.ckpt.epochs()
         last = f"epoch {done[-1]}" if done else "none (no checkpoint_dir or first epoch)"
         return TrainingInterrupted(
             f"{self.party.name}: {e} during {where}; last complete checkpoint: {last}. "
-            "Restart both parties with the same settings to resume."
+            "Restart the stopped party with the same settings to resume."
         )
 
 
@@ -405,9 +463,25 @@ class ActiveTrainer(_Trainer):
                             k=self.k, passives=tuple(self.passives), lr=c.lr_interactive,
                             mu=c.momentum)
 
+    def _peers(self) -> list[str]:
+        return list(self.passives)
+
+    def _reset_state(self) -> Callable[[], None]:
+        model, opt = copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.opt.state_dict())
+
+        def reset() -> None:
+            self.model.load_state_dict(model)
+            self.opt.load_state_dict(opt)
+            self.layers, self.w, self.m, self.d, self._h = {}, {}, {}, {}, {}
+            self.history, self.best, self.best_epoch = [], None, -1
+            self._cmd = 0
+
+        return reset
+
     def _setup(self) -> int:
-        """Plan, ACKs, key exchange; returns the epoch to resume from (-1: none)."""
+        """Handshake, plan, ACKs, key exchange; returns the epoch to resume from (-1: none)."""
         c = self.cfg
+        self._handshake()
         plan = TrainPlan(mode=c.mode, rows=len(self.y), id_digest=id_digest(self.ids, len(self.y)),
                          batch_size=c.batch_size, epochs=c.epochs, seed=c.seed,
                          val_fraction=c.val_fraction, k=self.k, lr_interactive=c.lr_interactive,
@@ -560,10 +634,18 @@ class ActiveTrainer(_Trainer):
 
     # -- public API -------------------------------------------------------------
     def fit(self) -> TrainResult:
-        """Train (or resume) with every passive party; restores the best validation epoch."""
+        """Train (or resume) with every passive party; restores the best validation epoch.
+
+        A passive party that dies mid-run is waited for (``rejoin_s``); restarted with
+        its checkpoint directory, it rejoins and both resume from their newest common
+        checkpoint.
+        """
         if self.loaded:
             raise LocalProtocolError(f"{self.party.name}: a model from load_model() only scores; "
                                      "build a new ActiveTrainer to train")
+        return self._fit_with_rejoin(self._fit_once)
+
+    def _fit_once(self) -> TrainResult:
         where = "setup"
         try:
             resume = self._setup()
@@ -767,8 +849,23 @@ class PassiveTrainer(_Trainer):
                             bs=p.batch_size, seed=p.seed, k=p.k, d=self.d, lr=p.lr_interactive,
                             mu=p.momentum)
 
+    def _peers(self) -> list[str]:
+        return [self.active]
+
+    def _reset_state(self) -> Callable[[], None]:
+        model, opt = copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.opt.state_dict())
+
+        def reset() -> None:
+            self.model.load_state_dict(model)
+            self.opt.load_state_dict(opt)
+            self.layer, self.plan, self.best, self.best_epoch = None, None, None, -1
+            self._cmd = 0
+
+        return reset
+
     def _setup(self) -> None:
         c = self.cfg
+        self._handshake()
         plan = self._recv(self.active, self._tag(0, "plan"), TrainPlan)
         error = ""
         if plan.rows != len(self.x):
@@ -857,10 +954,16 @@ class PassiveTrainer(_Trainer):
         self.model.train()
 
     def fit(self) -> TrainResult:
-        """Follow the active party's plan until it says stop; restores the best epoch."""
+        """Follow the active party's plan until it says stop; restores the best epoch.
+
+        If the active party dies mid-run, waits ``rejoin_s`` for it and resumes.
+        """
         if self.loaded:
             raise LocalProtocolError(f"{self.party.name}: a model from load_model() only scores; "
                                      "build a new PassiveTrainer to train")
+        return self._fit_with_rejoin(self._fit_once)
+
+    def _fit_once(self) -> TrainResult:
         where = "setup"
         try:
             self._setup()

@@ -219,8 +219,9 @@ def test_he_transcript_of_the_active_party(data: dict[str, Any]) -> None:
 
     ok(run({"bank": bank, "fintech": fin}, {"bank": Role.ACTIVE, "fintech": Role.PASSIVE}))
     kinds = {type(m).__name__ for m in seen}
-    assert kinds <= {"PlanAck", "PublicContext", "EncActivations", "ForwardShare",
-                     "MaskedBackward", "Ack"}, kinds
+    # RunHello/RunConfirm: the run handshake (names, incarnations, nonces, the mode)
+    assert kinds <= {"RunHello", "RunConfirm", "PlanAck", "PublicContext", "EncActivations",
+                     "ForwardShare", "MaskedBackward", "Ack"}, kinds
     assert all(m.w_init.size == 0 for m in seen if type(m).__name__ == "PlanAck")
 
 
@@ -316,3 +317,85 @@ def test_he_scoring_never_falls_back_to_plaintext(data: dict[str, Any]) -> None:
                       config=cfg("he"))
     with pytest.raises(LocalProtocolError, match="fit"):
         a.predict(data["xa"][:50])
+
+
+@pytest.mark.parametrize("mode", ["plaintext", "he"])
+def test_only_the_killed_party_is_restarted_and_the_survivor_resumes(
+    data: dict[str, Any], tmp_path: Path, mode: str
+) -> None:
+    """Issue 12, case 5: after kill -9 of the fintech mid-epoch, the bank used to exit and
+    both had to be restarted. Now the bank waits, the restarted fintech rejoins, and the
+    bank's one fit() call ends with the uninterrupted run's model."""
+    c = cfg(mode, epochs=3, patience=5)
+    _, ref = ok(train_pair(data, c, ckpt=tmp_path / "ref"))
+    rows = ROWS
+    xa, y, ids = data["xa"][:rows], data["y"][:rows], data["ids"][:rows]
+    net = InMemoryNetwork(["bank", "fintech"])
+    out: dict[str, Any] = {}
+
+    def bank() -> None:
+        try:
+            t = ActiveTrainer(Party("bank", net.transport("bank"), role=Role.ACTIVE), ["fintech"],
+                              default_active(xa.shape[1], hidden=8, d=4, k=3, seed=2), xa, y,
+                              ids=ids, config=TrainConfig(**{**c.__dict__, "checkpoint_dir":
+                                                             str(tmp_path / "run" / "bank")}))
+            out["res"] = t.fit()
+            out["prob"] = t.predict(data["xa"][rows:], ids=data["ids"][rows:])
+        except BaseException as e:
+            out["err"] = e
+
+    def fintech(crash: bool) -> PassiveTrainer:
+        def ev(kind: str, info: dict[str, Any]) -> None:
+            if crash and kind == "step" and info["epoch"] == 1 and info["step"] == 2:
+                net.disconnect("fintech", "killed (kill -9)")  # dies without a word
+                raise SystemExit("killed")
+        pc = TrainConfig(**{**c.__dict__, "checkpoint_dir": str(tmp_path / "run" / "fintech")})
+        return PassiveTrainer(Party("fintech", net.transport("fintech"), role=Role.PASSIVE), "bank",
+                              default_passive(data["xp"].shape[1], hidden=8, d=4, seed=3),
+                              data["xp"][:rows], ids=ids, config=pc, on_event=ev)
+
+    th = threading.Thread(target=bank, daemon=True)
+    th.start()
+    with pytest.raises(SystemExit):
+        fintech(crash=True).fit()
+    t2 = fintech(crash=False)  # the operator restarts the fintech only
+    t2.fit()
+    t2.predict(data["xp"][rows:], ids=data["ids"][rows:])
+    th.join(120)
+    assert "err" not in out, out.get("err")
+    assert out["res"].resumed_from == 0 and len(out["res"].history) == 3
+    if mode == "plaintext":
+        np.testing.assert_array_equal(out["prob"], ref)
+    else:  # fresh keys and masks after the rejoin: equal up to CKKS rounding
+        np.testing.assert_allclose(out["prob"], ref, atol=1e-4)
+
+
+def test_a_killed_party_that_never_returns_is_named_when_the_window_ends(
+    data: dict[str, Any]
+) -> None:
+    c = cfg("plaintext", epochs=2, rejoin_s=1.0)
+    xa, y = data["xa"][:ROWS], data["y"][:ROWS]
+    net = InMemoryNetwork(["bank", "fintech"])
+    out: dict[str, Any] = {}
+
+    def bank() -> None:
+        try:
+            ActiveTrainer(Party("bank", net.transport("bank")), ["fintech"],
+                          default_active(xa.shape[1], hidden=8, d=4, k=3), xa, y, config=c).fit()
+        except BaseException as e:
+            out["err"] = e
+
+    def ev(kind: str, info: dict[str, Any]) -> None:
+        if kind == "step" and info["step"] == 2:
+            net.disconnect("fintech", "killed")
+            raise SystemExit("killed")
+
+    th = threading.Thread(target=bank, daemon=True)
+    th.start()
+    with pytest.raises(SystemExit):
+        PassiveTrainer(Party("fintech", net.transport("fintech")), "bank",
+                       default_passive(data["xp"].shape[1], hidden=8, d=4),
+                       data["xp"][:ROWS], config=c, on_event=ev).fit()
+    th.join(30)
+    err = out["err"]
+    assert isinstance(err, TrainingInterrupted) and "fintech did not rejoin within 1 s" in str(err)
