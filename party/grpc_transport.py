@@ -301,6 +301,7 @@ class GrpcTransport:
             # what a live peer, or one that never connected yet, may still take; not what
             # waits for a peer that came and went (it may never return)
             while any(q and (self._peer_inc[d] is not None or d not in self._known_inc)
+                      and not self._box._aborted.get(d)  # it stopped the run: nothing to wait for
                       for d, q in self._held.items()):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._box._fatal is not None:

@@ -304,6 +304,24 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _tell_peers_and_exit(fed: Any, name: str, session: str, e: BaseException) -> None:
+    """Fail fast: connect briefly and tell the peers why this party will not run (best effort).
+
+    Peers waiting for this run raise PeerAborted at once; the router remembers the abort
+    for a minute for peers that start after this process has exited.
+    """
+    from party.grpc_transport import GrpcTransport
+
+    try:
+        t = GrpcTransport.from_config(fed, name, connect_timeout_s=5.0)
+    except Exception:
+        return  # no router: nobody to tell
+    try:
+        t.abort(session, f"{name} refused its input: {e}")
+    finally:
+        t.close(linger_s=0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -340,9 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.output is None and args.mode != "cardinality":
             raise ConfigError("--output is required (except with --mode cardinality)")
-        table = read_table(args.input)  # bad input is refused before connecting
-        cols = _id_columns(table, args.id_columns, args.input)
-        normalize_ids(cols, config.normalize, duplicates=args.duplicates, names=args.id_columns)
+        try:
+            table = read_table(args.input)  # bad input is refused before the run starts ...
+            if len(table) == 0:
+                raise ConfigError(f"{args.input}: no data rows (only a header?); nothing to align")
+            cols = _id_columns(table, args.id_columns, args.input)
+            normalize_ids(cols, config.normalize, duplicates=args.duplicates, names=args.id_columns)
+        except TesseraError as e:
+            _tell_peers_and_exit(fed, args.party, args.session, e)  # ... and the peers are told
+            raise
         timeout_s = args.timeout_s or max(600.0, fed.timeout_s)
         with connect(fed, args.party) as party:
             result = align(

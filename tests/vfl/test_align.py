@@ -127,6 +127,32 @@ def test_cli_refuses_bad_input_before_connecting(tmp_path: Path, capsys: pytest.
         cm.__exit__(None, None, None)
 
 
+@pytest.mark.grpc
+def test_cli_bad_input_fails_the_peer_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12, case 4: the fintech refused its empty file; the bank waited its whole timeout."""
+    import time
+
+    cm, fed = _federation(tmp_path, ["bank", "fintech"])
+    try:
+        bad = tmp_path / "fintech.csv"
+        bad.write_text("id,x\n")  # a header and no rows
+        rc = main(["--config", str(fed), "--party", "fintech", "--input", str(bad),
+                   "--id-column", "id", "--output", str(tmp_path / "f_out.csv")])
+        assert rc == 2
+        capsys.readouterr()
+        good = tmp_path / "bank.csv"
+        good.write_text("id\n" + "".join(f"c{i}\n" for i in range(50)))
+        t0 = time.monotonic()
+        rc = main(["--config", str(fed), "--party", "bank", "--input", str(good), "--id-column", "id",
+                   "--output", str(tmp_path / "b_out.csv"), "--timeout-s", "120"])
+        err = capsys.readouterr().err
+        assert rc == 2 and time.monotonic() - t0 < 15
+        assert "fintech" in err and "aborted" in err and "refused its input" in err, err
+        assert not (tmp_path / "b_out.csv").exists()
+    finally:
+        cm.__exit__(None, None, None)
+
+
 def _pair(fa, fb):  # type: ignore[no-untyped-def]
     return run_parties({"bank": fa, "fintech": fb})
 
