@@ -140,7 +140,9 @@ class Server:
                 )
             from hfl.secure import check_settings
 
-            self.secure_agg = check_settings(self.secure_agg)
+            # too few clients for secure aggregation is a start-up error, never a silent skip
+            self.secure_agg = check_settings(self.secure_agg, num_clients=len(self.clients),
+                                             context=f"server {party.name!r}")
         self._secagg_round: dict[str, Any] = {}
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.output_dir = Path(output_dir) if output_dir else None

@@ -209,3 +209,15 @@ def test_a_straggler_under_secure_aggregation_is_released_and_serves_the_next_ro
     assert h.rounds[0]["secure_agg"]["survivors"] == 3
     # released from round 1's aggregation, it is back in time for round 2
     assert h.rounds[1]["fit_results"] == 4 and h.rounds[1]["secure_agg"]["survivors"] == 4
+
+
+def test_a_server_with_too_few_clients_for_secure_aggregation_refuses_to_start() -> None:
+    """The deployed server (start_server / Server) checks the cohort at start-up too."""
+    from hfl.server import Server
+    from party import Party
+
+    net = InMemoryNetwork(["server", "c1", "c2"])
+    with pytest.raises(ConfigError, match=r"at least 3"):
+        Server(Party("server", net.transport("server")), secure_agg=True)
+    Server(Party("server", InMemoryNetwork(["server", "c1", "c2", "c3"]).transport("server")),
+           secure_agg=True)  # three is enough
