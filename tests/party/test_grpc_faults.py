@@ -318,3 +318,25 @@ def test_many_frames_buffered_for_a_party_that_connects_later(tmp_path: Path) ->
         a.send("b", Tag("early"), x)
         with connect(config, "b", connect_timeout_s=10) as b:
             assert np.array_equal(b.recv("a", Tag("early"), timeout_s=10), x)
+
+
+def test_a_sigstopped_peer_is_named_by_the_waiters_timeout(fed: tuple[FederationConfig, object]) -> None:
+    """Issue 12 faults: a frozen peer (SIGSTOP) keeps its TCP up; the waiter's deadline names it,
+    and once resumed it is still connected (the contract did not lose it)."""
+    from party.testing import sigstop
+
+    config, _ = fed
+    alice = connect(config, "alice")
+    proc = _spawn(config, "wait")
+    try:
+        with sigstop(proc, None):
+            t0 = time.monotonic()
+            with pytest.raises(PartyTimeout, match="'carol'"):
+                alice.recv("carol", Tag("frozen"), timeout_s=2)
+            assert 1.9 < time.monotonic() - t0 < 10
+        alice.send("carol", Tag("never"), "wake up")  # resumed: it gets this and exits cleanly
+        proc.wait(15)
+    finally:
+        proc.kill()
+        proc.wait()
+        alice.close()
