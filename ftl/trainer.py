@@ -10,6 +10,7 @@ hold checkpoints of the same epoch).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ from ftl.model import FtlParams, GuestModel, HostModel
 from ftl.protocol import FtlGuest, FtlHost, check_roles
 from he.params import CkksParams
 from party import Party, Tag
-from party.errors import ConfigError
+from party.errors import ConfigError, PartyTimeout, PartyUnavailable, PeerAborted
 from party.files import atomic_path
+from party.handshake import open_run
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,8 @@ def _bytes(party: Party) -> int:
 def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any,
               y: FloatArray | None = None, params: FtlParams | None = None,
               ckks: CkksParams | None = None, checkpoint_dir: str | Path | None = None,
-              session: str = "ftl", rng: np.random.Generator | None = None) -> FtlResult:
+              session: str = "ftl", rng: np.random.Generator | None = None,
+              rejoin_s: float = 300.0) -> FtlResult:
     """Train FTL as the guest (A, with labels ``y``) or the host (B, no labels).
 
     Args:
@@ -124,6 +127,12 @@ def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any
         ckks: CKKS parameters (``he.CkksParams``), equal on both sides.
         checkpoint_dir: where to write/resume this party's checkpoint.
         session: distinguishes runs sharing a transport.
+        rejoin_s: when the peer's process dies without a word (kill -9), wait this long
+            for it to be restarted, then run again from this party's checkpoint (from
+            the start without one); 0: fail at once. A peer that stops on purpose tells
+            us (PeerAborted) and we stop at once; so do we, if we fail.
+
+    The run opens with the confirmed handshake of :mod:`party.handshake`.
 
     Returns:
         This party's trained model and per-epoch losses, seconds and bytes.
@@ -134,6 +143,42 @@ def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any
         PartyTimeout, PartyUnavailable, RemoteProtocolError: the peer failed.
     """
     check_roles(role, y)
+    deadline = time.monotonic() + rejoin_s
+    while True:
+        try:
+            return _train_once(party, peer, role=role, x=x, overlap=overlap, y=y, params=params,
+                               ckks=ckks, checkpoint_dir=checkpoint_dir, session=session, rng=rng)
+        except PeerAborted:
+            raise
+        except PartyUnavailable as e:
+            left = deadline - time.monotonic()
+            if e.peer != peer or left <= 0:
+                _tell_peer(party, session, e)
+                raise
+            log.warning("ftl %s: %s is gone (%s); waiting up to %.0f s for it to rejoin",
+                        role, peer, e.reason, left)
+            try:
+                party.transport.wait_peer(peer, timeout_s=left)  # type: ignore[attr-defined]
+            except PartyTimeout:
+                raise PartyUnavailable(peer, f"did not rejoin within {rejoin_s:g} s "
+                                       f"({e.reason})") from None
+        except BaseException as e:
+            _tell_peer(party, session, e)
+            raise
+
+
+def _tell_peer(party: Party, session: str, e: BaseException) -> None:
+    """Fail fast: the peer learns at once that this party stopped the run, and why."""
+    abort = getattr(getattr(party, "transport", None), "abort", None)
+    if abort is not None:
+        with contextlib.suppress(Exception):
+            abort(session, f"{type(e).__name__}: {e}")
+
+
+def _train_once(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any,
+                y: FloatArray | None, params: FtlParams | None, ckks: CkksParams | None,
+                checkpoint_dir: str | Path | None, session: str,
+                rng: np.random.Generator | None) -> FtlResult:
     params = params or FtlParams()
     sm: FtlGuest | FtlHost
     if role == "guest":
@@ -151,6 +196,7 @@ def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any
         sm = FtlHost(hdata, params, ckks=ckks, model=hmodel, start_epoch=start, rng=rng)
     n_features = int(np.asarray(x).shape[1])
     timeout = params.timeout_s
+    open_run(party, [peer], protocol="ftl", session=session, info={}, timeout_s=timeout)
     tag = Tag("ftl", session, 0, "hello")
     party.send(peer, tag, sm.hello())
     sm.on_hello(party.recv(peer, tag, Hello, timeout_s=timeout))

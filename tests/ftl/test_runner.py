@@ -163,8 +163,10 @@ def test_peer_that_disconnects_mid_training_is_reported_at_once() -> None:
         from ftl.messages import GuestForward, Hello
         from ftl.protocol import FtlHost
         from party import Tag
+        from party.handshake import open_run
 
         sm = FtlHost(t.host, p)
+        open_run(party, ["A"], protocol="ftl", session="ftl", timeout_s=60)
         tag = Tag("ftl", "ftl", 0, "hello")
         party.send("A", tag, sm.hello())
         sm.on_hello(party.recv("A", tag, Hello, timeout_s=60))
@@ -179,7 +181,52 @@ def test_peer_that_disconnects_mid_training_is_reported_at_once() -> None:
     with pytest.raises(PartyUnavailable):
         run_parties({
             "A": lambda party: train_ftl(party, "B", role="guest", x=t.guest.x, y=t.guest.y,
-                                         overlap=t.guest.overlap, params=p),
+                                         overlap=t.guest.overlap, params=p, rejoin_s=0),
             "B": host_dies,
         }, network=net)
     assert time.monotonic() - t0 < 60
+
+
+def test_only_the_killed_host_is_restarted_and_the_guest_resumes_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 12, case 5 for FTL: the host dies without a word mid-epoch 1; the guest's one
+    train_ftl call waits, the restarted host rejoins, both resume from their checkpoints."""
+    import threading
+
+    from ftl.protocol import FtlHost
+    from party import InMemoryNetwork, Party
+
+    t = toy()
+    p = small_params(epochs=3)
+    net = InMemoryNetwork(["A", "B"])
+    real = FtlHost.on_guest_backward
+    calls = {"n": 0}
+
+    def crash(self, msg):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == self.steps(0) + 1:  # the first step of epoch 1 (both mid-epoch)
+            net.disconnect("B", "killed (kill -9)")
+            raise SystemExit("killed")
+        return real(self, msg)
+
+    monkeypatch.setattr(FtlHost, "on_guest_backward", crash)
+    out: dict[str, object] = {}
+
+    def guest() -> None:
+        out["A"] = train_ftl(Party("A", net.transport("A")), "B", role="guest", x=t.guest.x,
+                             y=t.guest.y, overlap=t.guest.overlap, params=p,
+                             checkpoint_dir=tmp_path / "A", rejoin_s=60)
+
+    th = threading.Thread(target=guest, daemon=True)
+    th.start()
+    with pytest.raises(SystemExit):
+        train_ftl(Party("B", net.transport("B")), "A", role="host", x=t.host.x,
+                  overlap=t.host.overlap, params=p, checkpoint_dir=tmp_path / "B")
+    monkeypatch.setattr(FtlHost, "on_guest_backward", real)
+    out["B"] = train_ftl(Party("B", net.transport("B")), "A", role="host", x=t.host.x,
+                         overlap=t.host.overlap, params=p, checkpoint_dir=tmp_path / "B")
+    th.join(120)
+    ref = train_plaintext(t.guest, t.host, p)
+    np.testing.assert_allclose(out["A"].epoch_losses, ref.epoch_losses, atol=1e-6)  # type: ignore[attr-defined]
+    assert len(out["A"].epoch_losses) == 3  # type: ignore[attr-defined]
