@@ -13,7 +13,10 @@ What it does (issue 12, "Benchmark"), all on 127.0.0.1 with mutual TLS:
    a known, varying intersection; the parties start in random order with a random
    gap (0-5 s); in ``--kill-fraction`` of the runs one party is killed (SIGKILL to
    its process group) 0.2-3 s after its start and restarted with the same
-   arguments 0-2 s later. A run is *ok* when both exit 0 with the right shared count,
+   arguments 0-2 s later (unless the kill hit a party that had already written its
+   output and printed its result, i.e. its exit: that party is done, and a restart
+   would be a new run with no peer; counted in ``soak_kills``' ``after_victim_finished``).
+   A run is *ok* when both exit 0 (or finished, as above) with the right shared count,
    the same ID order in both outputs and intact rows; *wrong* when both exit 0 but
    an output is wrong; *hung* when it does not finish within ``--run-deadline-s``;
    *failed* when a party exits non-zero (a survivor that exits non-zero after its
@@ -59,6 +62,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("party", "psi", "vfl", "hfl", "secure_agg", "ftl", "he", "benchmarks")
 PARTIES = ("bank", "fintech")
+FINISHED = " shared with "  # in the line vfl.align prints after writing its output
 HFL_CLIENTS = 4
 
 
@@ -151,6 +155,7 @@ class RunResult:
     survivor_restarts: int
     why: str = ""
     events: list[str] = field(default_factory=list)
+    killed_after_finish: bool = False
 
 
 def make_inputs(d: Path, rows: int, shared: int, rng: random.Random) -> set[str]:
@@ -297,7 +302,7 @@ class Soak:
         second_at = t0 + gap
         kill_at: float | None = None
         restart_at: float | None = None
-        killed = False
+        killed = killed_after_finish = False
         survivor_restarts = 0
         done_at: dict[str, float] = {}
         kill_done_at: float | None = None
@@ -318,7 +323,16 @@ class Soak:
                     kill_done_at = now
                     ev(f"kill -9 {vname} (pid {victim.pid}, "
                        f"{now - victim.started:.2f} s after its start)")
-                    restart_at = time.monotonic() + restart_after
+                    if FINISHED in logs[vname].read_text(errors="replace"):
+                        # it had written its output and printed its result: the run was over
+                        # for it (the kill hit the exit); a restart would be a new run
+                        killed_after_finish = True
+                        done[vname] = True
+                        done_at[vname] = now
+                        ev(f"{vname} had already written its output and printed its result "
+                           "(the kill hit its exit): not restarted")
+                    else:
+                        restart_at = time.monotonic() + restart_after
                 else:
                     ev(f"no kill: {vname} had already exited")
                     kill_at = float("inf")
@@ -362,7 +376,7 @@ class Soak:
         self.children = [c for c in self.children if c.poll() is None or c is self.router]
         ev(f"outcome {outcome} {why}".rstrip())
         res = RunResult(i, outcome, round(time.monotonic() - t0, 2), shared, order, gap, kill,
-                        killed, survivor_restarts, why, events)
+                        killed, survivor_restarts, why, events, killed_after_finish)
         (d / "events.txt").write_text("\n".join(events) + "\n")
         if outcome == "ok":
             shutil.rmtree(d, ignore_errors=True)
@@ -648,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"run {i}: {r.outcome} in {r.seconds:.1f} s, {r.shared} shared, "
                 f"{r.order[0]} first, gap {r.gap_s} s"
                 + (f", killed {r.kill['party']} at {r.kill['after_s']} s"
+                   + (" (after it had finished)" if r.killed_after_finish else "")
                    if r.killed and r.kill else "")
                 + (f", {r.survivor_restarts} survivor restart(s)" if r.survivor_restarts else "")
                 + f"; {(time.monotonic() - t_start) / 60:.1f} min")
@@ -680,7 +695,8 @@ def main(argv: list[str] | None = None) -> int:
          seconds_p50=secs[len(secs) // 2] if secs else None, seconds_max=secs[-1] if secs else None,
          **cond)
     emit("soak_kills", sum(r.killed for r in results), "kills",
-         planned=sum(r.kill is not None for r in results), **cond)
+         planned=sum(r.kill is not None for r in results),
+         after_victim_finished=sum(r.killed_after_finish for r in results), **cond)
     emit("soak_wrong_results", n["wrong"], "runs",
          runs=[{"run": r.index, "why": r.why} for r in results if r.outcome == "wrong"], **cond)
     emit("soak_hung_runs", n["hung"], "runs",
