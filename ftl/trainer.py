@@ -10,7 +10,6 @@ hold checkpoints of the same epoch).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from he.params import CkksParams
 from party import Party, Tag
 from party.errors import ConfigError, PartyTimeout, PartyUnavailable, PeerAborted
 from party.files import atomic_path
-from party.handshake import open_run
+from party.handshake import open_run, tell_peers
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any
         except PartyUnavailable as e:
             left = deadline - time.monotonic()
             if e.peer != peer or left <= 0:
-                _tell_peer(party, session, e)
+                tell_peers(party, session, e)
                 raise
             log.warning("ftl %s: %s is gone (%s); waiting up to %.0f s for it to rejoin",
                         role, peer, e.reason, left)
@@ -163,16 +162,8 @@ def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any
                 raise PartyUnavailable(peer, f"did not rejoin within {rejoin_s:g} s "
                                        f"({e.reason})") from None
         except BaseException as e:
-            _tell_peer(party, session, e)
+            tell_peers(party, session, e)
             raise
-
-
-def _tell_peer(party: Party, session: str, e: BaseException) -> None:
-    """Fail fast: the peer learns at once that this party stopped the run, and why."""
-    abort = getattr(getattr(party, "transport", None), "abort", None)
-    if abort is not None:
-        with contextlib.suppress(Exception):
-            abort(session, f"{type(e).__name__}: {e}")
 
 
 def _train_once(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any,

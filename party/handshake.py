@@ -293,6 +293,20 @@ def open_run(
     return run
 
 
+def tell_peers(party: Any, session: str, e: BaseException) -> None:
+    """Fail fast: the peers learn at once that this party stopped ``session``, and why.
+
+    Best effort (the link may be what failed); a transport without aborts is skipped.
+    """
+    abort = getattr(getattr(party, "transport", None), "abort", None)
+    if abort is None:
+        return
+    try:
+        abort(session, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    except Exception:
+        log.debug("%s: could not tell peers about %r", getattr(party, "name", "?"), e)
+
+
 def confirm_digest(
     party: Party,
     peers: Sequence[str],
@@ -328,4 +342,5 @@ __all__ = [
     "confirm_digest",
     "info_digest",
     "open_run",
+    "tell_peers",
 ]

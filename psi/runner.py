@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from party.errors import ConfigError, PartyTimeout, PartyUnavailable, PeerAborted
-from party.handshake import confirm_digest, open_run
+from party.handshake import confirm_digest, open_run, tell_peers
 from party.party import Party
 from party.transport import Tag
 from psi.checkpoint import Checkpoint
@@ -95,7 +95,7 @@ def run_psi_keys(
         except PartyUnavailable as e:
             left = deadline - time.monotonic()
             if checkpoint is None or left <= 0 or e.peer not in peers:
-                _tell_peers(party, session, e)
+                tell_peers(party, session, e)
                 raise
             log.warning("psi %s: %s (%s); waiting up to %.0f s for it to rejoin, then resuming "
                         "from the checkpoint", party.name, e.peer, e.reason, left)
@@ -105,18 +105,8 @@ def run_psi_keys(
                 raise PartyUnavailable(e.peer, f"did not rejoin within the reconnect window "
                                        f"({e.reason})") from None
         except BaseException as e:
-            _tell_peers(party, session, e)
+            tell_peers(party, session, e)
             raise
-
-
-def _tell_peers(party: Party, session: str, e: BaseException) -> None:
-    """Fail fast: peers waiting on this run learn at once that it stopped, and why."""
-    abort = getattr(party.transport, "abort", None)
-    if abort is not None:
-        try:
-            abort(session, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
-        except Exception:  # the link may be what failed
-            log.debug("psi %s: could not tell peers about %r", party.name, e)
 
 
 def _run_psi_once(

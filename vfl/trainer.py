@@ -42,7 +42,6 @@ benchmark reports both (``benchmarks/vfl.py``).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import logging
@@ -70,7 +69,7 @@ from party.errors import (
     TesseraError,
 )
 from party.files import atomic_path, sweep_stale_tmp
-from party.handshake import open_run
+from party.handshake import open_run, tell_peers
 from vfl.he.context import CkksParams
 from vfl.he.layer import ActiveLayer, PassiveLayer
 from vfl.he.messages import (
@@ -368,7 +367,7 @@ class _Trainer:
                 left = deadline - time.monotonic()
                 if (not isinstance(cause, PartyUnavailable) or isinstance(cause, PeerAborted)
                         or cause.peer not in self._peers() or left <= 0):
-                    self._tell_peers(e)
+                    tell_peers(self.party, self.cfg.session, e)
                     raise
                 log.warning("%s: %s is gone (%s); waiting up to %.0f s for it to rejoin, then "
                             "resuming from the newest common checkpoint", self.party.name,
@@ -382,15 +381,8 @@ class _Trainer:
                         "settings to resume from the last checkpoint") from cause
                 reset()
             except BaseException as e:
-                self._tell_peers(e)
+                tell_peers(self.party, self.cfg.session, e)
                 raise
-
-    def _tell_peers(self, e: BaseException) -> None:
-        """Fail fast: the peers learn at once that this party stopped, and why."""
-        abort = getattr(self.party.transport, "abort", None)
-        if abort is not None:
-            with contextlib.suppress(Exception):
-                abort(self.cfg.session, f"{type(e).__name__}: {e}")
 
     def _interrupted(self, e: Exception, where: str) -> TrainingInterrupted:
         done = self.ckpt.epochs()
