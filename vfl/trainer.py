@@ -350,11 +350,13 @@ class _Trainer:
         """A function that puts the trainer back as it was before fit() (for a rejoin)."""
         raise NotImplementedError
 
-    def _handshake(self) -> None:
-        """The confirmed run handshake with each peer (party.handshake), before the plan."""
+    def _handshake(self, protocol: str = "vfl") -> None:
+        """The confirmed run handshake with each peer (party.handshake), before the plan
+        (training: the mode is compared) or the ScoreHello (scoring: the model check follows)."""
+        info = {"mode": self.cfg.mode} if protocol == "vfl" else {}
         for p in self._peers():
-            open_run(self.party, [p], protocol="vfl", session=self.cfg.session,
-                     info={"mode": self.cfg.mode}, timeout_s=self.cfg.timeout_s)
+            open_run(self.party, [p], protocol=protocol, session=self.cfg.session, info=info,
+                     timeout_s=self.cfg.timeout_s)
 
     def _fit_with_rejoin(self, once: Callable[[], TrainResult]) -> TrainResult:
         reset = self._reset_state()
@@ -714,6 +716,7 @@ class ActiveTrainer(_Trainer):
         """Scoring session of loaded halves: same model ID everywhere, fresh HE keys."""
         c = self.cfg
         assert self.run_id is not None
+        self._handshake("vfl.score")
         tag = self._tag(0, "hello", "vfl.open")
         self.party.broadcast(self.passives, tag, ScoreHello(run_id=self.run_id, mode=c.mode,
                                                             k=self.k))
@@ -1045,6 +1048,7 @@ class PassiveTrainer(_Trainer):
     def _open(self) -> None:
         """Answer the active party's ScoreHello: refuse halves of another run, fresh HE keys."""
         c = self.cfg
+        self._handshake("vfl.score")
         tag = self._tag(0, "hello", "vfl.open")
         hello = self._recv(self.active, tag, ScoreHello)
         error = ""

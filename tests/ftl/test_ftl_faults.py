@@ -31,7 +31,7 @@ def test_ftl_survives_every_fault() -> None:
     for fault in FAULTS:
         with faulty_grpc_federation(["A", "B"]) as (configs, proxies, _):
             apply_fault(fault, proxies, "B", stall_s=4.0, reset_after_bytes=300_000)
-            out = run_parties(fns, make_party=lambda n: connect(configs[n], n), timeout_s=240)
+            out = run_parties(fns, make_party=lambda n: connect(configs[n], n, connect_timeout_s=90), timeout_s=240)
             if fault == "reset":
                 assert proxies["B"].stats.resets >= 1
         np.testing.assert_allclose(out["A"].epoch_losses, ref.epoch_losses, atol=1e-6,

@@ -45,7 +45,7 @@ def run_psi_with_fault(fault: str, *, stall_s: float = 4.0, n: int = 3000) -> di
         out = run_parties(
             {"bank": lambda p: run_psi(p, a, config=cfg, workers=0, timeout_s=120),
              "fintech": lambda p: run_psi(p, b, config=cfg, workers=0, timeout_s=120)},
-            make_party=lambda name: connect(configs[name], name), timeout_s=300)
+            make_party=lambda name: connect(configs[name], name, connect_timeout_s=90), timeout_s=300)
         resets = proxies["fintech"].stats.resets
     return {"ids": [a[i] for i in out["bank"].rows], "fin_ids": [b[i] for i in out["fintech"].rows],
             "resets": resets, "seconds": time.monotonic() - t0}
@@ -81,7 +81,7 @@ def run_secagg_with_fault(fault: str, *, stall_s: float = 4.0) -> tuple[np.ndarr
         apply_fault(fault, proxies, "c3", stall_s=stall_s, reset_after_bytes=12_000)
 
         def make(name: str) -> Party:
-            return connect(configs[name], name)
+            return connect(configs[name], name, connect_timeout_s=90)
 
         out = run_parties(fns, make_party=make, timeout_s=300)
         resets = proxies["c3"].stats.resets

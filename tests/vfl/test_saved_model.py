@@ -221,8 +221,10 @@ def test_he_scoring_transcript_of_loaded_halves(data: dict[str, Any], runs: dict
     prob = ok(run({"bank": bank, "fintech": fintech}, ROLES))
     np.testing.assert_allclose(prob, ref, atol=1e-4)
     kinds = [type(m).__name__ for m in seen]
-    assert kinds[:2] == ["ScoreHelloAck", "PublicContext"], kinds
-    assert set(kinds[2:]) == {"Ack", "EncActivations", "ForwardShare"}, kinds
+    # the run handshake first (names, incarnations, nonces; no model data)
+    assert kinds[:2] == ["RunHello", "RunConfirm"], kinds
+    assert kinds[2:4] == ["ScoreHelloAck", "PublicContext"], kinds
+    assert set(kinds[4:]) == {"Ack", "EncActivations", "ForwardShare"}, kinds
     from vfl.he.context import load_public
 
     ctx = next(m for m in seen if type(m).__name__ == "PublicContext")

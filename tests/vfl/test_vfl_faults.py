@@ -58,7 +58,7 @@ def test_vfl_survives_every_fault_bit_identically(data: dict[str, Any]) -> None:
     for fault in FAULTS:
         with faulty_grpc_federation(["bank", "fintech"], roles=roles) as (configs, proxies, _):
             apply_fault(fault, proxies, "fintech", stall_s=4.0, reset_after_bytes=40_000)
-            got = run_parties(_fns(data), make_party=lambda n: connect(configs[n], n),
+            got = run_parties(_fns(data), make_party=lambda n: connect(configs[n], n, connect_timeout_s=90),
                               timeout_s=240)["bank"]
             if fault == "reset":
                 assert proxies["fintech"].stats.resets >= 1
