@@ -268,6 +268,7 @@ def predict_ftl(party: Party, peer: str, *, role: str, model: GuestModel | HostM
             raise ConfigError("the host needs its HostModel")
         hs = FtlHost(HostData(np.asarray(x, dtype=np.float64), dummy_ov),
                      params, ckks=ckks, model=model, predict_only=True)
+        open_run(party, [peer], protocol="ftl.predict", session=session, timeout_s=timeout_s)
         tag = Tag("ftl.predict", session, 0, "hello")
         party.send(peer, tag, hs.hello())
         hs.on_hello(party.recv(peer, tag, Hello, timeout_s=timeout_s))
@@ -288,6 +289,7 @@ def predict_ftl(party: Party, peer: str, *, role: str, model: GuestModel | HostM
         raise ConfigError("the guest needs its trained GuestModel (with phi_final)")
     gs = FtlGuest(_guest_stub(model.net.n_features), params, ckks=ckks, model=model,
                   predict_only=True)
+    open_run(party, [peer], protocol="ftl.predict", session=session, timeout_s=timeout_s)
     tag = Tag("ftl.predict", session, 0, "hello")
     party.send(peer, tag, gs.hello())
     gs.on_hello(party.recv(peer, tag, Hello, timeout_s=timeout_s))
