@@ -45,6 +45,7 @@ from hfl.messages import (
     Shutdown,
 )
 from party import ClosedTransport, Party, PartyTimeout, PartyUnavailable, Tag
+from party.handshake import open_run
 
 log = logging.getLogger("hfl.client")
 
@@ -148,6 +149,10 @@ def run_client(
     seq = 0
     try:
         party.send(server, HELLO_TAG, Hello(incarnation))
+        # the session handshake (party.handshake): both confirm this client incarnation and
+        # the server's before any instruction; the session is named by our incarnation
+        open_run(party, [server], protocol=PROTOCOL, session=incarnation,
+                 timeout_s=idle_timeout_s)
         while True:
             tag = Tag(PROTOCOL, incarnation, seq, "ins")
             try:

@@ -64,6 +64,7 @@ from party import (
     TesseraError,
     encode,
 )
+from party.handshake import open_run
 
 log = logging.getLogger("hfl.server")
 
@@ -156,27 +157,38 @@ class Server:
         self.parameters: NDArrays | None = None
         self._incarnation: dict[str, str] = {}
         self._seq: dict[str, int] = {}
+        self.handshake_timeout_s = 30.0
 
     # -- client bookkeeping ----------------------------------------------------------------
     def poll_clients(self) -> list[str]:
         """Read pending Hellos (latest wins), forget clients the transport reports gone,
         and return the connected clients, sorted."""
         for c in self.clients:
+            latest: Hello | None = None
             while True:
                 try:
-                    h = self.party.recv(c, HELLO_TAG, Hello, timeout_s=0)
+                    latest = self.party.recv(c, HELLO_TAG, Hello, timeout_s=0)
                 except PartyTimeout:
                     break
                 except PartyUnavailable as e:  # the transport knows it is gone
                     self._lost(c, str(e))
+                    latest = None
                     break
                 except RemoteProtocolError as e:
                     log.warning("ignoring a malformed hello from %s: %s", c, e)
                     continue
-                if self._incarnation.get(c) != h.incarnation:
-                    log.info("client %s connected (incarnation %s)", c, h.incarnation)
-                self._incarnation[c] = h.incarnation
-                self._seq[c] = 0
+            if latest is None:
+                continue
+            try:  # the session handshake with this client incarnation (see hfl.client)
+                open_run(self.party, [c], protocol=PROTOCOL, session=latest.incarnation,
+                         timeout_s=self.handshake_timeout_s)
+            except (PartyTimeout, PartyUnavailable, RemoteProtocolError) as e:
+                self._lost(c, f"session handshake failed: {e}")
+                continue
+            if self._incarnation.get(c) != latest.incarnation:
+                log.info("client %s connected (incarnation %s)", c, latest.incarnation)
+            self._incarnation[c] = latest.incarnation
+            self._seq[c] = 0
         return sorted(self._incarnation)
 
     def wait_for_clients(self, n: int, timeout_s: float | None = None) -> list[str]:
