@@ -160,10 +160,13 @@ def release_clients(party: Party, clients: list[str], *, session: str, reason: s
     round that cannot run secure aggregation, gets an ``Abort`` where it will look
     first, so it goes back to serving the server at once instead of waiting.
     """
+    from party.handshake import leave_out
     from secure_agg.messages import Abort
-    from secure_agg.runner import PROTOCOL
+    from secure_agg.runner import PROTOCOL, _hs_session
 
     for c in clients:
+        # the round's handshake is where it looks first; the Abort covers a client past it
+        leave_out(party, c, protocol=PROTOCOL, session=_hs_session(session, 0))
         with contextlib.suppress(PartyUnavailable):
             party.send(c, Tag(PROTOCOL, session, 0, "public_keys"), Abort(session, 0, reason))
 

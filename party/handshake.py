@@ -33,6 +33,7 @@ The machine (:class:`Handshake`) does no I/O; :func:`open_run` runs it over a Pa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -45,9 +46,11 @@ from party.codec import decode, encode, wire
 from party.errors import (
     ConfigError,
     LocalProtocolError,
+    PartyTimeout,
     PartyUnavailable,
     PeerAborted,
     RemoteProtocolError,
+    TesseraError,
 )
 from party.party import Party
 from party.transport import Tag
@@ -62,6 +65,14 @@ class RunMismatch(RemoteProtocolError, ConfigError):
 
     A :class:`ConfigError` too: the usual cause is a setting that differs between parties.
     """
+
+
+class RunExcluded(TesseraError):
+    """The hub of a dropout-tolerant run (SecAgg's server) went on without this party."""
+
+
+#: The confirm a hub sends to a member it left out (late, gone or disagreeing).
+LEFT_OUT = bytes(32)
 
 
 @wire("party.run_hello", version=1)
@@ -193,6 +204,8 @@ class Handshake:
     def on_confirm(self, src: str, msg: RunConfirm) -> None:
         if src not in self.peers:
             raise RemoteProtocolError(f"run confirm from {src!r}, not a party of this run", peer=src)
+        if msg.transcript == LEFT_OUT:
+            raise RunExcluded(f"{src} went on without {self.me} (it answered too late)")
         if msg.transcript != self.transcript:
             raise RunMismatch(
                 f"run transcript of {src} differs from {self.me}'s: they saw different parties, "
@@ -257,8 +270,12 @@ def open_run(
         p = pending[0]
         before = peer_inc(p)
         try:
-            msg = party.recv(p, tag.at(f"{protocol}:hello"), RunHello,
+            msg = party.recv(p, tag.at(f"{protocol}:hello"),
                              timeout_s=max(0.0, deadline - time.monotonic()))
+            if isinstance(msg, RunConfirm) and msg.transcript == LEFT_OUT:
+                raise RunExcluded(f"{p} went on without {party.name} (it answered too late)")
+            if not isinstance(msg, RunHello):
+                raise RemoteProtocolError(f"expected RunHello, got {type(msg).__name__}", peer=p)
         except PeerAborted:
             raise
         except PartyUnavailable as e:
@@ -291,6 +308,66 @@ def open_run(
     party.pin(run.incarnations)
     log.info("%s: %s run %s confirmed with %s", party.name, protocol, run.run_id, ", ".join(hs.peers))
     return run
+
+
+def leave_out(party: Party, member: str, *, protocol: str, session: str) -> None:
+    """Tell ``member`` the hub will run ``session`` without it (it waits no longer)."""
+    tag = Tag(PROTOCOL, session, 0, protocol)
+    with contextlib.suppress(PartyUnavailable):
+        party.send(member, tag.at(f"{protocol}:hello"), RunConfirm(LEFT_OUT))
+
+
+def open_star(
+    party: Party,
+    members: Sequence[str],
+    *,
+    protocol: str,
+    session: str,
+    info: dict[str, Any] | None = None,
+    timeout_s: float = 600.0,
+) -> dict[str, Run]:
+    """The hub's side of a dropout-tolerant handshake with many members (SecAgg's server).
+
+    Each member runs :func:`open_run` with the hub alone; the hub runs the same
+    two-party handshake with every member under one shared deadline and returns the
+    members that confirmed (pinned), each with its own pair transcript. A member that
+    is silent, gone or disagrees is left out (logged), not an error: the protocol
+    treats it as a dropout.
+    """
+    tag = Tag(PROTOCOL, session, 0, protocol)
+    inc = int(getattr(party.transport, "incarnation", 0))
+    party.unpin(members)
+    hss = {u: Handshake(party.name, sorted([party.name, u]), protocol=protocol, session=session,
+                        info=info or {}, incarnation=inc) for u in members}
+    for u, hs in hss.items():
+        try:
+            party.send(u, tag.at(f"{protocol}:hello"), hs.hello)
+        except PartyUnavailable as e:
+            log.info("%s: %s left out of %s %s: %s", party.name, u, protocol, session, e)
+    deadline = time.monotonic() + timeout_s
+    live: list[str] = []
+    for u in members:
+        try:
+            hss[u].on_hello(u, party.recv(u, tag.at(f"{protocol}:hello"), RunHello,
+                                          timeout_s=max(0.0, deadline - time.monotonic())))
+            live.append(u)
+        except (PartyTimeout, PartyUnavailable, RemoteProtocolError) as e:
+            log.info("%s: %s left out of %s %s: %s", party.name, u, protocol, session, e)
+    for u in members:  # the live get the confirm; the rest learn they were left out
+        with contextlib.suppress(PartyUnavailable):
+            party.send(u, tag.at(f"{protocol}:confirm"),
+                       hss[u].confirm() if u in live else RunConfirm(LEFT_OUT))
+    out: dict[str, Run] = {}
+    for u in live:
+        try:
+            hss[u].on_confirm(u, party.recv(u, tag.at(f"{protocol}:confirm"), RunConfirm,
+                                            timeout_s=max(0.0, deadline - time.monotonic())))
+        except (PartyTimeout, PartyUnavailable, RemoteProtocolError) as e:
+            log.info("%s: %s left out of %s %s: %s", party.name, u, protocol, session, e)
+            continue
+        out[u] = hss[u].result()
+        party.pin({u: out[u].incarnations[u]})
+    return out
 
 
 def tell_peers(party: Any, session: str, e: BaseException) -> None:
@@ -337,10 +414,13 @@ __all__ = [
     "Handshake",
     "Run",
     "RunConfirm",
+    "RunExcluded",
     "RunHello",
     "RunMismatch",
     "confirm_digest",
     "info_digest",
+    "leave_out",
     "open_run",
+    "open_star",
     "tell_peers",
 ]

@@ -33,6 +33,7 @@ from party.errors import (
     QuorumLost,
     RemoteProtocolError,
 )
+from party.handshake import RunExcluded, open_run, open_star
 from party.party import Party
 from party.transport import Tag
 from secure_agg.client import SecAggClient
@@ -64,6 +65,15 @@ class ClientOutcome:
     completed: bool  # True: the input is in the sum
     num_survivors: int = 0
     reason: str = ""
+
+
+def _hs_session(session: str, round: int) -> str:
+    return f"{session}.r{round}"
+
+
+def _hs_info(params: SecAggParams) -> dict[str, Any]:
+    """What the parties of a round must agree on (every parameter, as text)."""
+    return {"params": repr(params)}
 
 
 def _tag(session: str, round: int) -> Tag:
@@ -117,6 +127,12 @@ def run_client(
     check_weight(weight, params)
     # `awaited` is the step the server waits on from us; a failure is reported there.
     awaited = "advertise_keys"
+    # the round's confirmed handshake (party.handshake): live incarnations, the same params
+    try:
+        open_run(party, [server], protocol=PROTOCOL, session=_hs_session(session, round),
+                 info=_hs_info(params), timeout_s=wait)
+    except RunExcluded as e:  # too late for this round: like Excluded, nothing was revealed
+        return ClientOutcome(False, reason=str(e))
     try:
         party.send(server, tag.at("advertise_keys"), sm.advertise_keys())
         awaited = "share_keys"
@@ -212,9 +228,15 @@ def run_server(
     stage_fns: list[Callable[[Any], Any]] = [
         srv.advertise_keys, srv.share_keys, srv.masked_input, srv.unmask
     ]
+    # the round opens with a confirmed handshake with every client that answers in time;
+    # the others are dropouts at advertise_keys (no second wait for them)
+    confirmed = open_star(party, list(clients), protocol=PROTOCOL,
+                          session=_hs_session(session, round), info=_hs_info(params),
+                          timeout_s=wait)
     out: Any = None
     for (inbox, kind, outbox), fn in zip(steps, stage_fns, strict=True):
-        expected = srv.alive
+        expected = srv.alive if inbox != "advertise_keys" else [
+            u for u in srv.alive if u in confirmed]
         # Masked vectors are added to the running sum as they arrive (O(d) memory).
         stream = srv.add_masked_input if inbox == "masked_input" else None
         got = _collect(party, expected, tag.at(inbox), kind, wait, srv, stream)

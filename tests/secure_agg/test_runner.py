@@ -121,6 +121,11 @@ def _scripted(
     if stop_before == "advertise_keys":
         net.disconnect(u)
         return None
+    from party.handshake import open_run
+    from secure_agg.runner import _hs_info, _hs_session
+
+    open_run(p, ["server"], protocol="secagg", session=_hs_session("run", 0),
+             info=_hs_info(params), timeout_s=10)  # the round's handshake, as run_client does
     p.send("server", tag.at("advertise_keys"), sm.advertise_keys())
     if stop_before == "share_keys":
         return None  # silent but still connected: the server must time out
