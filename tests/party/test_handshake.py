@@ -105,3 +105,34 @@ def test_start_order_is_free() -> None:
 
     res = run_parties({"a": lambda p: open_run(p, protocol="demo", session="s", timeout_s=20), "b": late})
     assert res["a"].run_id == res["b"].run_id
+
+
+def test_star_handshake_leaves_out_the_silent_the_late_and_the_disagreeing() -> None:
+    from party.handshake import RunExcluded, open_star
+
+    net = InMemoryNetwork(["hub", "a", "b", "late", "odd", "dead"])
+    parties = {n: Party(n, net.transport(n)) for n in net.names}
+    out: dict[str, object] = {}
+
+    def member(n: str, info: dict, delay: float = 0.0) -> None:
+        time.sleep(delay)
+        try:
+            out[n] = open_run(parties[n], ["hub"], protocol="sa", session="r1", info=info,
+                              timeout_s=10)
+        except Exception as e:
+            out[n] = e
+
+    ths = [threading.Thread(target=member, args=a) for a in
+           [("a", {"v": 1}), ("b", {"v": 1}), ("late", {"v": 1}, 2.0), ("odd", {"v": 2})]]
+    for t in ths:
+        t.start()
+    t0 = time.monotonic()
+    got = open_star(parties["hub"], ["a", "b", "late", "odd", "dead"], protocol="sa",
+                    session="r1", info={"v": 1}, timeout_s=1.0)
+    assert time.monotonic() - t0 < 3  # one shared deadline, not one per member
+    for t in ths:
+        t.join(15)
+    assert sorted(got) == ["a", "b"]
+    assert got["a"].transcript == out["a"].transcript  # type: ignore[attr-defined]
+    assert isinstance(out["late"], RunExcluded)
+    assert isinstance(out["odd"], (RunMismatch, RunExcluded))
