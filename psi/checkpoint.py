@@ -90,9 +90,33 @@ class Checkpoint:
     def load_blob(self, step: str) -> bytes:
         return (self.dir / _blob_name(step)).read_bytes()
 
+    @property
+    def _result(self) -> Path:
+        return self.dir / "result.json"
+
+    def save_result(self, *, digest: str, public: dict[str, Any], result: dict[str, Any],
+                    rows: bytes) -> None:
+        """The finished run's outcome (after every message was acknowledged): a party killed
+        before it wrote its output restarts into it without needing its peers again."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.dir / "result-rows.npy", rows, mode=0o600)
+        write_atomic(self._result, json.dumps({"input_sha256": digest, "config": public,
+                                               **result}, sort_keys=True), mode=0o600)
+
+    def load_result(self, *, digest: str, public: dict[str, Any]) -> tuple[dict[str, Any], bytes] | None:
+        """The saved outcome of a finished run of this input and config, or None."""
+        try:
+            res: dict[str, Any] = json.loads(self._result.read_text())
+            rows = (self.dir / "result-rows.npy").read_bytes()
+        except (OSError, ValueError):
+            return None
+        if res.get("input_sha256") != digest or res.get("config") != public:
+            return None
+        return res, rows
+
     def clear(self) -> None:
         """Remove the checkpoint (after a successful run, or to start over)."""
-        for p in [*self.dir.glob("*.bin"), self._state]:
+        for p in [*self.dir.glob("*.bin"), self._state, self._result, self.dir / "result-rows.npy"]:
             p.unlink(missing_ok=True)
 
 

@@ -9,11 +9,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from party.errors import ConfigError, PartyTimeout, PartyUnavailable, PeerAborted
 from party.handshake import confirm_digest, open_run, tell_peers
 from party.party import Party
 from party.transport import Tag
-from psi.checkpoint import Checkpoint
+from psi.checkpoint import Checkpoint, input_digest
 from psi.group import GroupEngine
 from psi.messages import Count, Hello, Points
 from psi.normalize import Duplicates, NormalizeReport, normalize_ids
@@ -47,6 +49,7 @@ def run_psi_keys(
     progress: bool | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     rejoin_s: float | None = None,
+    keep_result: bool = False,
 ) -> PsiResult:
     """Private set intersection of canonical, unique ``keys`` with ``peers``.
 
@@ -65,6 +68,9 @@ def run_psi_keys(
         rejoin_s: with a checkpoint, how long to wait for a peer that crashed to come
             back (restarted with its own checkpoint) before resuming on our own
             (default 300 s; without a checkpoint a lost peer fails the run at once).
+        keep_result: keep the finished result in the checkpoint (the caller clears it
+            once its outputs are written; ``vfl.align`` does), so a party killed in
+            between restarts into the result without its peers.
 
     Every run opens with the confirmed handshake of :mod:`party.handshake` (live
     incarnations, public config) and then confirms the session salt; a party that
@@ -89,7 +95,7 @@ def run_psi_keys(
         try:
             return _run_psi_once(party, keys, peers=peers, config=config, session=session,
                                  timeout_s=timeout_s, workers=workers, progress=progress,
-                                 checkpoint=checkpoint)
+                                 checkpoint=checkpoint, keep_result=keep_result)
         except PeerAborted:
             raise
         except PartyUnavailable as e:
@@ -109,6 +115,20 @@ def run_psi_keys(
             raise
 
 
+def _finished(ckpt: Checkpoint, me: str, parties: list[str], keys: Sequence[bytes],
+              config: PsiConfig | None) -> PsiResult | None:
+    """The saved result of this very run, if it finished before a kill (see save_result)."""
+    public = PsiSession(me, parties, [], config).public  # the config part only: no keys used
+    saved = ckpt.load_result(digest=input_digest(keys), public=public)
+    if saved is None:
+        return None
+    meta, rows = saved
+    log.info("psi %s: the run finished before the restart; using its saved result", me)
+    return PsiResult(rows=np.frombuffer(rows, dtype=np.int64).copy() if meta["has_rows"] else None,
+                     size=meta["size"], own_size=meta["own_size"], peer_sizes=meta["peer_sizes"],
+                     mode=meta["mode"], run_id=meta["run_id"])
+
+
 def _run_psi_once(
     party: Party,
     keys: Sequence[bytes],
@@ -120,10 +140,17 @@ def _run_psi_once(
     workers: int | None,
     progress: bool | None,
     checkpoint: str | os.PathLike[str] | None,
+    keep_result: bool = False,
 ) -> PsiResult:
     tag = Tag("psi", session, 0, "")
-    engine = GroupEngine(workers)
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
+    if ckpt is not None:
+        done = _finished(ckpt, party.name, [party.name, *peers], keys, config)
+        if done is not None:
+            if not keep_result:
+                ckpt.clear()
+            return done
+    engine = GroupEngine(workers)
     sess = PsiSession(party.name, [party.name, *peers], keys, config, engine=engine, checkpoint=ckpt)
     bar = None
     t0 = time.perf_counter()
@@ -162,7 +189,17 @@ def _run_psi_once(
             bar.close()
     res = sess.result()
     if ckpt is not None:
-        ckpt.clear()
+        # every message acknowledged, then the outcome saved: a kill before the caller wrote
+        # its output restarts into the result, without the peers (who may have finished)
+        flush = getattr(party.transport, "flush", None)
+        if flush is None or flush(timeout_s=timeout_s):
+            rows = np.asarray(res.rows if res.rows is not None else [], dtype=np.int64)
+            ckpt.save_result(digest=input_digest(keys), public=sess.public, rows=rows.tobytes(),
+                             result={"size": res.size, "own_size": res.own_size,
+                                     "peer_sizes": res.peer_sizes, "mode": res.mode,
+                                     "has_rows": res.rows is not None, "run_id": run.run_id})
+        if not keep_result:
+            ckpt.clear()
     res.worker_peak_rss_mb = engine.worker_peak_rss_mb
     res.run_id = run.run_id
     log.info(
@@ -186,6 +223,7 @@ def run_psi(
     progress: bool | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     rejoin_s: float | None = None,
+    keep_result: bool = False,
 ) -> PsiResult:
     """Normalise ``ids`` (one per row; with ``composite=True`` a list of columns) and run PSI.
 
@@ -202,7 +240,7 @@ def run_psi(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        rejoin_s=rejoin_s,
+        rejoin_s=rejoin_s, keep_result=keep_result,
     )
     if res.rows is not None:
         res.rows = norm.rows[res.rows]

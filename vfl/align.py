@@ -174,6 +174,7 @@ def align(
     progress: bool | None = None,
     source: str = "input",
     checkpoint: str | Path | None = None,
+    keep_result: bool = False,
 ) -> AlignResult:
     """Keep the rows of ``table`` whose IDs every party holds, in the agreed order.
 
@@ -207,6 +208,7 @@ def align(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
+        keep_result=keep_result,
     )
     stats1 = party.transport.stats.snapshot()
     rows = None if res.rows is None else norm.rows[res.rows]
@@ -250,8 +252,18 @@ def align_files(
     check_paths([("input", input)], [("output", output), ("report_path", report_path)],
                 ("checkpoint", kw.get("checkpoint")))
     table = read_table(input)
-    result = align(party, table, id_columns, source=str(input), **kw)
-    return _write_outputs(result, input, output, report_path)
+    result = align(party, table, id_columns, source=str(input), keep_result=True, **kw)
+    report = _write_outputs(result, input, output, report_path)
+    _clear_checkpoint(kw.get("checkpoint"))
+    return report
+
+
+def _clear_checkpoint(checkpoint: str | Path | None) -> None:
+    """The outputs are written: the finished run's checkpoint is no longer needed."""
+    if checkpoint is not None:
+        from psi.checkpoint import Checkpoint
+
+        Checkpoint(checkpoint).clear()
 
 
 def _write_outputs(
@@ -373,9 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 party, table, args.id_columns, peers=peers, config=config,
                 duplicates=args.duplicates, session=args.session, timeout_s=timeout_s,
                 workers=args.workers, progress=False if args.no_progress else None,
-                source=args.input, checkpoint=args.checkpoint,
+                source=args.input, checkpoint=args.checkpoint, keep_result=True,
             )
         report = _write_outputs(result, args.input, args.output, args.report)
+        _clear_checkpoint(args.checkpoint)
     except TesseraError as e:
         print(f"vfl.align: {e}", file=sys.stderr)
         return 2

@@ -231,3 +231,26 @@ def test_surviving_party_resumes_on_its_own_when_the_crashed_one_restarts(
         assert sorted(out[name].rows) == sorted(clean[name].rows)  # type: ignore[attr-defined]
     # the same customers in the same row order at both parties (the order is per run: scalars)
     assert [a[i] for i in out["bank"].rows] == [b[i] for i in out["fintech"].rows]  # type: ignore[attr-defined]
+
+
+def test_a_party_killed_after_the_run_but_before_its_output_restarts_into_the_result(tmp_path) -> None:
+    """Seen in the soak: the peer had finished and exited, so the restarted party had no one
+    to run with. The finished result is kept in the checkpoint until the output is written."""
+    import time
+
+    a, b = _sets(6, 400, 300, 120)
+    out = run_parties({
+        "bank": lambda p: run_psi(p, a, workers=0, checkpoint=tmp_path / "bank", keep_result=True),
+        "fintech": lambda p: run_psi(p, b, workers=0, checkpoint=tmp_path / "fin"),
+    })
+    assert not list((tmp_path / "fin").iterdir())  # without keep_result: emptied on success
+    net = InMemoryNetwork(["bank", "fintech"])  # the fintech is gone for good
+    t0 = time.monotonic()
+    again = run_psi(Party("bank", net.transport("bank")), a, workers=0,
+                    checkpoint=tmp_path / "bank", timeout_s=5)
+    assert time.monotonic() - t0 < 2 and again.size == out["bank"].size == 120
+    assert list(again.rows) == list(out["bank"].rows) and again.run_id == out["bank"].run_id
+    assert not list((tmp_path / "bank").iterdir())  # now consumed and cleared
+    with pytest.raises(PartyTimeout):  # another input is a new run, not the saved one
+        run_psi(Party("bank", net.transport("bank")), a[:-1], workers=0,
+                checkpoint=tmp_path / "bank", timeout_s=1, rejoin_s=0)
