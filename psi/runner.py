@@ -11,8 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from party.errors import ConfigError, PartyTimeout, PartyUnavailable, PeerAborted
-from party.handshake import confirm_digest, open_run, tell_peers
+from party.errors import (
+    ConfigError,
+    PartyTimeout,
+    PartyUnavailable,
+    PeerAborted,
+    RemoteProtocolError,
+)
+from party.handshake import RunConfirm, confirm_digest, open_run, tell_peers
 from party.party import Party
 from party.transport import Tag
 from psi.checkpoint import Checkpoint, input_digest
@@ -188,18 +194,25 @@ def _run_psi_once(
         if bar is not None:
             bar.close()
     res = sess.result()
+    # Completion: every party tells the others it has its result; a checkpoint is kept
+    # until all have. A peer killed before that rejoins and both resume from their
+    # checkpoints (the survivor re-sends what the peer lacks); afterwards the outcome is
+    # saved, so a kill before the caller wrote its output restarts into the result
+    # without the peers (who may have finished and left).
+    for p in peers:
+        party.send(p, tag.at("done"), RunConfirm(run.transcript))
+    for p in peers:
+        got = party.recv(p, tag.at("done"), RunConfirm, timeout_s=timeout_s)
+        if got.transcript != run.transcript:
+            raise RemoteProtocolError("completion for another run", peer=p)
     if ckpt is not None:
-        # every message acknowledged, then the outcome saved: a kill before the caller wrote
-        # its output restarts into the result, without the peers (who may have finished)
-        flush = getattr(party.transport, "flush", None)
-        if flush is None or flush(timeout_s=timeout_s):
-            rows = np.asarray(res.rows if res.rows is not None else [], dtype=np.int64)
+        rows = np.asarray(res.rows if res.rows is not None else [], dtype=np.int64)
+        ckpt.clear()
+        if keep_result:
             ckpt.save_result(digest=input_digest(keys), public=sess.public, rows=rows.tobytes(),
                              result={"size": res.size, "own_size": res.own_size,
                                      "peer_sizes": res.peer_sizes, "mode": res.mode,
                                      "has_rows": res.rows is not None, "run_id": run.run_id})
-        if not keep_result:
-            ckpt.clear()
     res.worker_peak_rss_mb = engine.worker_peak_rss_mb
     res.run_id = run.run_id
     log.info(

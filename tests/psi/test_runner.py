@@ -254,3 +254,43 @@ def test_a_party_killed_after_the_run_but_before_its_output_restarts_into_the_re
     with pytest.raises(PartyTimeout):  # another input is a new run, not the saved one
         run_psi(Party("bank", net.transport("bank")), a[:-1], workers=0,
                 checkpoint=tmp_path / "bank", timeout_s=1, rejoin_s=0)
+
+
+def test_a_peer_killed_before_the_last_message_rejoins_and_the_finished_survivor_serves_it(
+    tmp_path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seen in the soak (run 220): the bank had its result and exited; the fintech, killed
+    before reading the intersection, restarted alone and waited forever. Now the bank waits
+    for the fintech's completion, and both resume from their checkpoints."""
+    from psi.protocol import PsiSession
+
+    a, b = _sets(7, 2000, 1500, 600)
+    cfg = PsiConfig(chunk_points=200)
+    net = InMemoryNetwork(["bank", "fintech"])
+    real = PsiSession.receive
+    state = {"armed": True}
+
+    def crash(self: PsiSession, src: str, step: str, msg: object):
+        if self.me == "fintech" and step == "result" and state["armed"]:
+            state["armed"] = False
+            net.disconnect("fintech", "killed (kill -9)")
+            raise SystemExit("killed")
+        return real(self, src, step, msg)
+
+    monkeypatch.setattr(PsiSession, "receive", crash)
+    out: dict[str, object] = {}
+
+    def bank() -> None:
+        out["bank"] = run_psi(Party("bank", net.transport("bank")), a, config=cfg, workers=0,
+                              checkpoint=tmp_path / "bank", rejoin_s=30, timeout_s=30)
+
+    th = threading.Thread(target=bank, daemon=True)
+    th.start()
+    with pytest.raises(SystemExit):
+        run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, workers=0,
+                checkpoint=tmp_path / "fin", timeout_s=30)
+    out["fintech"] = run_psi(Party("fintech", net.transport("fintech")), b, config=cfg,
+                             workers=0, checkpoint=tmp_path / "fin", timeout_s=30)
+    th.join(60)
+    assert out["bank"].size == out["fintech"].size == 600  # type: ignore[attr-defined]
+    assert [a[i] for i in out["bank"].rows] == [b[i] for i in out["fintech"].rows]  # type: ignore[attr-defined]
