@@ -151,8 +151,11 @@ def run_client(
         party.send(server, HELLO_TAG, Hello(incarnation))
         # the session handshake (party.handshake): both confirm this client incarnation and
         # the server's before any instruction; the session is named by our incarnation
-        open_run(party, [server], protocol=PROTOCOL, session=incarnation,
-                 timeout_s=idle_timeout_s)
+        try:
+            open_run(party, [server], protocol=PROTOCOL, session=incarnation,
+                     timeout_s=idle_timeout_s, wait_for_restart=False)
+        except PartyTimeout:
+            return f"server gone: no session handshake within {idle_timeout_s:g} s"
         while True:
             tag = Tag(PROTOCOL, incarnation, seq, "ins")
             try:

@@ -167,7 +167,8 @@ class Server:
             latest: Hello | None = None
             while True:
                 try:
-                    latest = self.party.recv(c, HELLO_TAG, Hello, timeout_s=0)
+                    # unpinned: a restarted client's hello comes from its new incarnation
+                    latest = self.party.recv(c, HELLO_TAG, Hello, timeout_s=0, pinned=False)
                 except PartyTimeout:
                     break
                 except PartyUnavailable as e:  # the transport knows it is gone

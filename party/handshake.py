@@ -243,8 +243,12 @@ def open_run(
     info: dict[str, Any] | None = None,
     timeout_s: float = 600.0,
     extra: bytes = b"",
+    wait_for_restart: bool = True,
 ) -> Run:
     """Run the confirmed handshake with ``peers`` (default: all); see the module docstring.
+
+    With ``wait_for_restart=False`` a peer that goes away before its hello is an error
+    at once (an HFL client lets its reconnect loop decide instead).
 
     Raises:
         RunMismatch: settings, party list or transcript differ (names the peer and fields).
@@ -281,7 +285,7 @@ def open_run(
         except PartyUnavailable as e:
             # the peer went away (or restarted) before its hello: wait for its next incarnation
             left = deadline - time.monotonic()
-            if wait_peer is None or left <= 0:
+            if wait_peer is None or left <= 0 or not wait_for_restart:
                 raise
             log.info("%s: %s unavailable during the %s handshake (%s); waiting up to %.0f s",
                      party.name, p, protocol, e.reason, left)

@@ -83,16 +83,23 @@ class Party:
         return len(data)
 
     @overload
-    def recv(self, src: str, tag: Tag, kind: type[T], *, timeout_s: float) -> T: ...
+    def recv(self, src: str, tag: Tag, kind: type[T], *, timeout_s: float,
+             pinned: bool = True) -> T: ...
     @overload
-    def recv(self, src: str, tag: Tag, kind: None = None, *, timeout_s: float) -> Any: ...
+    def recv(self, src: str, tag: Tag, kind: None = None, *, timeout_s: float,
+             pinned: bool = True) -> Any: ...
 
-    def recv(self, src: str, tag: Tag, kind: type[T] | None = None, *, timeout_s: float) -> Any:
-        """Receive and decode the next message from ``src`` for ``tag``."""
-        pinned = self._pins.get(src)
-        if pinned is not None:
-            now = getattr(self.transport, "peer_incarnation", lambda _s: pinned)(src)
-            if now is not None and now != pinned:
+    def recv(self, src: str, tag: Tag, kind: type[T] | None = None, *, timeout_s: float,
+             pinned: bool = True) -> Any:
+        """Receive and decode the next message from ``src`` for ``tag``.
+
+        ``pinned=False`` skips the incarnation pin (a server reading a restarted
+        client's new hello).
+        """
+        pin = self._pins.get(src) if pinned else None
+        if pin is not None:
+            now = getattr(self.transport, "peer_incarnation", lambda _s: pin)(src)
+            if now is not None and now != pin:
                 raise PartyUnavailable(src, f"restarted since this run began (awaiting {tag})")
         data = self.transport.recv(src, tag, timeout_s=timeout_s)
         try:
