@@ -415,8 +415,11 @@ class GrpcTransport:
         if q is None:
             return
         rinc, seq = header.get("inc"), header.get("id")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            log.warning("%s: malformed ack from %r ignored", self._name, src)
+            return  # a peer's bad frame must not stop our reader
         with self._state:
-            while q and q[0].rinc == rinc and q[0].seq <= seq:  # type: ignore[operator]
+            while q and q[0].rinc == rinc and q[0].seq <= seq:
                 self._held_bytes[src] -= q.popleft().size
             self._state.notify_all()
 
