@@ -424,10 +424,19 @@ class GrpcTransport:
             self._state.notify_all()
 
     def _peer_up(self, src: str, inc: int) -> None:
+        if src not in self._held:
+            return
+        known = self._known_inc.get(src)
+        if known is not None and known != inc:
+            # before wait_peer can see the new incarnation: nobody reads the old one's leftovers
+            self._reasm.drop(src)
+            n = self._box.purge(src)
+            if n:
+                log.warning("%s: discarded %d undelivered message(s) of %r's previous incarnation",
+                            self._name, n, src)
+            self.discarded += n
+            self._box.mark_up(src)
         with self._state:
-            if src not in self._held:
-                return
-            known = self._known_inc.get(src)
             self._peer_inc[src] = inc
             self._known_inc[src] = inc
             self._expired.pop(src, None)
@@ -438,12 +447,6 @@ class GrpcTransport:
                 m.sent = -1  # its link may have dropped what we sent: resend all unacknowledged
             self._state.notify_all()
         self._reasm.drop(src)
-        if known is not None and known != inc:
-            n = self._box.purge(src)
-            if n:
-                log.warning("%s: discarded %d undelivered message(s) of %r's previous incarnation",
-                            self._name, n, src)
-            self.discarded += n
         self._box.mark_up(src)
         self._kick.set()
 

@@ -56,25 +56,26 @@ class InMemoryNetwork:
             if t is not None and name not in self._dead:
                 return t
             reborn = t is not None
+            others = [b for n, b in self._boxes.items() if n != name]
             if reborn:  # a new incarnation: a fresh mailbox, the old one's messages are gone
                 self._boxes[name] = Mailbox(name)
                 self._dead.discard(name)
+                # before anyone can see the new incarnation (wait_peer), so nobody reads the
+                # old one's leftovers in a new run
+                for b in others:
+                    n = b.purge(name)
+                    if n:
+                        log.info("%s: discarded %d undelivered message(s) of %r's previous "
+                                 "incarnation", b._owner, n, name)
+                    b.mark_up(name)
             t = InMemoryTransport(self, name)
-            self._transports[name] = t
+            box = self._boxes[name]
             held = self._held.pop(name, [])
             self._held_bytes.pop(name, None)
-            others = [b for n, b in self._boxes.items() if n != name]
-            box = self._boxes[name]
+            for src, tag, payload in held:
+                box.put(src, tag, payload)
+            self._transports[name] = t
             self._lock.notify_all()
-        for src, tag, payload in held:
-            box.put(src, tag, payload)
-        if reborn:
-            for b in others:
-                n = b.purge(name)
-                if n:
-                    log.info("%s: discarded %d undelivered message(s) of %r's previous incarnation",
-                             b._owner, n, name)
-                b.mark_up(name)
         return t
 
     def deliver(self, src: str, dst: str, tag: Tag, payload: bytearray) -> None:
