@@ -10,7 +10,6 @@ parties — its order is fresh per run by design). The 30 s stall of the issue r
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
@@ -22,18 +21,13 @@ from party.grpc_transport import connect
 from party.testing import FAULTS, apply_fault, faulty_grpc_federation, run_parties
 from psi import PsiConfig, run_psi
 from secure_agg import SecAggParams, run_client, run_server
+from tests.psi.test_runner import _sets
 
 pytestmark = pytest.mark.grpc
 
 
 def _psi_sets(n: int = 3000, shared: int = 1100) -> tuple[list[str], list[str]]:
-    r = random.Random(7)
-    common = [f"c{i}" for i in range(shared)]
-    a = common + [f"a{i}" for i in range(n - shared)]
-    b = common + [f"b{i}" for i in range(n - shared)]
-    r.shuffle(a)
-    r.shuffle(b)
-    return a, b
+    return _sets(7, n, n, shared)
 
 
 def run_psi_with_fault(fault: str, *, stall_s: float = 4.0, n: int = 3000) -> dict[str, Any]:
