@@ -89,7 +89,11 @@ def make_cert(
     """A key and a certificate for ``common_name`` signed by the CA.
 
     Party certificates carry the party name as CN and as a DNS SAN, with the
-    clientAuth usage; the router's carries ``hosts`` and serverAuth.
+    clientAuth and serverAuth usages: serverAuth lets a party serve a direct
+    party-to-party link (spu's PSI link over brpc wants it), and is safe
+    because a party's SAN is only its own name, and a party name can never be
+    ``localhost``, an IP address or one of the router's ``hosts``. The
+    router's certificate carries ``hosts`` and serverAuth only.
     """
     key = _key()
     now = not_before or dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
@@ -99,7 +103,11 @@ def make_cert(
             sans.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
             sans.append(x509.DNSName(h))
-    usage = [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    usage = (
+        [ExtendedKeyUsageOID.SERVER_AUTH]
+        if server
+        else [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -133,6 +141,11 @@ def init_certs(
         raise ConfigError(f"--parties: need distinct names, got {list(parties)}")
     for p in parties:
         check_party_name(p, "--parties")
+        if p.lower() in {h.lower() for h in router_hosts}:
+            raise ConfigError(
+                f"--parties: {p!r} is also a router host; a party certificate "
+                "must never be valid for a name the router is reached by"
+            )
     if (out / "ca.pem").exists() and not overwrite:
         raise ConfigError(f"{out / 'ca.pem'} exists; pass --overwrite to make a new CA")
     out.mkdir(parents=True, exist_ok=True)

@@ -56,12 +56,30 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 def check_party_name(name: str, where: str = "party name") -> str:
     """Party names are certificate common names and tag parts: keep them simple."""
-    if not isinstance(name, str) or not _NAME.match(name) or name == "router":
+    if (
+        not isinstance(name, str)
+        or not _NAME.match(name)
+        or name.lower() in ("router", "localhost")
+        or _is_ip(name)
+    ):
         raise ConfigError(
             f"{where}: {name!r} is not a valid party name "
-            "(letters, digits, '_', '.', '-'; at most 63 characters; not 'router')"
+            "(letters, digits, '_', '.', '-'; at most 63 characters; "
+            "not 'router', 'localhost' or an IP address)"
         )
     return name
+
+
+def _is_ip(name: str) -> bool:
+    # Party certificates carry serverAuth too (a party's own PSI endpoint, issue 15),
+    # so a party name must never be a name the router is reached by.
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -136,3 +136,25 @@ def test_write_federation_round_trips(tmp_path: Path) -> None:
     assert {n: c.role.value for n, c in cfg.parties.items()} == {"bank": "active", "fintech": "passive"}
     assert load_federation(write_federation(tmp_path / "min.toml", name="m", router="h:1",
                                             parties={"a": "client"})).listen == "h:1"
+
+
+def test_party_certificates_serve_direct_links_but_never_router_names(tmp_path):
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from party.certs import init_certs
+
+    init_certs(tmp_path / "c", ["bank", "fintech"], router_hosts=["localhost", "router.example"])
+    cert = x509.load_pem_x509_certificate((tmp_path / "c" / "bank.pem").read_bytes())
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["bank"]
+    rcert = x509.load_pem_x509_certificate((tmp_path / "c" / "router.pem").read_bytes())
+    reku = rcert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(reku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    for bad in ("localhost", "127.0.0.1", "::1", "Router"):
+        with pytest.raises(ConfigError, match="not a valid party name"):
+            init_certs(tmp_path / bad.replace(":", "_"), [bad, "x"])
+    with pytest.raises(ConfigError, match="also a router host"):
+        init_certs(tmp_path / "d", ["router.example", "x"], router_hosts=["router.example"])
