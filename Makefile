@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # the top-level packages that exist (mypy is given each of them)
-PACKAGES := $(patsubst %/__init__.py,%,$(wildcard party/__init__.py he/__init__.py psi/__init__.py secure_agg/__init__.py hfl/__init__.py vfl/__init__.py ftl/__init__.py))
+PACKAGES := $(patsubst %/__init__.py,%,$(wildcard party/__init__.py he/__init__.py psi/__init__.py secure_agg/__init__.py dp/__init__.py hfl/__init__.py vfl/__init__.py ftl/__init__.py))
 
 .PHONY: setup demo test lint bench clean
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,dp]'
 	touch $(STAMP)
 
 setup: $(STAMP)
