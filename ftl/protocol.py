@@ -104,6 +104,7 @@ from ftl.model import (
 from he.endpoint import Endpoint
 from he.params import CkksParams
 from party.errors import ConfigError, RemoteProtocolError
+from party.fsm import Table, transition
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -117,21 +118,22 @@ class Stage(enum.Enum):
     PREDICT2 = "predict2"  # host: sent PredictMasked
 
 
-HOST_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage]]] = {
-    "on_hello": (frozenset({Stage.NEW}), Stage.READY),
-    "begin_step": (frozenset({Stage.READY}), Stage.FORWARD),
-    "on_guest_forward": (frozenset({Stage.FORWARD}), Stage.BACKWARD),
-    "on_guest_backward": (frozenset({Stage.BACKWARD}), Stage.READY),
-    "predict_request": (frozenset({Stage.READY}), Stage.PREDICT),
-    "on_enc_phi": (frozenset({Stage.PREDICT}), Stage.PREDICT2),
-    "on_predict_sums": (frozenset({Stage.PREDICT2}), Stage.READY),
+#: event -> {stage it may happen in: stage it leaves} (party.fsm)
+HOST_TRANSITIONS: Final[Table[Stage]] = {
+    "on_hello": {Stage.NEW: Stage.READY},
+    "begin_step": {Stage.READY: Stage.FORWARD},
+    "on_guest_forward": {Stage.FORWARD: Stage.BACKWARD},
+    "on_guest_backward": {Stage.BACKWARD: Stage.READY},
+    "predict_request": {Stage.READY: Stage.PREDICT},
+    "on_enc_phi": {Stage.PREDICT: Stage.PREDICT2},
+    "on_predict_sums": {Stage.PREDICT2: Stage.READY},
 }
-GUEST_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage]]] = {
-    "on_hello": (frozenset({Stage.NEW}), Stage.READY),
-    "on_host_forward": (frozenset({Stage.READY}), Stage.FORWARD),
-    "on_host_backward": (frozenset({Stage.FORWARD}), Stage.READY),
-    "on_predict_request": (frozenset({Stage.READY}), Stage.PREDICT),
-    "on_predict_masked": (frozenset({Stage.PREDICT}), Stage.READY),
+GUEST_TRANSITIONS: Final[Table[Stage]] = {
+    "on_hello": {Stage.NEW: Stage.READY},
+    "on_host_forward": {Stage.READY: Stage.FORWARD},
+    "on_host_backward": {Stage.FORWARD: Stage.READY},
+    "on_predict_request": {Stage.READY: Stage.PREDICT},
+    "on_predict_masked": {Stage.PREDICT: Stage.READY},
 }
 
 
@@ -176,10 +178,9 @@ class _Side(Endpoint[Stage]):
                      width=self.model.width, start_epoch=self.start_epoch,
                      context=self.keys.public, key_id=self.keys.key_id)
 
+    @transition("on_hello")
     def on_hello(self, msg: Hello) -> None:
-        self._enter("on_hello")
         self._check_hello(msg, self._n_overlap())
-        self._leave("on_hello")
 
     def _check_hello(self, msg: Hello, n_overlap: int) -> None:
         if msg.role == self.role:
@@ -238,7 +239,7 @@ class FtlHost(_Side):
     """B's side: features, no labels. Owns ``HostModel`` and B's key pair."""
 
     role = "host"
-    _transitions = HOST_TRANSITIONS
+    transitions = HOST_TRANSITIONS
     data: HostData
     model: HostModel
 
@@ -265,9 +266,9 @@ class FtlHost(_Side):
         return ([(n, d), (d, d), (n, k_b), (d, k_b)],
                 [self.peer_hello.width + lc, lc, d, d])
 
+    @transition("begin_step")
     def begin_step(self, epoch: int, step: int) -> HostForward:
         """Step 1: encrypt U_B, U_BᵀU_B/n, b and U_Bᵀb/n for this step's overlap batch."""
-        self._enter("begin_step")
         idx = self._batches(epoch)[step]
         hb = self.model.begin(self.data.x[self.data.overlap[idx]])
         n = hb.u.shape[0]
@@ -281,13 +282,12 @@ class FtlHost(_Side):
         stats = np.array([[float((hb.u**2).sum()), self.model.reg()]])
         msg = HostForward(epoch=epoch, step=step, key_id=self.keys.key_id,
                           x=he.encrypt_many(self.keys, mats, ks), stats=stats, context=ctx)
-        self._leave("begin_step")
         return msg
 
+    @transition("on_guest_forward")
     def on_guest_forward(self, msg: GuestForward) -> HostBackward:
         """Step 3: decrypt A's products; release A's masked sums; take our optimiser step
         with Cᵀb and Q·M (the open, zero-sum-masked blocks)."""
-        self._enter("on_guest_forward")
         hb = self._batch
         assert hb is not None
         self._check_step(msg.epoch, msg.step)
@@ -297,33 +297,30 @@ class FtlHost(_Side):
                                                     peer_name="guest")
         cross = CrossForHost(ctb=btc.T, qm=mq.T * n)
         self.model.apply(self.model.grad(hb, cross))
-        self._leave("on_guest_forward")
         return HostBackward(epoch=msg.epoch, step=msg.step, t_sum=t_sum, s_phi_sum=s_phi_sum)
 
+    @transition("on_guest_backward")
     def on_guest_backward(self, msg: GuestBackward) -> float:
         """Step 4 (B's half): the step's loss, as A computed it; returns it."""
-        self._enter("on_guest_backward")
         self._check_step(msg.epoch, msg.step)
         self._batch = None
         self.last_loss = msg.loss
-        self._leave("on_guest_backward")
         return msg.loss
 
     # -- prediction -----------------------------------------------------------
+    @transition("predict_request")
     def predict_request(self, x: FloatArray) -> PredictRequest:
         """Prediction step 1: B's representations of the rows to score."""
-        self._enter("predict_request")
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.model.net.n_features:
             raise ConfigError(f"rows to score must have {self.model.net.n_features} feature "
                               f"columns, got shape {x.shape}")
         self._pred = self.model.represent(x)
         he.check_range(self.ckks, np.ones((1, 1)), self._pred, "host representations")
-        self._leave("predict_request")
         return PredictRequest(rows=int(x.shape[0]))
 
+    @transition("on_enc_phi")
     def on_enc_phi(self, msg: EncPhi) -> PredictMasked:
-        self._enter("on_enc_phi")
         assert self._pred is not None
         self._swap_peer(msg.context)
         peer = self._check_peer_key(msg.key_id, "EncPhi")
@@ -331,20 +328,18 @@ class FtlHost(_Side):
         out, mask = he.masked_product(peer, msg.phi, d, lc, self._pred.T,
                                       self.rng, peer_name="guest")
         self._pred_mask = mask
-        self._leave("on_enc_phi")
         return PredictMasked(scores=out)
 
+    @transition("on_predict_sums")
     def on_predict_sums(self, msg: PredictSums) -> FloatArray:
         """Prediction step 4: remove our masks; returns the scores Φu_j (logits): (rows,)
         for binary labels, (rows, C) for C > 2 classes (one-vs-rest)."""
-        self._enter("on_predict_sums")
         assert self._pred is not None and self._pred_mask is not None
         lc = self.params.label_columns
         self._check_shape("scores", msg.scores, (lc, self._pred.shape[0]))
         unmasked = msg.scores - self._pred_mask
         scores = unmasked[0] if lc == 1 else unmasked.T
         self._pred, self._pred_mask = None, None
-        self._leave("on_predict_sums")
         return np.asarray(scores, dtype=np.float64)
 
 
@@ -352,7 +347,7 @@ class FtlGuest(_Side):
     """A's side: labelled rows. Owns ``GuestModel`` and A's key pair."""
 
     role = "guest"
-    _transitions = GUEST_TRANSITIONS
+    transitions = GUEST_TRANSITIONS
     data: GuestData
     model: GuestModel
 
@@ -375,10 +370,10 @@ class FtlGuest(_Side):
         self._stats: FloatArray | None = None
         self._pred_rows = 0
 
+    @transition("on_host_forward")
     def on_host_forward(self, msg: HostForward) -> GuestForward:
         """Step 2: products of B's ciphertexts with our plaintexts: [a_C, Y_C] and Φᵀ under
         uniform masks (their sums are ours), C and Q under zero-sum masks (B's gradient)."""
-        self._enter("on_host_forward")
         assert self.peer_hello is not None
         self._swap_peer(msg.context)
         peer = self._check_peer_key(msg.key_id, "HostForward")
@@ -403,12 +398,11 @@ class FtlGuest(_Side):
             open_blocks=[False, False, True, True])
         self._batch, self._at, self._masks = gb, (epoch, step), (mask_t, mask_s)
         self._stats = msg.stats
-        self._leave("on_host_forward")
         return GuestForward(epoch=epoch, step=step, prod=prod)
 
+    @transition("on_host_backward")
     def on_host_backward(self, msg: HostBackward) -> GuestBackward:
         """Step 4: unmask our aggregates, take our optimiser step; send the step's loss."""
-        self._enter("on_host_backward")
         gb, masks, stats = self._batch, self._masks, self._stats
         assert gb is not None and masks is not None and stats is not None
         self._check_step(msg.epoch, msg.step)
@@ -424,7 +418,6 @@ class FtlGuest(_Side):
                 + 0.5 * p.l2 * (self.model.reg() + cross.reg_b))
         self.model.apply(gb, grad)
         self._batch, self._masks, self._stats = None, None, None
-        self._leave("on_host_backward")
         return GuestBackward(epoch=msg.epoch, step=msg.step, loss=float(loss))
 
     def finish(self) -> FloatArray:
@@ -432,8 +425,8 @@ class FtlGuest(_Side):
         return self.model.compute_phi(self.data.x, self.ys)
 
     # -- prediction -----------------------------------------------------------
+    @transition("on_predict_request")
     def on_predict_request(self, msg: PredictRequest) -> EncPhi:
-        self._enter("on_predict_request")
         phi = self.model.phi_final if self.model.phi_final is not None else self.finish()
         self._pred_rows = msg.rows
         upcoming = he.decryptions_needed(self.params.dim, self.params.label_columns, msg.rows,
@@ -441,14 +434,12 @@ class FtlGuest(_Side):
         ctx = self._maybe_rotate(upcoming)
         out = EncPhi(key_id=self.keys.key_id, phi=he.encrypt(self.keys, phi.T),
                      context=ctx)
-        self._leave("on_predict_request")
         return out
 
+    @transition("on_predict_masked")
     def on_predict_masked(self, msg: PredictMasked) -> PredictSums:
-        self._enter("on_predict_masked")
         sums = he.decrypt_sums(self.keys, msg.scores, self.params.dim, self.params.label_columns,
                                self._pred_rows, self.rng, peer_name="host")
-        self._leave("on_predict_masked")
         return PredictSums(scores=sums)
 
 

@@ -15,15 +15,20 @@ Both CKKS protocols build on :class:`Endpoint` (``vfl.he.layer``: the split laye
 * :meth:`_maybe_rotate` draws a fresh key pair *before* a step would pass the
   key's decryption budget (``CkksParams.max_decryptions``); the new public context
   rides on that step's message, and the peer swaps to it.
-* :meth:`_enter` / :meth:`_leave` refuse a method called in the wrong stage
-  (``LocalProtocolError``) according to the subclass's transition table.
+* It is a :class:`party.fsm.Machine`: each step method is decorated with
+  :func:`party.fsm.transition` and the subclass's table (``transitions``) decides
+  every (method, stage) pair; a call in the wrong stage is a ``StageError``
+  (``LocalProtocolError``). A :class:`RemoteProtocolError` from the peer's message
+  (a key mismatch, a tampered ciphertext, a wrong count) does *not* abort an
+  endpoint (``abort_on = ()``): every step checks the peer's message before it
+  writes any state, so a refused message leaves the endpoint as it was and its
+  secrets unused; the runners stop the run on it (and drop the endpoint).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,23 +36,24 @@ from he.keys import CkksKeys, CkksPeer, load_public
 from he.messages import PublicContext
 from he.params import CkksParams, KeyMismatch
 from party.errors import LocalProtocolError
+from party.fsm import Machine, Table
 
 S = TypeVar("S", bound=enum.Enum)
 
-#: method -> (stages it may be called in, stage it leaves; None: the method names it)
-Transitions = Mapping[str, tuple[frozenset[S], S | None]]
+#: event -> {stage it may happen in: stage it leaves} (:mod:`party.fsm`)
+Transitions = Table
 
 
-class Endpoint(Generic[S]):
+class Endpoint(Machine[S]):
     """Key pair, peer context and stage of one side; subclasses set ``roles``, ``role``
-    (one of them), ``label`` and ``_transitions``."""
+    (one of them), ``label`` and ``transitions``."""
 
     #: the protocol's two roles; the peer is the other one
     roles: tuple[str, str]
     role: str
     #: how local errors name this side (``{role}`` is filled in)
     label = "{role}"
-    _transitions: Transitions[S]
+    abort_on = ()  # a refused message changes nothing (see the module docstring)
 
     def __init__(self, ckks: CkksParams, rng: np.random.Generator | None, stage: S) -> None:
         self.ckks = ckks
@@ -62,23 +68,8 @@ class Endpoint(Generic[S]):
         a, b = self.roles
         return b if self.role == a else a
 
-    @property
     def _label(self) -> str:
         return self.label.format(role=self.role)
-
-    # -- stage guard ----------------------------------------------------------
-    def _enter(self, method: str) -> None:
-        allowed, _ = self._transitions[method]
-        if self.stage not in allowed:
-            raise LocalProtocolError(
-                f"{self._label}: {method}() called in stage {self.stage.name}; "
-                f"allowed in {sorted(s.name for s in allowed)}"
-            )
-
-    def _leave(self, method: str, stage: S | None = None) -> None:
-        nxt = stage if stage is not None else self._transitions[method][1]
-        assert nxt is not None, f"{method}() must name the stage it leaves"
-        self.stage = nxt
 
     # -- keys -----------------------------------------------------------------
     def public_context(self) -> PublicContext:
@@ -107,7 +98,7 @@ class Endpoint(Generic[S]):
 
     def _need_peer(self) -> CkksPeer:
         if self.peer is None:
-            raise LocalProtocolError(f"{self._label}: no peer public context yet")
+            raise LocalProtocolError(f"{self._label()}: no peer public context yet")
         return self.peer
 
     def _check_own(self, key_id: str) -> None:

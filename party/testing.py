@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Any
 
 from party.config import FederationConfig, load_federation, write_federation
 from party.faultproxy import FaultProxy, sigstop  # noqa: F401  (re-exported for tests)
+from party.fsm import Machine, StageError, Table, check_table
 from party.inmemory import InMemoryNetwork
 from party.party import Party, Role
 
@@ -146,3 +148,84 @@ def apply_fault(fault: str, proxies: Mapping[str, Any], victim: str, *, stall_s:
         proxies[victim].stall(stall_s)  # from the start: the run's first messages wait it out
     elif fault != "none":
         raise ValueError(f"unknown fault {fault!r}; expected one of {FAULTS}")
+
+
+# ---- state machines ----------------------------------------------------------------
+
+
+def check_transitions(make: Callable[[], Machine[Any]], calls: Mapping[str, Callable[[Any], Any]],
+                      stages: type[enum.Enum]) -> int:
+    """Drive every (event, stage) pair of a :class:`party.fsm.Machine` through its guard.
+
+    For each event of the machine's table and each member of ``stages``, a fresh
+    machine from ``make()`` is put in that stage and ``calls[event](machine)`` runs:
+
+    * a pair the table refuses must raise :class:`party.fsm.StageError` naming the
+      method, and leave the stage as it was;
+    * a pair it allows must get past the guard: the call may still fail on the dummy
+      arguments (any error but ``StageError``), and if it returns, the machine must be
+      in the table's next stage.
+
+    ``calls`` must name exactly the table's events. Returns the number of pairs driven.
+    """
+    table = make().transitions
+    check_table(table, stages)
+    if set(calls) != set(table):
+        raise AssertionError(f"calls {sorted(calls)} != the table's events {sorted(table)}")
+    pairs = 0
+    for event, moves in table.items():
+        method = event.partition("[")[0]
+        for stage in stages:
+            m = make()
+            m.stage = stage
+            pairs += 1
+            if stage not in moves:
+                try:
+                    calls[event](m)
+                except StageError as e:
+                    if f"{method}()" not in str(e):
+                        raise AssertionError(f"{event} in {stage.name}: {e} does not name "
+                                             f"{method}()") from e
+                else:
+                    raise AssertionError(f"{event} in stage {stage.name} was not refused")
+                if m.stage is not stage:
+                    raise AssertionError(f"refused {event} moved {stage.name} -> {m.stage.name}")
+                continue
+            try:
+                calls[event](m)
+            except StageError as e:
+                raise AssertionError(f"{event} in {stage.name} is allowed by the table "
+                                     f"but refused: {e}") from e
+            except Exception:  # dummy arguments: the guard let it through
+                continue
+            if m.stage is not moves[stage]:
+                raise AssertionError(f"{event} from {stage.name} left {m.stage.name}, the "
+                                     f"table says {moves[stage].name}")
+    return pairs
+
+
+@contextlib.contextmanager
+def traced(*machines: Machine[Any]) -> Iterator[list[tuple[str, Any, Any]]]:
+    """Record the transitions ``machines`` take in the block: (event, from, to) triples."""
+    trace: list[tuple[str, Any, Any]] = []
+    for m in machines:
+        m._trace = trace
+    try:
+        yield trace
+    finally:
+        for m in machines:
+            m._trace = None
+
+
+def uncovered(table: Table[Any], trace: Sequence[tuple[str, Any, Any]]) -> list[str]:
+    """The table's (event, stage) pairs a recorded run never took (empty: all covered).
+
+    A transition in ``trace`` that the table does not have is an error (the guard
+    would have refused it), so a run that is covered follows the table exactly.
+    """
+    seen = {(e, a) for e, a, _ in trace}
+    for e, a, b in trace:
+        if table.get(e, {}).get(a) is not b:
+            raise AssertionError(f"recorded {e}: {a} -> {b} is not in the table")
+    return sorted(f"{e} in {a.name}" for e, moves in table.items() for a in moves
+                  if (e, a) not in seen)

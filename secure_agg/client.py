@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import enum
 import os
-import time
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from party.errors import LocalProtocolError, RemoteProtocolError
+from party.errors import RemoteProtocolError
+from party.fsm import Machine, Table, transition
 from secure_agg import graph, keys, prg, quantize, shamir
 from secure_agg.messages import (
     CIPHERTEXT_BYTES,
@@ -74,22 +74,20 @@ class Stage(enum.Enum):
     ABORTED = "aborted"
 
 
-#: method -> (stage it requires, stage it leaves); tests iterate this table.
-TRANSITIONS: Final[dict[str, tuple[Stage, Stage]]] = {
-    "advertise_keys": (Stage.IDLE, Stage.ADVERTISED),
-    "share_keys": (Stage.ADVERTISED, Stage.SHARED),
-    "masked_input": (Stage.SHARED, Stage.MASKED),
-    "unmask": (Stage.MASKED, Stage.DONE),
+#: event -> {stage it may happen in: stage it leaves} (party.fsm); tests drive every pair.
+TRANSITIONS: Final[Table[Stage]] = {
+    "advertise_keys": {Stage.IDLE: Stage.ADVERTISED},
+    "share_keys": {Stage.ADVERTISED: Stage.SHARED},
+    "masked_input": {Stage.SHARED: Stage.MASKED},
+    "unmask": {Stage.MASKED: Stage.DONE},
 }
-
-T = TypeVar("T")
 
 
 class ClientAborted(RemoteProtocolError):
     """The server (or a peer via the server) sent something that makes this client quit."""
 
 
-class SecAggClient:
+class SecAggClient(Machine[Stage]):
     """One client's side of one aggregation round.
 
     Args:
@@ -98,7 +96,15 @@ class SecAggClient:
         session: the federation run's id; with ``round`` it domain-separates all keys.
         round: the round number.
         rng: randomness for stochastic rounding (keys and seeds always use os.urandom).
+        clock: when given (the runner passes ``time.perf_counter``), each stage's
+            duration goes into ``timings``; the client never reads the clock itself.
+
+    A :class:`RemoteProtocolError` in any stage aborts the client (``Stage.ABORTED``,
+    secrets wiped; party.fsm).
     """
+
+    transitions = TRANSITIONS
+    aborted = Stage.ABORTED
 
     def __init__(
         self,
@@ -108,8 +114,10 @@ class SecAggClient:
         session: str,
         round: int = 0,
         rng: np.random.Generator | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.me = me
+        self._clock = clock
         self.params = params
         self.session = session
         self.round = round
@@ -127,11 +135,9 @@ class SecAggClient:
         self._held: dict[str, tuple[bytes, bytes]] = {}  # peer -> (b share, mask-key share)
 
     # ---- stage 0 ------------------------------------------------------------------
+    @transition("advertise_keys")
     def advertise_keys(self) -> AdvertiseKeys:
         """Make the round's two key pairs; publish the public halves."""
-        return self._run("advertise_keys", self._advertise_keys)
-
-    def _advertise_keys(self) -> AdvertiseKeys:
         self._enc = keys.generate_keypair()
         self._mask = keys.generate_keypair()
         return AdvertiseKeys(
@@ -142,11 +148,9 @@ class SecAggClient:
         )
 
     # ---- stage 1 ------------------------------------------------------------------
+    @transition("share_keys")
     def share_keys(self, msg: PublicKeys) -> EncryptedShares:
         """Check the roster; Shamir-share b_u and the mask key; encrypt one pair per neighbour."""
-        return self._run("share_keys", lambda: self._share_keys(msg))
-
-    def _share_keys(self, msg: PublicKeys) -> EncryptedShares:
         assert self._enc is not None and self._mask is not None
         self._check_head(msg, "PublicKeys")
         p = self.params
@@ -200,10 +204,11 @@ class SecAggClient:
     # ---- stage 2 ------------------------------------------------------------------
     def masked_input(self, msg: ForwardedShares, x: npt.ArrayLike, *, weight: float = 1) -> MaskedInput:
         """Decrypt the neighbours' shares; return the masked, weighted, quantised input."""
-        # Validate the caller's input first: a bad vector is our mistake, not an abort.
-        enc = quantize.encode(x, weight, self.params, self._rng)
-        return self._run("masked_input", lambda: self._masked_input(msg, enc))
+        # Validate the caller's input first, in any stage: a bad vector is our mistake,
+        # not an abort.
+        return self._masked_input(msg, quantize.encode(x, weight, self.params, self._rng))
 
+    @transition("masked_input")
     def _masked_input(self, msg: ForwardedShares, enc: np.ndarray) -> MaskedInput:
         assert self._enc is not None and self._mask is not None and self._b is not None
         self._check_head(msg, "ForwardedShares")
@@ -241,13 +246,9 @@ class SecAggClient:
         return MaskedInput(session=self.session, round=self.round, y=acc.total)
 
     # ---- stage 3 ------------------------------------------------------------------
+    @transition("unmask")
     def unmask(self, msg: UnmaskRequest) -> UnmaskShares:
         """Reveal b-shares of survivors and mask-key shares of dropped peers, once."""
-        out = self._run("unmask", lambda: self._unmask(msg))
-        self._wipe()
-        return out
-
-    def _unmask(self, msg: UnmaskRequest) -> UnmaskShares:
         assert self._own_shares is not None
         self._check_head(msg, "UnmaskRequest")
         surv, dead = msg.survivors, msg.dropped
@@ -285,6 +286,7 @@ class SecAggClient:
         s_rows = np.empty((len(dead), shamir.SHARE_BYTES), dtype=np.uint8)
         for i, v in enumerate(dead):
             s_rows[i] = np.frombuffer(self._held[v][1], dtype=np.uint8)
+        self._wipe()
         return UnmaskShares(
             session=self.session,
             round=self.round,
@@ -297,25 +299,13 @@ class SecAggClient:
     # ---- helpers ------------------------------------------------------------------
     def abort(self) -> None:
         """Quit the round: forget every secret; later calls raise LocalProtocolError."""
-        self.stage = Stage.ABORTED
-        self._wipe()
+        self._abort()
 
-    def _run(self, method: str, fn: Callable[[], T]) -> T:
-        want, nxt = TRANSITIONS[method]
-        if self.stage is not want:
-            raise LocalProtocolError(
-                f"secagg client {self.me!r}: {method}() needs stage {want.name}, "
-                f"but the client is in {self.stage.name}"
-            )
-        t0 = time.perf_counter()
-        try:
-            out = fn()
-        except RemoteProtocolError:
-            self.abort()
-            raise
-        self.timings[method] = time.perf_counter() - t0
-        self.stage = nxt
-        return out
+    def _label(self) -> str:
+        return f"secagg client {self.me!r}"
+
+    def _on_abort(self, error: BaseException | None) -> None:
+        self._wipe()
 
     def _check_head(self, msg: PublicKeys | ForwardedShares | UnmaskRequest, what: str) -> None:
         if msg.session != self.session or msg.round != self.round:

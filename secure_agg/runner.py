@@ -33,7 +33,7 @@ from party.errors import (
     QuorumLost,
     RemoteProtocolError,
 )
-from party.handshake import RunExcluded, open_run, open_star
+from party.handshake import RunExcluded, leave_out, open_run, open_star
 from party.party import Party
 from party.transport import Tag
 from secure_agg.client import SecAggClient
@@ -67,8 +67,12 @@ class ClientOutcome:
     reason: str = ""
 
 
-def _hs_session(session: str, round: int) -> str:
+def handshake_session(session: str, round: int) -> str:
+    """The ``party.handshake`` session name of one round's confirmed handshake."""
     return f"{session}.r{round}"
+
+
+_hs_session = handshake_session  # the old private name (hfl.secure used it)
 
 
 def _hs_info(params: SecAggParams) -> dict[str, Any]:
@@ -76,8 +80,32 @@ def _hs_info(params: SecAggParams) -> dict[str, Any]:
     return {"params": repr(params)}
 
 
+def round_tag(session: str, round: int, step: str = "") -> Tag:
+    """The tag of one round's message ``step`` (one of :data:`STEPS`)."""
+    return Tag(PROTOCOL, session, round, step)
+
+
+#: The steps of a round, in order (the tags' ``step``); the first the server sends is
+#: ``public_keys``, where a client looks first once its handshake is done.
+STEPS = ("advertise_keys", "public_keys", "share_keys", "forwarded_shares", "masked_input",
+         "unmask_request", "unmask_shares", "finished")
+
+
 def _tag(session: str, round: int) -> Tag:
-    return Tag(PROTOCOL, session, round, "")
+    return round_tag(session, round)
+
+
+def release_client(party: Party, client: str, *, session: str, round: int = 0,
+                   reason: str) -> None:
+    """Tell ``client`` that round ``(session, round)`` goes on without it, wherever it waits.
+
+    For a server that will not run (or not include) a client in a round: the round's
+    handshake leaves it out (``party.handshake.leave_out``), and an :class:`Abort` waits
+    at the round's first server step for a client already past the handshake, so it
+    stops waiting at once (``run_client`` raises ``QuorumLost`` or returns not completed).
+    """
+    leave_out(party, client, protocol=PROTOCOL, session=handshake_session(session, round))
+    _notify(party, client, round_tag(session, round, "public_keys"), Abort(session, round, reason))
 
 
 # ---- client ---------------------------------------------------------------------------
@@ -117,7 +145,8 @@ def run_client(
         PartyTimeout, PartyUnavailable: the server stopped answering.
         ValueError: ``x`` or ``weight`` does not fit ``params``.
     """
-    sm = SecAggClient(party.name, params=params, session=session, round=round)
+    sm = SecAggClient(party.name, params=params, session=session, round=round,
+                      clock=time.perf_counter)
     wait = timeout_s if timeout_s is not None else 3 * params.timeout_s
     tag = _tag(session, round)
     # Refuse a wrong-sized input before anyone relies on this client.
@@ -216,7 +245,8 @@ def run_server(
         QuorumLost: fewer than the threshold remained at some stage; the clients
             were told, and nothing is returned.
     """
-    srv = SecAggServer(clients, params=params, session=session, round=round, graph_seed=graph_seed)
+    srv = SecAggServer(clients, params=params, session=session, round=round, graph_seed=graph_seed,
+                       clock=time.perf_counter)
     wait = timeout_s if timeout_s is not None else params.timeout_s
     tag = _tag(session, round)
     steps: list[tuple[str, type[Any], str]] = [
@@ -297,12 +327,12 @@ def _collect(
             log.info("secagg %s: %s dropped out at %s (%s)", tag.session, s, tag.step, e)
             continue
         except RemoteProtocolError as e:  # malformed payload: a dropout with a reason
-            srv.rejected[s] = f"{tag.step}: {e}"
+            srv.reject(s, tag.step, str(e))
             continue
         if isinstance(msg, Abort):
-            srv.rejected[s] = f"{tag.step}: client aborted: {msg.reason}"
+            srv.reject(s, tag.step, f"client aborted: {msg.reason}")
         elif not isinstance(msg, kind):
-            srv.rejected[s] = f"{tag.step}: sent {type(msg).__name__}, expected {kind.__name__}"
+            srv.reject(s, tag.step, f"sent {type(msg).__name__}, expected {kind.__name__}")
         elif stream is not None:
             stream(s, msg)
         else:

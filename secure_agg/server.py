@@ -26,14 +26,14 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import numpy as np
 
-from party.errors import LocalProtocolError, QuorumLost, RemoteProtocolError
+from party.errors import QuorumLost, RemoteProtocolError
+from party.fsm import Machine, Table, transition
 from secure_agg import graph, keys, prg, quantize, shamir
 from secure_agg.messages import (
     CIPHERTEXT_BYTES,
@@ -63,12 +63,15 @@ class ServerStage(enum.Enum):
     ABORTED = "aborted"
 
 
-#: method -> (stage it requires, stage it leaves)
-SERVER_TRANSITIONS: Final[dict[str, tuple[ServerStage, ServerStage]]] = {
-    "advertise_keys": (ServerStage.ADVERTISE, ServerStage.SHARE),
-    "share_keys": (ServerStage.SHARE, ServerStage.MASKED),
-    "masked_input": (ServerStage.MASKED, ServerStage.UNMASK),
-    "unmask": (ServerStage.UNMASK, ServerStage.DONE),
+#: event -> {stage it may happen in: stage it leaves} (party.fsm)
+SERVER_TRANSITIONS: Final[Table[ServerStage]] = {
+    "advertise_keys": {ServerStage.ADVERTISE: ServerStage.SHARE},
+    "share_keys": {ServerStage.SHARE: ServerStage.MASKED},
+    "add_masked_input": {ServerStage.MASKED: ServerStage.MASKED},  # one vector as it arrives
+    "masked_input": {ServerStage.MASKED: ServerStage.UNMASK},
+    "unmask": {ServerStage.UNMASK: ServerStage.DONE},
+    # a client's message the runner could not even decode: a dropout with a reason
+    "reject": {s: s for s in ServerStage if s not in (ServerStage.DONE, ServerStage.ABORTED)},
 }
 
 
@@ -91,7 +94,7 @@ class SecAggResult:
         return self.sum / self.total_weight
 
 
-class SecAggServer:
+class SecAggServer(Machine[ServerStage]):
     """The server's side of one aggregation round.
 
     Args:
@@ -100,7 +103,16 @@ class SecAggServer:
         session: the federation run's id.
         round: the round number.
         graph_seed: 32 bytes for the SecAgg+ graph; random when omitted.
+        clock: when given (the runner passes ``time.perf_counter``), each stage's
+            duration goes into ``timings``; the server never reads the clock itself.
+
+    ``QuorumLost`` or a :class:`RemoteProtocolError` in any stage aborts the round
+    (``ServerStage.ABORTED``, intermediate values dropped; party.fsm).
     """
+
+    transitions = SERVER_TRANSITIONS
+    aborted = ServerStage.ABORTED
+    abort_on = (QuorumLost, RemoteProtocolError)
 
     def __init__(
         self,
@@ -110,7 +122,9 @@ class SecAggServer:
         session: str,
         round: int = 0,
         graph_seed: bytes | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        self._clock = clock
         if len(set(clients)) != len(clients):
             raise ValueError("duplicate client ids")
         if len(clients) > params.num_clients:
@@ -148,11 +162,9 @@ class SecAggServer:
         return []
 
     # ---- stage 0 ------------------------------------------------------------------
+    @transition("advertise_keys")
     def advertise_keys(self, msgs: Mapping[str, AdvertiseKeys]) -> dict[str, PublicKeys]:
         """Fix the roster U0 and the graph; send everyone the public keys."""
-        return self._run("advertise_keys", lambda: self._advertise_keys(msgs))
-
-    def _advertise_keys(self, msgs: Mapping[str, AdvertiseKeys]) -> dict[str, PublicKeys]:
         ok = self._valid(msgs, AdvertiseKeys, self.clients, "advertise_keys")
         seen: set[bytes] = set()
         roster = []
@@ -185,11 +197,9 @@ class SecAggServer:
         return dict.fromkeys(roster, pk)
 
     # ---- stage 1 ------------------------------------------------------------------
+    @transition("share_keys")
     def share_keys(self, msgs: Mapping[str, EncryptedShares]) -> dict[str, ForwardedShares]:
         """Fix U1 (who shared); forward each ciphertext to its addressee."""
-        return self._run("share_keys", lambda: self._share_keys(msgs))
-
-    def _share_keys(self, msgs: Mapping[str, EncryptedShares]) -> dict[str, ForwardedShares]:
         ok = self._valid(msgs, EncryptedShares, self._roster, "share_keys")
         u1 = set()
         for u, m in ok.items():
@@ -219,10 +229,14 @@ class SecAggServer:
         return out
 
     # ---- stage 2 ------------------------------------------------------------------
+    @transition("masked_input")
     def masked_input(self, msgs: Mapping[str, MaskedInput]) -> dict[str, UnmaskRequest]:
         """Fix U2 (who sent y), add up the y's, ask survivors for the shares needed."""
-        return self._run("masked_input", lambda: self._masked_input(msgs))
+        for u, m in msgs.items():
+            self.add_masked_input(u, m)
+        return self._close_masked_input()
 
+    @transition("add_masked_input")
     def add_masked_input(self, u: str, msg: MaskedInput) -> bool:
         """Add one client's masked vector to the running sum as it arrives.
 
@@ -230,10 +244,6 @@ class SecAggServer:
         closed by :meth:`masked_input` (with the remaining messages, if any).
         Returns False when the message was rejected (the client counts as dropped).
         """
-        if self.stage is not ServerStage.MASKED:
-            raise LocalProtocolError(
-                f"secagg server: add_masked_input() needs stage MASKED, but is in {self.stage.name}"
-            )
         if u in self._got_y:  # a replayed duplicate: the first one is already in the sum
             log.warning("secagg %s: ignoring a second masked vector from %r", self.session, u)
             return False
@@ -246,19 +256,13 @@ class SecAggServer:
         if y.dtype != dt or y.shape != (length,):
             self._reject(u, "masked_input", f"masked vector {y.dtype}{y.shape}, expected {dt}({length},)")
             return False
-        t0 = time.perf_counter()
         if self._sum is None:
             self._sum = np.zeros(length, dtype=dt)
         np.add(self._sum, y, out=self._sum)
         self._got_y.add(u)
-        self.timings["add_masked_input"] = self.timings.get("add_masked_input", 0.0) + (
-            time.perf_counter() - t0
-        )
         return True
 
-    def _masked_input(self, msgs: Mapping[str, MaskedInput]) -> dict[str, UnmaskRequest]:
-        for u, m in msgs.items():
-            self.add_masked_input(u, m)
+    def _close_masked_input(self) -> dict[str, UnmaskRequest]:
         u2 = sorted(self._got_y)
         length = self.params.vector_length + 1
         self._mark_dropped(self._u1, u2, "masked_input")
@@ -287,11 +291,9 @@ class SecAggServer:
         return dict(self._requests)
 
     # ---- stage 3 ------------------------------------------------------------------
+    @transition("unmask")
     def unmask(self, msgs: Mapping[str, UnmaskShares]) -> SecAggResult:
         """Rebuild the needed secrets from >= t shares each; remove the masks."""
-        return self._run("unmask", lambda: self._unmask(msgs))
-
-    def _unmask(self, msgs: Mapping[str, UnmaskShares]) -> SecAggResult:
         assert self._sum is not None
         ok = self._valid(msgs, UnmaskShares, self._u2, "unmask")
         b_pts: dict[str, list[tuple[int, bytes]]] = {v: [] for v in self._u2}
@@ -351,27 +353,21 @@ class SecAggServer:
     # ---- helpers ------------------------------------------------------------------
     def abort(self, reason: str = "aborted") -> None:
         """Abandon the round and drop every intermediate value."""
-        self.stage = ServerStage.ABORTED
+        self._abort(RuntimeError(reason))
+
+    @transition("reject")
+    def reject(self, u: str, step: str, reason: str) -> None:
+        """Record that ``u``'s message for ``step`` was unusable (undecodable, an abort,
+        the wrong type); ``u`` is then a dropout with that reason (``rejected``)."""
+        self.rejected[u] = f"{step}: {reason}"
+
+    def _label(self) -> str:
+        return "secagg server"
+
+    def _on_abort(self, error: BaseException | None) -> None:
         self._sum = None
         self._requests = {}
-        log.info("secagg %s/%s aborted: %s", self.session, self.round, reason)
-
-    def _run(self, method: str, fn: Callable[[], T]) -> T:
-        want, nxt = SERVER_TRANSITIONS[method]
-        if self.stage is not want:
-            raise LocalProtocolError(
-                f"secagg server: {method}() needs stage {want.name}, but the server is in "
-                f"{self.stage.name}"
-            )
-        t0 = time.perf_counter()
-        try:
-            out = fn()
-        except (QuorumLost, RemoteProtocolError) as e:
-            self.abort(str(e))
-            raise
-        self.timings[method] = time.perf_counter() - t0
-        self.stage = nxt
-        return out
+        log.info("secagg %s/%s aborted: %s", self.session, self.round, error or "aborted")
 
     def _combine(self, pts: list[tuple[int, bytes]], v: str, what: str) -> bytes:
         pts = sorted(pts)

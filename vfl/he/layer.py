@@ -60,6 +60,7 @@ from he.messages import PublicContext
 from he.ops import masked_dot, release
 from he.params import CkksParams
 from party.errors import RemoteProtocolError
+from party.fsm import Table, transition
 from vfl.he.messages import (
     EncActivations,
     ForwardShare,
@@ -75,26 +76,42 @@ FloatArray = npt.NDArray[np.float64]
 class Stage(enum.Enum):
     NEW = "new"  # public contexts not yet exchanged
     IDLE = "idle"
-    FORWARD = "forward"  # P: sent activations; A: sent masked forward
+    FORWARD_TRAIN = "forward_train"  # P: sent activations; A: sent masked forward (training)
+    FORWARD_EVAL = "forward_eval"  # the same for an evaluation / scoring pass
     FORWARD_DONE = "forward_done"  # training step: waiting for backward
     BACKWARD = "backward"  # P: sent masked backward; A: sent masked gradient
 
 
-#: method -> (stages it may be called in, stage it leaves)
-PASSIVE_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage | None]]] = {
-    "on_public_context": (frozenset({Stage.NEW, Stage.IDLE}), Stage.IDLE),
-    "forward": (frozenset({Stage.IDLE}), Stage.FORWARD),
-    "on_masked_forward": (frozenset({Stage.FORWARD}), None),  # IDLE or FORWARD_DONE
-    "on_masked_gradient": (frozenset({Stage.FORWARD_DONE}), Stage.BACKWARD),
-    "on_grad_share": (frozenset({Stage.BACKWARD}), Stage.IDLE),
+def _abort_moves() -> dict[Stage, Stage]:
+    """``abort()``: forget a half-done step (back to IDLE; NEW stays)."""
+    return {s: s if s is Stage.NEW else Stage.IDLE for s in Stage}
+
+
+#: event -> {stage it may happen in: stage it leaves} (party.fsm)
+PASSIVE_TRANSITIONS: Final[Table[Stage]] = {
+    "on_public_context": {Stage.NEW: Stage.IDLE, Stage.IDLE: Stage.IDLE},
+    "forward[train]": {Stage.IDLE: Stage.FORWARD_TRAIN},
+    "forward[eval]": {Stage.IDLE: Stage.FORWARD_EVAL},
+    "on_masked_forward": {Stage.FORWARD_TRAIN: Stage.FORWARD_DONE,
+                          Stage.FORWARD_EVAL: Stage.IDLE},
+    "on_masked_gradient": {Stage.FORWARD_DONE: Stage.BACKWARD},
+    "on_grad_share": {Stage.BACKWARD: Stage.IDLE},
+    "abort": _abort_moves(),
 }
-ACTIVE_TRANSITIONS: Final[dict[str, tuple[frozenset[Stage], Stage | None]]] = {
-    "on_public_context": (frozenset({Stage.NEW, Stage.IDLE}), Stage.IDLE),
-    "on_activations": (frozenset({Stage.IDLE}), Stage.FORWARD),
-    "on_forward_share": (frozenset({Stage.FORWARD}), None),
-    "backward": (frozenset({Stage.FORWARD_DONE}), Stage.BACKWARD),
-    "on_masked_backward": (frozenset({Stage.BACKWARD}), Stage.IDLE),
+ACTIVE_TRANSITIONS: Final[Table[Stage]] = {
+    "on_public_context": {Stage.NEW: Stage.IDLE, Stage.IDLE: Stage.IDLE},
+    "on_activations[train]": {Stage.IDLE: Stage.FORWARD_TRAIN},
+    "on_activations[eval]": {Stage.IDLE: Stage.FORWARD_EVAL},
+    "on_forward_share": {Stage.FORWARD_TRAIN: Stage.FORWARD_DONE,
+                         Stage.FORWARD_EVAL: Stage.IDLE},
+    "backward": {Stage.FORWARD_DONE: Stage.BACKWARD},
+    "on_masked_backward": {Stage.BACKWARD: Stage.IDLE},
+    "abort": _abort_moves(),
 }
+
+
+def _phase(train: bool) -> str:
+    return "train" if train else "eval"
 
 
 class _Layer(Endpoint[Stage]):
@@ -116,16 +133,14 @@ class _Layer(Endpoint[Stage]):
         self.d, self.k = d, k
         self.lr, self.momentum = lr, momentum
 
+    @transition("on_public_context")
     def on_public_context(self, msg: PublicContext) -> None:
         """Load the peer's public context (refuses secret keys and other parameters)."""
-        self._enter("on_public_context")
         self._load_peer(msg.context, msg.key_id)
-        self._leave("on_public_context")
 
+    @transition("abort")
     def abort(self) -> None:
         """Forget a half-done step (e.g. an evaluation pass or a failed peer)."""
-        if self.stage is not Stage.NEW:
-            self.stage = Stage.IDLE
         self._forget()
 
     def _forget(self) -> None:
@@ -153,7 +168,7 @@ class _Layer(Endpoint[Stage]):
 class PassiveLayer(_Layer):
     """The passive party's side: owns h, W_P and its key pair."""
 
-    _transitions = PASSIVE_TRANSITIONS
+    transitions = PASSIVE_TRANSITIONS
 
     def __init__(self, params: CkksParams, w_init: FloatArray, *, lr: float,
                  momentum: float = 0.0, rng: np.random.Generator | None = None) -> None:
@@ -165,9 +180,9 @@ class PassiveLayer(_Layer):
         self._train = False
         self._s_sums: list[FloatArray] = []
 
+    @transition("forward", lambda self, h, *, train: _phase(train))
     def forward(self, h: FloatArray, *, train: bool) -> EncActivations:
         """Step 1: encrypt h (rows × d) under our key."""
-        self._enter("forward")
         h = np.asarray(h, dtype=np.float64)
         if h.ndim != 2 or h.shape[1] != self.d or h.shape[0] < 1:
             raise ValueError(f"h must be (rows, {self.d}), got {h.shape}")
@@ -184,13 +199,12 @@ class PassiveLayer(_Layer):
         cols = [[self.keys.encrypt_symmetric(v) for v in pk.pack_cols(h[s], slots)] for s in ch]
         rows = [self.keys.encrypt_symmetric(v) for v in pk.pack_rows(h, slots)] if train else []
         self._h, self._train = h, train
-        self._leave("forward")
         return EncActivations(key_id=self.keys.key_id, rows=h.shape[0], cols=cols,
                               row_blocked=rows, context=context)
 
+    @transition("on_masked_forward")
     def on_masked_forward(self, msg: MaskedForward) -> ForwardShare:
         """Step 3: decrypt the masked products, add h W_P, release rounded."""
-        self._enter("on_masked_forward")
         assert self._h is not None
         self._check_own(msg.key_id)
         h, slots = self._h, self.params.slots
@@ -204,13 +218,11 @@ class PassiveLayer(_Layer):
             rows = s.stop - s.start
             for j, dec in enumerate(self._decrypt_all(blobs)):
                 v[s, j] += pk.sum_blocks(dec, rows, slots)
-        out = ForwardShare(v=release(v, self.params, self.rng))
-        self._leave("on_masked_forward", Stage.FORWARD_DONE if self._train else Stage.IDLE)
-        return out
+        return ForwardShare(v=release(v, self.params, self.rng))
 
+    @transition("on_masked_gradient")
     def on_masked_gradient(self, msg: MaskedGradient) -> MaskedBackward:
         """Step 6: Y = Enc_A(δ) ⊗ W_Pᵀ + Enc_A(s); then update our share with hᵀδ + T."""
-        self._enter("on_masked_gradient")
         assert self._h is not None
         self._check_own(msg.key_id)
         self._swap_peer(msg.context)
@@ -235,15 +247,14 @@ class PassiveLayer(_Layer):
         g = np.stack([pk.sum_rows(v, self.d, slots) for v in self._decrypt_all(msg.gm)], axis=1)
         self.m = self.momentum * self.m + g
         self.w = self.w - self.lr * self.m
-        self._leave("on_masked_gradient")
         return MaskedBackward(key_id=peer.key_id, y=ys)
 
     def _forget(self) -> None:
         self._h, self._s_sums = None, []
 
+    @transition("on_grad_share")
     def on_grad_share(self, msg: GradShare) -> FloatArray:
         """Step 7 (receiving end): remove our masks; returns ∂L/∂h (rows × d)."""
-        self._enter("on_grad_share")
         assert self._h is not None
         if msg.g.shape != self._h.shape:
             raise RemoteProtocolError(
@@ -252,14 +263,13 @@ class PassiveLayer(_Layer):
         s_sum = np.concatenate(self._s_sums, axis=0)
         grad = msg.g - s_sum
         self._h = None
-        self._leave("on_grad_share")
         return grad
 
 
 class ActiveLayer(_Layer):
     """The active party's side: owns δ, W_A and its key pair."""
 
-    _transitions = ACTIVE_TRANSITIONS
+    transitions = ACTIVE_TRANSITIONS
 
     def __init__(self, params: CkksParams, d: int, k: int, *, lr: float,
                  momentum: float = 0.0, rng: np.random.Generator | None = None) -> None:
@@ -272,9 +282,9 @@ class ActiveLayer(_Layer):
         self._train = False
         self._dwa: FloatArray | None = None
 
+    @transition("on_activations", lambda self, msg: _phase(bool(msg.row_blocked)))
     def on_activations(self, msg: EncActivations) -> MaskedForward:
         """Step 2: U_j = Enc_P(h) ⊗ W_A[:, j] + Enc_P(r_j) for each output column j."""
-        self._enter("on_activations")
         self._swap_peer(msg.context)
         peer = self._check_peer_key(msg.key_id, "activations")
         slots = self.params.slots
@@ -303,25 +313,22 @@ class ActiveLayer(_Layer):
             self._row_cts = [peer.load_ciphertext(b, level="top") for b in msg.row_blocked]
         self._rows = msg.rows
         self._r_sum = np.concatenate(r_sums, axis=0)
-        self._leave("on_activations")
         return MaskedForward(key_id=peer.key_id, u=us)
 
+    @transition("on_forward_share")
     def on_forward_share(self, msg: ForwardShare) -> FloatArray:
         """Step 4 (start): remove our masks; returns z_P = h W (rows × k)."""
-        self._enter("on_forward_share")
         assert self._r_sum is not None
         if msg.v.shape != (self._rows, self.k):
             raise RemoteProtocolError(
                 f"forward share has shape {msg.v.shape}, expected {(self._rows, self.k)}",
                 peer="passive",
             )
-        z = msg.v - self._r_sum
-        self._leave("on_forward_share", Stage.FORWARD_DONE if self._train else Stage.IDLE)
-        return z
+        return msg.v - self._r_sum
 
+    @transition("backward")
     def backward(self, delta: FloatArray) -> MaskedGradient:
         """Step 5: masked Enc_P(hᵀδ) for P's share update, and Enc_A(δ); updates W_A."""
-        self._enter("backward")
         peer = self._need_peer()
         delta = np.asarray(delta, dtype=np.float64)
         if delta.shape != (self._rows, self.k) or not np.isfinite(delta).all():
@@ -349,13 +356,12 @@ class ActiveLayer(_Layer):
         self._dwa = delta @ self.w.T  # with W_A before the update, as P uses W_P before its
         self.w, self.m = w_new, m_new
         self._row_cts = []
-        self._leave("backward")
         return MaskedGradient(key_id=peer.key_id, gm=gm, delta_key_id=self.keys.key_id,
                               delta=enc_delta, context=context)
 
+    @transition("on_masked_backward")
     def on_masked_backward(self, msg: MaskedBackward) -> GradShare:
         """Step 7: decrypt Y, add δ W_Aᵀ, release δ Wᵀ + Σ s rounded."""
-        self._enter("on_masked_backward")
         assert self._dwa is not None
         self._check_own(msg.key_id)
         slots = self.params.slots
@@ -371,7 +377,6 @@ class ActiveLayer(_Layer):
             for i, dec in enumerate(self._decrypt_all(blobs)):
                 g[s, i] += pk.sum_blocks(dec, rows, slots)
         self._dwa = None
-        self._leave("on_masked_backward")
         return GradShare(g=release(g, self.params, self.rng))
 
     def _forget(self) -> None:
