@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import ipaddress
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,6 +32,8 @@ from party.errors import ConfigError
 from party.files import write_atomic
 
 DEFAULT_ROUTER_HOSTS = ("localhost", "127.0.0.1")
+#: The CA directory's registry of the certificates it signed (serial -> party).
+ISSUED = "issued.json"
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -96,6 +101,27 @@ def make_cert(
     router's certificate carries ``hosts`` and serverAuth only.
     """
     key = _key()
+    cert = sign_public_key(ca_key, ca_cert, common_name, key.public_key(), hosts=hosts,
+                           server=server, days=days, not_before=not_before)
+    return key, cert
+
+
+def sign_public_key(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    common_name: str,
+    public_key: Any,
+    *,
+    hosts: Sequence[str] = (),
+    server: bool = False,
+    days: int = 365,
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A certificate for ``common_name`` and ``public_key`` (e.g. from a CSR), signed by the CA.
+
+    Only the public key is taken from the requester: name, usages and validity are the
+    CA's choice (see :func:`make_cert`).
+    """
     now = not_before or dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
     sans: list[x509.GeneralName] = []
     for h in [*hosts, common_name]:
@@ -108,11 +134,11 @@ def make_cert(
         if server
         else [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
     )
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + dt.timedelta(days=days))
@@ -124,7 +150,60 @@ def make_cert(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    return key, cert
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created 0600) for a read-modify-write."""
+    import fcntl
+
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; {} if absent; ConfigError if it is not one."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def record_issued(directory: str | Path, name: str, cert: x509.Certificate, via: str) -> None:
+    """Note a certificate the CA in ``directory`` signed (``issued.json``): what
+    ``revoke --party`` revokes and what ``token`` will not hand out again."""
+    d = Path(directory)
+    with locked(d / ".issued.lock"):
+        reg = read_json(d / ISSUED)
+        reg.setdefault("certs", {})[format(cert.serial_number, "x")] = {
+            "party": name, "via": via,
+            "not_after": cert.not_valid_after_utc.isoformat(timespec="seconds"),
+        }
+        write_atomic(d / ISSUED, json.dumps(reg, indent=1, sort_keys=True), mode=0o600)
+
+
+def load_ca(directory: str | Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """The CA key and certificate under ``directory`` (ca.key, ca.pem)."""
+    d = Path(directory)
+    try:
+        ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+        ca_cert = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
+    except OSError as e:
+        raise ConfigError(f"cannot read the CA in {d}: {e.strerror} ({e.filename})") from None
+    except ValueError as e:
+        raise ConfigError(f"{d}: ca.key/ca.pem are not a PEM key and certificate ({e})") from None
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{d / 'ca.key'}: not an EC key")
+    return ca_key, ca_cert
 
 
 def init_certs(
@@ -160,6 +239,7 @@ def init_certs(
         k, c = make_cert(ca_key, ca_cert, p, days=days)
         _write_key(out / f"{p}.key", k)
         _write_cert(out / f"{p}.pem", c)
+        record_issued(out, p, c, "init")
     return out
 
 
@@ -167,13 +247,41 @@ def add_party(out: str | Path, name: str, *, days: int = 365) -> None:
     """Issue a certificate for a new party with an existing CA (ca.key under ``out``)."""
     out = Path(out)
     check_party_name(name)
-    ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), None)
-    ca_cert = x509.load_pem_x509_certificate((out / "ca.pem").read_bytes())
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ConfigError(f"{out / 'ca.key'}: not an EC key")
+    ca_key, ca_cert = load_ca(out)
     k, c = make_cert(ca_key, ca_cert, name, days=days)
     _write_key(out / f"{name}.key", k)
     _write_cert(out / f"{name}.pem", c)
+    record_issued(out, name, c, "add")
+
+
+def _ca_dir(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
+    """The CA directory of ``--config``, ``--out`` or the development federation, and the
+    federation's party names when known."""
+    if args.config:
+        cfg = load_federation(args.config)
+        return cfg.tls.ca.parent, list(cfg.parties)
+    if args.out:
+        return Path(args.out), None
+    from party import devfed
+
+    cfg = devfed.ensure_dev_federation()
+    return cfg.tls.ca.parent, list(cfg.parties)
+
+
+def _token_or_revoke(args: argparse.Namespace) -> int:
+    from party import enroll
+
+    directory, parties = _ca_dir(args)
+    if args.cmd == "token":
+        token = enroll.TokenStore(directory).issue(args.party, enroll.parse_ttl(args.ttl),
+                                                   allowed=parties)
+        print(token)
+        print(f"one-time join token for {args.party!r}, valid {args.ttl}: on that machine run the "
+              f"client with TESSERA_JOIN_TOKEN=<token> (or join_token=)", file=sys.stderr)
+        return 0
+    print(enroll.revoke(directory, party=args.party, cert=args.cert, serial=args.serial,
+                        reason=args.reason, undo=args.undo))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,8 +298,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     add = sub.add_parser("add", help="issue a certificate for one more party")
     add.add_argument("--out", default="certs")
     add.add_argument("--party", required=True)
+    tok = sub.add_parser("token", help="print a one-time join token for one party name")
+    tok.add_argument("--party", required=True, help="the party name the token is bound to")
+    tok.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 2d (default 1h, at most 7d)")
+    tok.add_argument("--config", help="federation TOML (default: this user's development federation)")
+    tok.add_argument("--out", help="the CA directory (instead of --config)")
+    rev = sub.add_parser("revoke", help="refuse a party, or one certificate, at the router from now on")
+    rev.add_argument("--party", help="refuse every certificate and token for this name")
+    rev.add_argument("--cert", help="refuse this one certificate (PEM file)")
+    rev.add_argument("--serial", help="refuse the certificate with this hexadecimal serial")
+    rev.add_argument("--reason", default="")
+    rev.add_argument("--undo", action="store_true", help="with --party: admit the name again")
+    rev.add_argument("--config", help="federation TOML (default: this user's development federation)")
+    rev.add_argument("--out", help="the CA directory (instead of --config)")
     args = ap.parse_args(argv)
     try:
+        if args.cmd in ("token", "revoke"):
+            return _token_or_revoke(args)
         if args.cmd == "add":
             add_party(args.out, args.party)
             print(f"wrote {args.out}/{args.party}.pem and .key")

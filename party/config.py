@@ -8,6 +8,7 @@ Example (paths are relative to the file)::
     # listen = "0.0.0.0:50051"      # where the router binds (default: router)
     # max_message_mb = 1024
     # timeout_s = 120               # default per-recv timeout for protocols
+    # enroll = "0.0.0.0:50052"      # serve join-token enrollment there (party.enroll)
 
     [tls]
     ca = "certs/ca.pem"
@@ -18,6 +19,7 @@ Example (paths are relative to the file)::
     role = "active"
     cert = "certs/bank.pem"           # default: <ca dir>/<name>.pem
     key = "certs/bank.key"            # default: <ca dir>/<name>.key; needed only by bank
+    # psi_endpoint = "10.0.0.5:61001" # where bank's spu PSI link listens (rr22/kkrt only)
 
     [parties.fintech]
     role = "passive"
@@ -47,9 +49,10 @@ else:  # pragma: no cover
 #: The keys each table may hold; anything else is refused (see :func:`_check_keys`).
 #: A new setting must be added here as well as read in :func:`parse_federation`.
 TOP_TABLES: tuple[str, ...] = ("federation", "tls", "parties")
-FEDERATION_KEYS: tuple[str, ...] = ("name", "router", "listen", "max_message_mb", "timeout_s")
+FEDERATION_KEYS: tuple[str, ...] = ("name", "router", "listen", "max_message_mb", "timeout_s",
+                                     "enroll")
 TLS_KEYS: tuple[str, ...] = ("ca", "router_cert", "router_key")
-PARTY_KEYS: tuple[str, ...] = ("role", "cert", "key")
+PARTY_KEYS: tuple[str, ...] = ("role", "cert", "key", "psi_endpoint")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -99,6 +102,9 @@ class PartyConfig:
     role: Role
     cert: Path
     key: Path
+    #: host:port of this party's direct PSI link (spu's brpc, mutual TLS from the CA);
+    #: needed only for the rr22/kkrt PSI protocols (:mod:`psi.spu`).
+    psi_endpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ class FederationConfig:
     #: Always empty from :func:`parse_federation` (unknown tables are refused); kept so
     #: code that builds a config by hand can still attach its own settings.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Where the router serves join-token enrollment (None: it does not).
+    enroll: str | None = None
 
     def party(self, name: str) -> PartyConfig:
         """The config of ``name``; ConfigError if it is not in the federation."""
@@ -195,6 +203,10 @@ def parse_federation(data: dict[str, Any], *, base: Path, source: Path | None = 
     if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
         raise ConfigError(f"{src} [federation].timeout_s: expected a positive number, got {timeout_s!r}")
 
+    enroll = fed.get("enroll")
+    if enroll is not None:
+        enroll = _address(str(enroll), f"{src} [federation].enroll")
+
     def path(v: str) -> Path:
         p = Path(v)
         return p if p.is_absolute() else (base / p)
@@ -231,10 +243,13 @@ def parse_federation(data: dict[str, Any], *, base: Path, source: Path | None = 
             role=role,
             cert=path(str(pd.get("cert", ca.parent / f"{pname}.pem"))),
             key=path(str(pd.get("key", ca.parent / f"{pname}.key"))),
+            psi_endpoint=(_address(_get(pd, "psi_endpoint", str, where), f"{where}.psi_endpoint")
+                          if "psi_endpoint" in pd else None),
         )
     return FederationConfig(
         name=name, router=router, listen=listen, tls=tls, parties=parties,
         max_message_bytes=max_mb << 20, timeout_s=float(timeout_s), source=source,
+        enroll=enroll,
     )
 
 

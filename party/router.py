@@ -15,6 +15,13 @@ other party gets a ``down`` notice (at once on a goodbye or a restart, after a
 short grace when the link just vanished), so nobody waits for a dead peer until
 its timeout. A second router on a port in use refuses to start.
 
+Revocation: on every connection the router checks the deny list beside the CA
+(``revoked.json``, :class:`party.enroll.DenyList`: a revoked party name or
+certificate serial is refused with PERMISSION_DENIED), and it re-reads the list
+every second and drops the live link of a party revoked meanwhile. With
+``enroll=`` (or ``[federation].enroll``) it also serves join-token enrollment
+(:class:`party.enroll.EnrollmentServer`) on that address.
+
 What the router learns: who talks to whom, when, and how much (tags and sizes);
 payloads are opaque to it only in the sense that protocols encrypt or mask what
 must stay secret — the router is not trusted with anything a protocol leaves in
@@ -71,10 +78,12 @@ def read_tls(path: Any, what: str) -> bytes:
 class _Link:
     """One connected party: its outbound queue and its stream's context."""
 
-    def __init__(self, name: str, inc: int, context: grpc.ServicerContext) -> None:
+    def __init__(self, name: str, inc: int, context: grpc.ServicerContext,
+                 serial: int | None = None) -> None:
         self.name = name
         self.inc = inc
         self.context = context
+        self.serial = serial
         self.out: queue.Queue[Any] = queue.Queue(maxsize=64)
         self.said_bye = False
 
@@ -100,8 +109,15 @@ class Router:
     """
 
     def __init__(self, config: FederationConfig, *, listen: str | None = None,
-                 grace_s: float = GRACE_S, abort_memory_s: float = ABORT_MEMORY_S) -> None:
+                 grace_s: float = GRACE_S, abort_memory_s: float = ABORT_MEMORY_S,
+                 enroll: str | None = None) -> None:
+        from party.enroll import DenyList
+
         self.config = config
+        self.deny = DenyList(config.tls.ca.parent)
+        self._enroll_listen = enroll or config.enroll
+        self.enrollment: Any = None
+        self._stop_watch = threading.Event()
         self._listen = listen or config.listen
         self._links: dict[str, _Link] = {}
         self._lock = threading.Lock()
@@ -140,11 +156,46 @@ class Router:
             self._server = None
             raise ConfigError(f"router cannot listen on {self._listen}: the address is in use "
                               "(another router?) or not local")
+        if self._enroll_listen:
+            from party.enroll import EnrollmentServer
+
+            try:
+                self.enrollment = EnrollmentServer(self.config, self._enroll_listen).start()
+            except ConfigError:
+                self._server.stop(0)
+                self._server = None
+                raise
         self._server.start()
+        self._stop_watch.clear()
+        threading.Thread(target=self._watch_deny_list, daemon=True, name="router-deny").start()
         log.info("router for %r listening on %s (port %d)", self.config.name, self._listen, self.port)
         return self
 
+    def _watch_deny_list(self) -> None:
+        """Drop the live links of parties revoked while connected (checked every second)."""
+        stamp = self.deny.stamp()
+        while not self._stop_watch.wait(1.0):
+            try:
+                now = self.deny.stamp()
+                if now == stamp:
+                    continue
+                stamp = now
+                with self._lock:
+                    links = list(self._links.values())
+                for link in links:
+                    why = self.deny.denies(link.name, link.serial)
+                    if why:
+                        log.warning("dropping party %r: %s", link.name, why)
+                        self._abort(link, grpc.StatusCode.PERMISSION_DENIED,
+                                    f"certificate of {link.name!r} refused: {why}")
+            except Exception:  # a bad deny-list file must not stop the router
+                log.exception("reading the deny list %s failed", self.deny.path)
+
     def stop(self, grace_s: float = 1.0) -> None:
+        self._stop_watch.set()
+        if self.enrollment is not None:
+            self.enrollment.stop()
+            self.enrollment = None
         with self._lock:
             links = list(self._links.values())
             timers = list(self._timers.values())
@@ -192,12 +243,23 @@ class Router:
             log.warning("refused connection from identity %r: not a party of %r", name, self.config.name)
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"certificate identity {name!r} is not a party of federation {self.config.name!r}")
+        from party.enroll import peer_serial
+
+        serial = peer_serial(context)
+        try:
+            why = self.deny.denies(name, serial)
+        except ConfigError as e:  # an unreadable deny list refuses everyone: fail closed
+            why = str(e)
+        if why:
+            self._reject("revoked")
+            log.warning("refused connection from %r: %s", name, why)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"certificate of {name!r} refused: {why}")
         md = dict(context.invocation_metadata() or ())
         try:
             inc = int(md.get(INC_METADATA, ""))
         except ValueError:  # a client that does not say: a new incarnation each time
             inc = int.from_bytes(os.urandom(6), "little")
-        link = _Link(name, inc, context)
+        link = _Link(name, inc, context, serial)
         now = time.monotonic()
         with self._lock:
             old = self._links.get(name)
@@ -354,12 +416,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m party.router", description="Run a federation's router.")
     ap.add_argument("--config", required=True, help="federation TOML")
     ap.add_argument("--listen", help="override [federation].listen, e.g. 0.0.0.0:50051")
+    ap.add_argument("--enroll", help="serve join-token enrollment on this address, e.g. 0.0.0.0:50052 "
+                                     "(overrides [federation].enroll)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        router = Router(load_federation(args.config), listen=args.listen).start()
+        router = Router(load_federation(args.config), listen=args.listen, enroll=args.enroll).start()
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

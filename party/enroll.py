@@ -1,0 +1,536 @@
+"""Join tokens, certificate enrollment over gRPC, and the deny list.
+
+The trust model (what each step trusts) is in the docstring of :mod:`party.certs`.
+In short, ``kubeadm join`` style:
+
+1. the CA holder issues a one-time token (:meth:`TokenStore.issue`) bound to one
+   party name, with an expiry; the token carries the CA certificate's SHA-256
+   fingerprint, and the store keeps only a hash of its secret;
+2. the joining party fetches the enrollment endpoint's certificate chain over TLS
+   *without* verifying it (:func:`fetch_ca`) and keeps the CA certificate only if
+   its fingerprint equals the token's;
+3. it opens a TLS channel verified against that CA (server name ``router``) and
+   sends the token and a CSR for a key made on its own machine (:func:`join`);
+4. the router checks the token (known, secret, not expired, not spent, bound to
+   this party name, the name not revoked), spends it atomically, and signs a
+   certificate for the token's party name and the CSR's public key only;
+5. from then on the party connects with mutual TLS like any other.
+
+The router checks its deny list (:class:`DenyList`, ``revoked.json`` beside the CA)
+on every connection and drops a live link within a second of a revocation.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import ssl
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from party.certs import ISSUED, load_ca, locked, read_json, record_issued, sign_public_key
+from party.codec import decode, encode
+from party.config import FederationConfig, check_party_name
+from party.errors import (
+    AuthenticationError,
+    CodecError,
+    ConfigError,
+    PartyUnavailable,
+)
+from party.files import write_atomic
+
+log = logging.getLogger("party.enroll")
+
+TOKEN_PREFIX = "tsr1"
+TOKENS = "tokens.json"
+REVOKED = "revoked.json"
+ENROLL_METHOD = "/tessera.Enroll/Join"
+#: The longest a token may live (a join token is a bootstrap secret, not a credential).
+MAX_TTL_S = 7 * 24 * 3600.0
+_TOKEN = re.compile(r"^tsr1\.([0-9a-f]{8})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$")
+
+
+def ca_fingerprint(ca_pem: bytes) -> str:
+    """The CA certificate's SHA-256 over its DER encoding, base64url without padding."""
+    try:
+        der = x509.load_pem_x509_certificate(ca_pem).public_bytes(serialization.Encoding.DER)
+    except ValueError as e:
+        raise ConfigError(f"not a PEM certificate ({e})") from None
+    return _fp_der(der)
+
+
+def _fp_der(der: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class JoinToken:
+    """A parsed token: ``tsr1.<id>.<secret>.<CA fingerprint>``."""
+
+    id: str
+    secret: str
+    fingerprint: str
+
+    def __str__(self) -> str:
+        return f"{TOKEN_PREFIX}.{self.id}.{self.secret}.{self.fingerprint}"
+
+
+def parse_token(token: str) -> JoinToken:
+    """ConfigError unless ``token`` is a well-formed join token."""
+    m = _TOKEN.match(token.strip()) if isinstance(token, str) else None
+    if m is None:
+        raise ConfigError(
+            "malformed join token: expected tsr1.<8 hex>.<22 chars>.<43 chars> "
+            "(as printed by `python -m party.certs token`)"
+        )
+    return JoinToken(*m.groups())
+
+
+def parse_ttl(text: str) -> float:
+    """``90s``, ``15m``, ``1h``, ``2d`` or a number of seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+    if m is None:
+        raise ConfigError(f"--ttl: {text!r} is not a duration such as 90s, 15m, 1h or 2d")
+    ttl = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if not 0 < ttl <= MAX_TTL_S:
+        raise ConfigError(f"--ttl: {text!r} must be more than 0 and at most 7 days")
+    return ttl
+
+
+class TokenStore:
+    """The one-time tokens of one CA directory (``tokens.json``, 0600, written atomically
+    under a lock, so two enrollments racing for one token cannot both win)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / TOKENS
+
+    def issue(self, party: str, ttl_s: float, *, now: float | None = None,
+              allowed: list[str] | None = None) -> str:
+        """A new token for ``party`` valid ``ttl_s`` seconds; ``allowed``: the federation's
+        parties (ConfigError if ``party`` is not one of them)."""
+        check_party_name(party, "--party")
+        if allowed is not None and party not in allowed:
+            raise ConfigError(f"--party: {party!r} is not a party of the federation "
+                              f"(known: {', '.join(sorted(allowed))}); add [parties.{party}] first")
+        if not 0 < ttl_s <= MAX_TTL_S:
+            raise ConfigError(f"token ttl {ttl_s:g} s: must be more than 0 and at most 7 days")
+        why = DenyList(self.directory).denies(party, None)
+        if why:
+            raise ConfigError(f"--party: {party!r} is revoked ({why}); undo that first "
+                              f"(python -m party.certs revoke --party {party} --undo)")
+        _key, ca = load_ca(self.directory)
+        fp = _fp_der(ca.public_bytes(serialization.Encoding.DER))
+        now = time.time() if now is None else now
+        tok = JoinToken(secrets.token_hex(4), secrets.token_urlsafe(16), fp)
+        with locked(self.directory / ".tokens.lock"):
+            data = read_json(self.path)
+            toks = data.setdefault("tokens", {})
+            # forget tokens spent or expired more than a day ago: the file stays small
+            for tid in [t for t, v in toks.items() if v.get("expires", 0) < now - 86400]:
+                del toks[tid]
+            toks[tok.id] = {"party": party, "secret_sha256": _hash_secret(tok.secret),
+                            "created": now, "expires": now + ttl_s, "used": None}
+            write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
+        return str(tok)
+
+    def redeem(self, token_id: str, secret: str, claim: str | None, *,
+               now: float | None = None) -> str:
+        """Spend the token and return its party name; AuthenticationError naming why not.
+
+        ``claim``: the party name the requester asks for (None: the token's). A token
+        for another name is refused without being spent (the holder may have mistyped).
+        """
+        now = time.time() if now is None else now
+        with locked(self.directory / ".tokens.lock"):
+            data = read_json(self.path)
+            entry = data.get("tokens", {}).get(token_id)
+            if not isinstance(entry, dict) or not hmac.compare_digest(
+                    str(entry.get("secret_sha256", "")), _hash_secret(secret)):
+                raise AuthenticationError("unknown join token (never issued here, or its secret "
+                                          "is wrong)")
+            party = str(entry["party"])
+            if entry.get("used") is not None:
+                raise AuthenticationError(
+                    f"join token {token_id} was already used (at {time.ctime(entry['used'])}); "
+                    "tokens are single-use: ask for a new one")
+            if now >= float(entry["expires"]):
+                raise AuthenticationError(
+                    f"join token {token_id} expired at {time.ctime(entry['expires'])}; ask for a new one")
+            if claim is not None and claim != party:
+                raise AuthenticationError(
+                    f"join token {token_id} is bound to party {party!r}, not {claim!r}")
+            why = DenyList(self.directory).denies(party, None)
+            if why:
+                raise AuthenticationError(f"party {party!r} is revoked ({why})")
+            entry["used"] = now
+            write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
+        return party
+
+    def reserved(self, *, now: float | None = None) -> set[str]:
+        """Party names of tokens that are neither spent nor expired."""
+        now = time.time() if now is None else now
+        return {str(v["party"]) for v in read_json(self.path).get("tokens", {}).values()
+                if v.get("used") is None and float(v.get("expires", 0)) > now}
+
+
+class DenyList:
+    """Revoked party names and certificate serials (``revoked.json`` beside the CA).
+
+    A revoked *name* refuses every certificate with that common name and every token
+    for it; a revoked *serial* refuses one certificate (a lost key: the party may
+    join again with a new token). Reads are cached by the file's mtime and size.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / REVOKED
+        self._stamp: tuple[int, int] | None = None
+        self._data: dict[str, Any] = {}
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._data = None, {}
+            return self._data
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            self._data = read_json(self.path)
+            self._stamp = stamp
+        return self._data
+
+    def stamp(self) -> tuple[int, int] | None:
+        self._load()
+        return self._stamp
+
+    def denies(self, name: str, serial: int | None) -> str | None:
+        """Why a certificate for ``name`` with ``serial`` is refused, or None."""
+        data = self._load()
+        entry = data.get("parties", {}).get(name)
+        if entry is not None:
+            return f"party revoked: {entry.get('reason') or 'no reason given'}"
+        if serial is not None:
+            entry = data.get("serials", {}).get(format(serial, "x"))
+            if entry is not None:
+                return f"certificate {serial:x} revoked: {entry.get('reason') or 'no reason given'}"
+        return None
+
+    def _update(self, fn: Any) -> None:
+        with locked(self.directory / ".revoked.lock"):
+            data = read_json(self.path)
+            fn(data)
+            write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o644)
+
+    def revoke_party(self, name: str, reason: str = "") -> None:
+        self._update(lambda d: d.setdefault("parties", {}).__setitem__(
+            name, {"at": time.time(), "reason": reason}))
+
+    def unrevoke_party(self, name: str) -> None:
+        self._update(lambda d: d.setdefault("parties", {}).pop(name, None))
+
+    def revoke_serials(self, serials: list[int], reason: str = "") -> None:
+        def upd(d: dict[str, Any]) -> None:
+            for s in serials:
+                d.setdefault("serials", {})[format(s, "x")] = {"at": time.time(), "reason": reason}
+        self._update(upd)
+
+
+def revoke(directory: str | Path, *, party: str | None = None, cert: str | Path | None = None,
+           serial: str | None = None, reason: str = "", undo: bool = False) -> str:
+    """What ``python -m party.certs revoke`` does; returns a one-line summary."""
+    deny = DenyList(directory)
+    if party and undo:
+        deny.unrevoke_party(party)
+        return f"party {party!r} is no longer revoked (its unexpired certificates are valid again)"
+    if party:
+        deny.revoke_party(party, reason)
+        return f"revoked party {party!r}: every certificate and token for it is refused"
+    serials: list[int] = []
+    if cert:
+        try:
+            serials.append(x509.load_pem_x509_certificate(Path(cert).read_bytes()).serial_number)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--cert: cannot read a PEM certificate from {cert} ({e})") from None
+    if serial:
+        try:
+            serials.append(int(serial, 16))
+        except ValueError:
+            raise ConfigError(f"--serial: {serial!r} is not a hexadecimal serial") from None
+    if not serials:
+        raise ConfigError("revoke needs --party, --cert or --serial")
+    deny.revoke_serials(serials, reason)
+    return f"revoked certificate(s) {', '.join(format(s, 'x') for s in serials)}"
+
+
+def peer_serial(context: grpc.ServicerContext) -> int | None:
+    """The serial of the verified client certificate of a gRPC call (None if absent)."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(pems[0]).serial_number
+    except ValueError:
+        return None
+
+
+# -- the enrollment endpoint (router side) ----------------------------------------------------
+
+class EnrollmentServer:
+    """Serves ``/tessera.Enroll/Join`` over server-only TLS (the requester has no
+    certificate yet), presenting the router certificate followed by the CA certificate.
+
+    It signs with the CA key in ``config.tls.ca``'s directory, which also holds the
+    token store and the deny list.
+    """
+
+    def __init__(self, config: FederationConfig, listen: str) -> None:
+        self.config = config
+        self.listen = listen
+        self.directory = config.tls.ca.parent
+        self.tokens = TokenStore(self.directory)
+        self._server: grpc.Server | None = None
+        self.port: int | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> EnrollmentServer:
+        from party.router import read_tls
+
+        tls = self.config.tls
+        chain = read_tls(tls.router_cert, "[tls].router_cert").rstrip(b"\n") + b"\n" + read_tls(
+            tls.ca, "[tls].ca")
+        load_ca(self.directory)  # fail now, not at the first join, if the CA key is missing
+        creds = grpc.ssl_server_credentials(
+            [(read_tls(tls.router_key, "[tls].router_key"), chain)], require_client_auth=False)
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="enroll"),
+                                   options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=8)
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "tessera.Enroll", {"Join": grpc.unary_unary_rpc_method_handler(self._join)}),))
+        try:
+            self.port = self._server.add_secure_port(self.listen, creds)
+        except RuntimeError:
+            self.port = 0
+        if not self.port:
+            self._server = None
+            raise ConfigError(f"enrollment endpoint cannot listen on {self.listen} (address in use?)")
+        self._server.start()
+        log.info("enrollment for %r on %s (port %d)", self.config.name, self.listen, self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(0.5).wait(2)
+            self._server = None
+
+    def _join(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            return bytes(encode(self.handle(request)))
+        except AuthenticationError as e:
+            log.warning("refused an enrollment from %s: %s", context.peer(), e)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
+        except (CodecError, ConfigError) as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        raise AssertionError("unreachable")  # pragma: no cover - context.abort raises
+
+    def handle(self, request: bytes) -> dict[str, Any]:
+        """Check one join request and answer it (the whole decision, without a network)."""
+        req = decode(request, max_bytes=64 << 10)
+        if not isinstance(req, dict) or not {"token_id", "secret", "csr"} <= set(req):
+            raise ConfigError("a join request is {token_id, secret, csr[, party]}")
+        try:
+            csr = x509.load_pem_x509_csr(bytes(req["csr"]))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"the CSR is not PEM ({e})") from None
+        if not csr.is_signature_valid:
+            raise AuthenticationError("the CSR's signature is invalid (no proof of its key)")
+        pub = csr.public_key()
+        if not (isinstance(pub, ec.EllipticCurvePublicKey) and pub.curve.key_size >= 256) and not (
+                isinstance(pub, rsa.RSAPublicKey) and pub.key_size >= 2048):
+            raise ConfigError("the CSR's key must be EC P-256 or stronger, or RSA >= 2048")
+        cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        claim = str(req.get("party") or (cns[0].value if cns else "")) or None
+        with self._lock:
+            party = self.tokens.redeem(str(req["token_id"]), str(req["secret"]), claim)
+            if party not in self.config.parties:
+                raise AuthenticationError(f"party {party!r} is no longer in federation "
+                                          f"{self.config.name!r}")
+            ca_key, ca_cert = load_ca(self.directory)
+            cert = sign_public_key(ca_key, ca_cert, party, pub)
+            record_issued(self.directory, party, cert, "token")
+        log.info("party %r joined %r with a token (certificate %x)", party, self.config.name,
+                 cert.serial_number)
+        cfg = self.config
+        return {
+            "party": party,
+            "cert": cert.public_bytes(serialization.Encoding.PEM),
+            "ca": ca_cert.public_bytes(serialization.Encoding.PEM),
+            "federation": {
+                "name": cfg.name, "max_message_mb": cfg.max_message_bytes >> 20,
+                "timeout_s": cfg.timeout_s,
+                "parties": {p.name: p.role.value for p in cfg.parties.values()},
+            },
+        }
+
+
+def token_parties(directory: str | Path) -> set[str]:
+    """Parties that joined (or may join) with a token: never claimed by local dev clients."""
+    d = Path(directory)
+    joined = {str(v.get("party")) for v in read_json(d / ISSUED).get("certs", {}).values()
+              if v.get("via") == "token"}
+    return joined | TokenStore(d).reserved()
+
+
+# -- the joining side ---------------------------------------------------------------------------
+
+def _split(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{address!r} is not a host:port address")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def enroll_address(server_address: str) -> str:
+    """Where a joining party finds the enrollment endpoint: ``$TESSERA_ENROLL_ADDRESS``,
+    else the server's host at its port + 1."""
+    env = os.environ.get("TESSERA_ENROLL_ADDRESS")
+    if env:
+        return env
+    host, port = _split(server_address)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port + 1}"
+
+
+def fetch_ca(address: str, fingerprint: str, *, timeout_s: float = 10.0) -> bytes:
+    """The CA certificate (PEM) that the endpoint at ``address`` presents, accepted only
+    if its SHA-256 fingerprint equals ``fingerprint``.
+
+    The TLS handshake here verifies nothing (we do not know the CA yet); the fingerprint,
+    which came with the token out of band, is what makes the certificate trusted.
+    """
+    host, port = _split(address)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+                ctx.wrap_socket(raw, server_hostname="router") as tls:
+            getter = getattr(tls, "get_unverified_chain", None) or tls._sslobj.get_unverified_chain  # type: ignore[attr-defined]
+            chain = getter() or []
+    except (OSError, ssl.SSLError) as e:
+        raise PartyUnavailable("router", f"no TLS connection to the enrollment endpoint "
+                                         f"{address}: {e}") from None
+    ders = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
+            for c in chain]
+    for der in ders:
+        if hmac.compare_digest(_fp_der(der), fingerprint):
+            return ssl.DER_cert_to_PEM_cert(der).encode()
+    seen = ", ".join(_fp_der(d)[:12] + "…" for d in ders) or "none"
+    raise AuthenticationError(
+        f"the enrollment endpoint {address} does not present the CA of the join token "
+        f"(expected fingerprint {fingerprint[:12]}…, got {seen}): a wrong address, another "
+        "federation, or a man in the middle; the token was not sent")
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """What a successful join returns: this party's key and certificate, the CA, and the
+    federation's public description."""
+
+    party: str
+    key_pem: bytes
+    cert_pem: bytes
+    ca_pem: bytes
+    federation: dict[str, Any]
+
+
+def join(address: str, token: str, *, name: str | None = None, timeout_s: float = 30.0) -> Enrolled:
+    """Join the federation whose enrollment endpoint is at ``address`` with ``token``.
+
+    The key is made here and never leaves; the token's secret is sent only over TLS
+    verified against the CA the token names.
+    """
+    tok = parse_token(token)
+    if name is not None:
+        check_party_name(name)
+    ca_pem = fetch_ca(address, tok.fingerprint, timeout_s=timeout_s)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)] if name else [])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    req = encode({"token_id": tok.id, "secret": tok.secret, "party": name,
+                  "csr": csr.public_bytes(serialization.Encoding.PEM)})
+    creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+    with grpc.secure_channel(address, creds,
+                             options=[("grpc.ssl_target_name_override", "router")]) as ch:
+        call = ch.unary_unary(ENROLL_METHOD)
+        try:
+            raw = call(bytes(req), timeout=timeout_s)
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details()
+            if code == grpc.StatusCode.PERMISSION_DENIED:
+                raise AuthenticationError(f"enrollment refused: {details}") from None
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise ConfigError(f"enrollment refused: {details}") from None
+            raise PartyUnavailable("router", f"enrollment at {address} failed: {code} {details}") from None
+    resp = decode(raw, max_bytes=1 << 20)
+    if not isinstance(resp, dict) or not {"party", "cert", "ca", "federation"} <= set(resp):
+        raise CodecError("malformed enrollment answer")
+    cert = x509.load_pem_x509_certificate(bytes(resp["cert"]))
+    if cert.public_key() != key.public_key():
+        raise AuthenticationError("the enrollment answer's certificate is not for our key")
+    if bytes(resp["ca"]).strip() != ca_pem.strip() and ca_fingerprint(bytes(resp["ca"])) != tok.fingerprint:
+        raise AuthenticationError("the enrollment answer names another CA")
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return Enrolled(str(resp["party"]), key_pem, bytes(resp["cert"]), ca_pem,
+                    dict(resp["federation"]))
+
+
+def save_enrolled(enrolled: Enrolled, directory: str | Path, *, router: str,
+                  token_id: str | None = None) -> Path:
+    """Write the key (0600), certificates and a federation TOML under ``directory``;
+    returns the TOML's path (load it with :func:`party.config.load_federation`)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    me = enrolled.party
+    write_atomic(d / f"{me}.key", enrolled.key_pem, mode=0o600)
+    write_atomic(d / f"{me}.pem", enrolled.cert_pem, mode=0o644)
+    write_atomic(d / "ca.pem", enrolled.ca_pem, mode=0o644)
+    fed = enrolled.federation
+    parties = fed.get("parties", {})
+    if not isinstance(parties, dict) or me not in parties:
+        raise CodecError("the enrollment answer's party list does not name us")
+    lines = ["[federation]", f"name = {json.dumps(str(fed.get('name', 'federation')))}",
+             f"router = {json.dumps(router)}",
+             f"max_message_mb = {int(fed.get('max_message_mb', 1024))}",
+             f"timeout_s = {float(fed.get('timeout_s', 120.0))}", "", "[tls]", 'ca = "ca.pem"', ""]
+    for p, role in parties.items():
+        check_party_name(str(p))
+        lines += [f"[parties.{p}]", f"role = {json.dumps(str(role))}", ""]
+    write_atomic(d / "federation.toml", "\n".join(lines))
+    if token_id:
+        write_atomic(d / "token_id", token_id)
+    return d / "federation.toml"
