@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from examples.bank_fintech.common import (
-    fail,
-    model_paths,
     parser,
     progress_printer,
+    run,
     score_config,
+    scoring_rows,
 )
 from examples.bank_fintech.task import (
     Preprocessor,
@@ -46,7 +46,6 @@ from examples.bank_fintech.task import (
     test_split,
     train_bank_only,
 )
-from party.errors import TesseraError
 from party.files import write_atomic
 from vfl.split import binary_metrics
 from vfl.trainer import ActiveTrainer, TrainConfig
@@ -63,59 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    try:
-        return run_score(args) if args.score else run(args)
-    except (TesseraError, ValueError, OSError) as e:
-        return fail("bank", e)
-
-
-def run(args: Any) -> int:
-    from party.config import load_federation
-    from party.grpc_transport import connect
-
-    _one_thread()
-    with connect(load_federation(args.config), args.party) as party:
-        return train(party, args)
-
-
-def run_score(args: Any) -> int:
-    from party.config import load_federation
-    from party.grpc_transport import connect
-
-    _one_thread()
-    with connect(load_federation(args.config), args.party) as party:
-        score(party, args)
-    return 0
-
-
-def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # tiny models; SEAL dominates and the peer needs the other core
+    args = build_parser().parse_args(argv)
+    return run("bank", args, train=train, score=score)
 
 
 def score(party: Any, args: Any) -> dict[str, Any]:
     """Load the saved half and preprocessing, score the aligned rows with the fintech."""
-    import numpy as np
-
-    from vfl.trainer import ActiveTrainer
-
-    model_file, pre_file = model_paths("bank", args)
-    try:
-        pre = Preprocessor.from_json(pre_file.read_text(), source=str(pre_file))
-    except FileNotFoundError:
-        raise ValueError(f"{pre_file} not found: train first with the same --out") from None
     with open(args.data, newline="") as f:
         has_label = args.label in next(csv.reader(f), [])
     tab = read_table(args.data, id_column=args.id_column, label=args.label if has_label else None)
-    n = min(args.rows or len(tab.ids), len(tab.ids))
-    rows = test_split(n, seed=args.seed)[1] if args.held_out else np.arange(n)
-    if tab.x.shape[1] != pre.n_columns:
-        raise ValueError(f"{args.data}: {tab.x.shape[1]} feature columns, the model was trained "
-                         f"on {pre.n_columns}")
-    xs = pre.transform(tab.x[rows])
+    model_file, rows, xs = scoring_rows("bank", args, tab)
     ids = [tab.ids[i] for i in rows]
     trainer = ActiveTrainer.load_model(model_file, party, bank_model(xs.shape[1]),
                                        config=score_config(args))

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from examples.bank_fintech.task import PartyTable, Preprocessor, test_split
+from party import Party, cli
+
 PROGRESS = "@progress "
 
 
 def parser(prog: str, doc: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
-    ap.add_argument("--config", required=True, help="federation TOML (router, CA, this party's cert)")
-    ap.add_argument("--party", required=True, help="this party's name in the federation")
+    ap = cli.parser(f"examples.bank_fintech.{prog}", doc)
+    cli.add_federation(ap)
     ap.add_argument("--data", required=True, help="this party's ALIGNED rows (output of vfl.align)")
     ap.add_argument("--id-column", default="id")
-    ap.add_argument("--out", required=True, help="directory for the model, checkpoints, report")
+    cli.add_out(ap, required=True, help="directory for the model, checkpoints, report")
     ap.add_argument("--compare", action="store_true",
                     help="also train in plaintext mode (for the AUC comparison; reveals h to the bank)")
     ap.add_argument("--rows", type=int, default=None, help="use only the first N aligned rows")
@@ -47,6 +50,39 @@ def model_paths(prog: str, args: Any) -> tuple[Path, Path]:
     return model, out / f"{prog}_preprocess.json"
 
 
+def scoring_rows(prog: str, args: Any, tab: PartyTable) -> tuple[Path, np.ndarray, np.ndarray]:
+    """(saved model half, rows to score, their preprocessed features) for ``--score``."""
+    model_file, pre_file = model_paths(prog, args)
+    try:
+        pre = Preprocessor.from_json(pre_file.read_text(), source=str(pre_file))
+    except FileNotFoundError:
+        raise ValueError(f"{pre_file} not found: train first with the same --out") from None
+    n = min(args.rows or len(tab.ids), len(tab.ids))
+    rows = test_split(n, seed=args.seed)[1] if args.held_out else np.arange(n)
+    if tab.x.shape[1] != pre.n_columns:
+        raise ValueError(f"{args.data}: {tab.x.shape[1]} feature columns, the model was trained "
+                         f"on {pre.n_columns}")
+    return model_file, rows, pre.transform(tab.x[rows])
+
+
+def run(prog: str, args: Any, *, train: Callable[[Party, Any], int],
+        score: Callable[[Party, Any], object]) -> int:
+    """Connect ``--party``, then ``score`` (with ``--score``) or ``train``; bad input or a
+    peer's failure: one line on stderr, exit code 2."""
+
+    def connected() -> int:
+        import torch
+
+        torch.set_num_threads(1)  # tiny models; SEAL dominates and the peer needs the other core
+        with cli.connect(args) as party:
+            if args.score:
+                score(party, args)
+                return 0
+            return train(party, args)
+
+    return cli.run(prog, connected, errors=(ValueError, OSError))
+
+
 def score_config(args: Any) -> Any:
     """The scoring session's settings; both parties derive the same session name."""
     from vfl.trainer import TrainConfig
@@ -68,8 +104,3 @@ def progress_printer(mode: str, enabled: bool) -> Callable[[str, dict[str, Any]]
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     return on_event
-
-
-def fail(prog: str, e: BaseException) -> int:
-    print(f"{prog}: {e}", file=sys.stderr, flush=True)
-    return 2

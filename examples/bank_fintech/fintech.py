@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from examples.bank_fintech.common import fail, model_paths, parser, score_config
+from examples.bank_fintech.common import parser, run, score_config, scoring_rows
 from examples.bank_fintech.task import Preprocessor, fintech_model, read_table, test_split
-from party.errors import TesseraError
 from party.files import write_atomic
 from vfl.trainer import PassiveTrainer, TrainConfig
 
@@ -41,44 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    try:
-        return run(args)
-    except (TesseraError, ValueError, OSError) as e:
-        return fail("fintech", e)
-
-
-def run(args: Any) -> int:
-    import torch
-
-    from party.config import load_federation
-    from party.grpc_transport import connect
-
-    torch.set_num_threads(1)  # tiny models; SEAL dominates and the peer needs the other core
-    with connect(load_federation(args.config), args.party) as party:
-        if args.score:
-            score(party, args)
-            return 0
-        return train(party, args)
+    args = build_parser().parse_args(argv)
+    return run("fintech", args, train=train, score=score)
 
 
 def score(party: Any, args: Any) -> int:
     """Load the saved half and preprocessing; serve the bank's scoring of the aligned rows."""
-    import numpy as np
-
-    model_file, pre_file = model_paths("fintech", args)
-    try:
-        pre = Preprocessor.from_json(pre_file.read_text(), source=str(pre_file))
-    except FileNotFoundError:
-        raise ValueError(f"{pre_file} not found: train first with the same --out") from None
     tab = read_table(args.data, id_column=args.id_column)
-    n = min(args.rows or len(tab.ids), len(tab.ids))
-    rows = test_split(n, seed=args.seed)[1] if args.held_out else np.arange(n)
-    if tab.x.shape[1] != pre.n_columns:
-        raise ValueError(f"{args.data}: {tab.x.shape[1]} feature columns, the model was trained "
-                         f"on {pre.n_columns}")
-    xs = pre.transform(tab.x[rows])
+    model_file, rows, xs = scoring_rows("fintech", args, tab)
     trainer = PassiveTrainer.load_model(model_file, party, fintech_model(xs.shape[1]),
                                         config=score_config(args))
     t0 = time.perf_counter()

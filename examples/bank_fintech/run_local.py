@@ -1,6 +1,6 @@
 """The main demo: bank + fintech vertical FL on localhost, end to end, in a few minutes.
 
-    python -m examples.bank_fintech.run_local [--workdir DIR] [--smoke] [--epochs N] [--no-compare]
+    python -m examples.bank_fintech.run_local [--out DIR] [--smoke] [--epochs N] [--no-compare]
 
 1. Makes each party's input: FATE's default_credit guest file (labels + 13
    features) for the bank and host file (10 features) for the fintech, each
@@ -18,9 +18,9 @@
    each loads its saved half, and they score the held-out customers again over
    HE (fresh keys) without retraining; prints that AUC next to step 4's.
 
-``--smoke`` uses 3,000 customers, batches of 256 and 3 epochs (about a minute). Every child
-process is stopped if anything fails or on Ctrl-C; the exit code is 0 only if
-every step succeeded.
+``--smoke`` uses 3,000 customers, batches of 256 and 3 epochs (about a minute). The
+processes run under ``party.local.LocalFederation``: the first one that fails (or
+Ctrl-C) stops every process; the exit code is 0 only if every step succeeded.
 """
 
 from __future__ import annotations
@@ -28,21 +28,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from party.local import free_port, wait_port
-
-ROOT = Path(__file__).resolve().parents[2]
-PROGRESS = "@progress "
+from examples.bank_fintech.common import PROGRESS
+from party import ConfigError, cli
+from party.local import LocalFederation
 
 
 class Display:
@@ -86,73 +83,19 @@ class Display:
             self.status = ""
 
 
-class Children:
-    """Child processes whose output is streamed with a prefix; all killed on exit."""
+def echo(display: Display, started: list[float]) -> Callable[[str, str], None]:
+    """LocalFederation's echo: progress lines drive the status line, the rest is logged."""
 
-    def __init__(self, display: Display, log_dir: Path) -> None:
-        self.procs: list[tuple[str, subprocess.Popen[str]]] = []
-        self.threads: list[threading.Thread] = []
-        self.display = display
-        self.log_dir = log_dir
-        self.started = time.monotonic()
+    def on_line(name: str, line: str) -> None:
+        if line.startswith(PROGRESS):
+            with contextlib.suppress(ValueError, KeyError):
+                display.progress(json.loads(line[len(PROGRESS):]), started[0])
+        elif name == "router" and (" INFO " in line or " DEBUG " in line):
+            return  # connections are in logs/router.log
+        elif line.strip():
+            display.log(line if line.startswith(("[", " ")) else f"[{name}] {line}")
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[str]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        p = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        self.procs.append((name, p))
-        t = threading.Thread(target=self._pump, args=(name, p.stdout), daemon=True)
-        t.start()
-        self.threads.append(t)
-        return p
-
-    def _pump(self, name: str, stream: IO[str] | None) -> None:
-        assert stream is not None
-        with open(self.log_dir / f"{name}.log", "a") as log:
-            for line in stream:
-                log.write(line)
-                line = line.rstrip("\n")
-                if line.startswith(PROGRESS):
-                    with contextlib.suppress(ValueError, KeyError):
-                        self.display.progress(json.loads(line[len(PROGRESS):]), self.started)
-                elif name == "router" and " INFO " in line:
-                    continue  # connections are in logs/router.log
-                elif line.strip():
-                    self.display.log(line if line.startswith("[") or line.startswith(" ")
-                                     else f"[{name}] {line}")
-
-    def wait(self, procs: list[tuple[str, subprocess.Popen[str]]], timeout_s: float) -> None:
-        """Wait for all of ``procs``; the first failure (or the timeout) stops everything."""
-        deadline = time.monotonic() + timeout_s
-        pending = list(procs)
-        while pending:
-            for name, p in list(pending):
-                rc = p.poll()
-                if rc is None:
-                    continue
-                pending.remove((name, p))
-                if rc != 0:
-                    raise RuntimeError(f"{name} failed (exit code {rc}); see {self.log_dir}/{name}.log")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{', '.join(n for n, _ in pending)} did not finish within "
-                                   f"{timeout_s:g} s")
-            time.sleep(0.2)
-        for t in self.threads:
-            t.join(timeout=5)
-        self.display.clear()
-
-    def stop_all(self) -> None:
-        for _, p in self.procs:
-            if p.poll() is None:
-                with contextlib.suppress(OSError):
-                    os.killpg(p.pid, signal.SIGTERM)
-        for _, p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(p.pid, signal.SIGKILL)
+    return on_line
 
 
 def make_inputs(work: Path, rows: int | None) -> tuple[Path, Path]:
@@ -163,7 +106,7 @@ def make_inputs(work: Path, rows: int | None) -> tuple[Path, Path]:
     host = data_dir() / "fate" / "default_credit_hetero_host.csv"
     for f in (guest, host):
         if not f.is_file():
-            raise RuntimeError(f"{f} not found (set TESSERA_DATA to the data directory)")
+            raise ConfigError(f"{f} not found (set TESSERA_DATA to the data directory)")
     if rows is not None:  # smoke run: the first `rows` customers of each file
         for src, name in ((guest, "guest_head.csv"), (host, "host_head.csv")):
             with open(src) as fi, open(work / name, "w") as fo:
@@ -181,92 +124,81 @@ def make_inputs(work: Path, rows: int | None) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    ap.add_argument("--workdir", help="where inputs, certificates, models and logs go (default: temp)")
+    ap = cli.parser("examples.bank_fintech.run_local", __doc__)
+    cli.add_out(ap, help="where inputs, certificates, models and logs go (default: temp)")
     ap.add_argument("--smoke", action="store_true", help="3,000 customers, batch 256, 3 epochs")
     ap.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 12; smoke 3)")
     ap.add_argument("--no-compare", action="store_true", help="HE mode only (no plaintext/bank-only)")
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="limit for the whole run")
     args = ap.parse_args(argv)
-    from party.certs import init_certs
-    from party.config import write_federation
+    display = Display()
+    try:
+        return cli.run("demo", lambda: run(args, display), errors=(OSError, ValueError))
+    finally:
+        display.clear()
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="tessera-vfl-demo-")).resolve()
-    if args.workdir and (work / "fed.toml").exists():
-        for sub in ("bank", "fintech", "logs", "certs"):
+
+def run(args: argparse.Namespace, display: Display) -> int:
+    work = Path(args.out or tempfile.mkdtemp(prefix="tessera-vfl-demo-")).resolve()
+    if args.out and (work / "fed.toml").exists():
+        for sub in ("bank", "fintech"):
             shutil.rmtree(work / sub, ignore_errors=True)
-    for sub in ("bank", "fintech", "logs"):
+    for sub in ("bank", "fintech"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     rows = 3000 if args.smoke else None
     epochs = args.epochs or (3 if args.smoke else 12)
-    display = Display()
-    kids = Children(display, work / "logs")
     t_start = time.monotonic()
-    try:
-        print(f"tessera vertical FL demo - working directory {work}", flush=True)
-        bank_csv, fintech_csv = make_inputs(work, rows)
-        init_certs(work / "certs", ["bank", "fintech"], overwrite=True)
-        port = free_port()
-        cfg = write_federation(work / "fed.toml", name="bank-fintech-demo",
-                               router=f"127.0.0.1:{port}",
-                               parties={"bank": "active", "fintech": "passive"}, timeout_s=120)
-        print(f"mTLS certificates in {work / 'certs'}; router on 127.0.0.1:{port}", flush=True)
-        router = kids.start("router", ["-m", "party.router", "--config", str(cfg)])
-        wait_port(port, router)
+    started = [t_start]
+
+    def left() -> float:
+        return max(60.0, args.timeout_s - (time.monotonic() - t_start))
+
+    print(f"tessera vertical FL demo - working directory {work}", flush=True)
+    bank_csv, fintech_csv = make_inputs(work, rows)
+    with LocalFederation({"bank": "active", "fintech": "passive"}, name="bank-fintech-demo",
+                         out=work, timeout_s=120, echo=echo(display, started)) as fed:
+        cfg = fed.config
+        print(f"mTLS certificates in {fed.certs}; router on 127.0.0.1:{fed.port}", flush=True)
 
         print("\n== step 1: private set intersection (python -m vfl.align) ==", flush=True)
-        psi = [(n, kids.start(f"align-{n}", [
-            "-m", "vfl.align", "--config", str(cfg), "--party", n, "--input", str(csv),
-            "--id-column", "id", "--output", str(work / n / f"{n}_aligned.csv"),
-            "--report", str(work / n / "align_report.json"), "--no-progress"]))
-            for n, csv in (("fintech", fintech_csv), ("bank", bank_csv))]
-        kids.wait(psi, timeout_s=600)
+        fed.wait([fed.start(f"align-{n}", "vfl.align", "--config", cfg, "--party", n,
+                            "--input", csv, "--id-column", "id",
+                            "--output", work / n / f"{n}_aligned.csv",
+                            "--report", work / n / "align_report.json", "--no-progress")
+                  for n, csv in (("fintech", fintech_csv), ("bank", bank_csv))], timeout_s=600)
 
         print("\n== step 2: split-model training over gRPC + mTLS (HE mode"
               f"{'' if args.no_compare else ', then plaintext and bank-only for comparison'}) ==",
               flush=True)
-        kids.started = time.monotonic()
-        common = ["--config", str(cfg), "--timeout-s", "600", "--progress"]
+        started[0] = time.monotonic()
+        common: list[str | Path] = ["--config", cfg, "--timeout-s", "600", "--progress"]
         if not args.no_compare:
             common.append("--compare")
-        fin = kids.start("fintech", [
-            "-m", "examples.bank_fintech.fintech", *common, "--party", "fintech",
-            "--data", str(work / "fintech" / "fintech_aligned.csv"), "--out", str(work / "fintech")])
-        bank = kids.start("bank", [
-            "-m", "examples.bank_fintech.bank", *common, "--party", "bank",
-            "--data", str(work / "bank" / "bank_aligned.csv"), "--out", str(work / "bank"),
-            "--epochs", str(epochs), "--batch-size", str(256 if args.smoke else 1024)])
-        left = max(60.0, args.timeout_s - (time.monotonic() - t_start))
-        kids.wait([("fintech", fin), ("bank", bank)], timeout_s=left)
+        fed.wait([fed.start("fintech", "examples.bank_fintech.fintech", *common,
+                            "--party", "fintech", "--data", work / "fintech" / "fintech_aligned.csv",
+                            "--out", work / "fintech"),
+                  fed.start("bank", "examples.bank_fintech.bank", *common, "--party", "bank",
+                            "--data", work / "bank" / "bank_aligned.csv", "--out", work / "bank",
+                            "--epochs", epochs, "--batch-size", 256 if args.smoke else 1024)],
+                 timeout_s=left())
+        display.clear()
 
         print("\n== step 3: scoring in new processes from the saved model halves "
               "(--score, no retraining) ==", flush=True)
-        common = ["--config", str(cfg), "--timeout-s", "600", "--score", "--held-out"]
-        fin = kids.start("fintech-score", [
-            "-m", "examples.bank_fintech.fintech", *common, "--party", "fintech",
-            "--data", str(work / "fintech" / "fintech_aligned.csv"), "--out", str(work / "fintech")])
-        bank = kids.start("bank-score", [
-            "-m", "examples.bank_fintech.bank", *common, "--party", "bank",
-            "--data", str(work / "bank" / "bank_aligned.csv"), "--out", str(work / "bank")])
-        left = max(60.0, args.timeout_s - (time.monotonic() - t_start))
-        kids.wait([("fintech-score", fin), ("bank-score", bank)], timeout_s=left)
-        scored = json.loads((work / "bank" / "scores_he.json").read_text())
-        trained = json.loads((work / "bank" / "report.json").read_text())["results"]["he"]
-        print(f"  held-out AUC from the saved halves {scored['auc']:.4f}, right after training "
-              f"{trained['test_auc']:.4f}", flush=True)
-    except KeyboardInterrupt:
-        display.clear()
-        print("interrupted; stopping every process", file=sys.stderr)
-        return 130
-    except (RuntimeError, OSError, ValueError) as e:
-        display.clear()
-        print(f"demo failed: {e}", file=sys.stderr)
-        return 1
-    finally:
-        kids.stop_all()
+        common = ["--config", cfg, "--timeout-s", "600", "--score", "--held-out"]
+        fed.wait([fed.start("fintech-score", "examples.bank_fintech.fintech", *common,
+                            "--party", "fintech", "--data", work / "fintech" / "fintech_aligned.csv",
+                            "--out", work / "fintech"),
+                  fed.start("bank-score", "examples.bank_fintech.bank", *common, "--party", "bank",
+                            "--data", work / "bank" / "bank_aligned.csv", "--out", work / "bank")],
+                 timeout_s=left())
+    scored = json.loads((work / "bank" / "scores_he.json").read_text())
+    trained = json.loads((work / "bank" / "report.json").read_text())["results"]["he"]
+    print(f"  held-out AUC from the saved halves {scored['auc']:.4f}, right after training "
+          f"{trained['test_auc']:.4f}", flush=True)
     print(f"models: {work / 'bank'}/bank_model_he.pt, {work / 'fintech'}/fintech_model_he.pt; "
           f"report: {work / 'bank' / 'report.json'}; scores: {work / 'bank' / 'scores_he.csv'}; "
-          f"logs: {work / 'logs'}")
+          f"logs: {fed.logs}")
     print(f"demo finished in {time.monotonic() - t_start:.0f} s")
     return 0
 
