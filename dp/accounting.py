@@ -189,3 +189,50 @@ class Ledger:
         self.total.append(tot)
         self.per_round.append(inc)
         return inc, tot
+
+
+class CentralAccountant:
+    """Round-by-round ε of central DP (the sampled Gaussian), for a strategy wrapper.
+
+    Each :meth:`step` composes one round of the Gaussian mechanism with multiplier
+    ``z`` and sampling rate ``q`` (rounds may differ). ``steps`` is plain data (a list of
+    ``[z, q]``) so that a checkpoint can carry it and :meth:`restore` can replay it.
+    """
+
+    def __init__(self, delta: float) -> None:
+        _check(delta, 0)
+        self.delta = delta
+        self.steps: list[list[float]] = []
+        self._acc: Any = None
+        self.total = 0.0
+
+    def _fresh(self) -> Any:
+        d = _dpa()
+        return d.rdp.RdpAccountant(orders=list(ORDERS))
+
+    def _event(self, z: float, q: float) -> Any:
+        d = _dpa()
+        ev = d.GaussianDpEvent(z)
+        return d.PoissonSampledDpEvent(q, ev) if q < 1 else ev
+
+    def step(self, noise_multiplier: float, sampling_rate: float) -> tuple[float, float]:
+        """Account one round; return (this round's ε increment, total ε)."""
+        if not 0 < sampling_rate <= 1:
+            raise ConfigError(f"sampling rate must be in (0, 1], got {sampling_rate}")
+        if self._acc is None:
+            self._acc = self._fresh()
+        before = self.total
+        if noise_multiplier <= 0 or math.isinf(before):
+            self.total = math.inf  # one round without noise: no finite epsilon ever after
+        else:
+            self._acc.compose(self._event(noise_multiplier, sampling_rate))
+            self.total = float(self._acc.get_epsilon(self.delta))
+        self.steps.append([float(noise_multiplier), float(sampling_rate)])
+        inc = 0.0 if math.isinf(before) else self.total - before
+        return inc, self.total
+
+    def restore(self, steps: Sequence[Sequence[float]]) -> None:
+        """Replay the steps of a checkpoint."""
+        self.steps, self._acc, self.total = [], None, 0.0
+        for z, q in steps:
+            self.step(float(z), float(q))

@@ -168,3 +168,18 @@ def test_distributed_accounting_tends_to_the_gaussian_and_worsens_with_dropouts(
     inc1, tot1 = ledger.step()
     inc2, tot2 = ledger.step()
     assert tot1 == inc1 and tot2 == pytest.approx(tot1 + inc2) and tot2 > tot1
+
+
+def test_central_accountant_composes_rounds_and_replays_a_checkpoint():
+    acc = accounting.CentralAccountant(1e-5)
+    for _ in range(5):
+        inc, tot = acc.step(1.1, 0.1)
+        assert inc > 0
+    assert tot == pytest.approx(accounting.central_epsilon(1.1, 0.1, 5, 1e-5), rel=1e-9)
+    again = accounting.CentralAccountant(1e-5)
+    again.restore(acc.steps)
+    assert again.total == pytest.approx(tot) and again.steps == acc.steps
+    assert acc.step(0.0, 0.1) == (pytest.approx(math.inf), math.inf)
+    assert acc.step(1.0, 0.1) == (0.0, math.inf)
+    with pytest.raises(ConfigError, match="sampling rate"):
+        acc.step(1.0, 0.0)
