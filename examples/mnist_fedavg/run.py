@@ -32,10 +32,11 @@ from examples.mnist_fedavg.task import (
     partition,
 )
 from hfl.torch_utils import get_parameters
+from party import cli
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = cli.parser("examples.mnist_fedavg.run", __doc__)
     ap.add_argument("--model", choices=["cnn", "2nn"], default="cnn")
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--fraction", type=float, default=0.1, help="C: fraction of clients per round")
@@ -50,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--limit-train", type=int, default=None)
     ap.add_argument("--limit-test", type=int, default=None)
     ap.add_argument("--data-dir", default=str(DATA_DIR))
-    ap.add_argument("--out", default=None, help="history.json/png and checkpoints go here")
+    cli.add_out(ap, help="history.json/png go here")
     ap.add_argument("--stop-at-target", action="store_true")
     ap.add_argument("--checkpoint-dir", default=None,
                     help="checkpoint each round here; rerunning the same command resumes")
@@ -115,12 +116,16 @@ def run(args: argparse.Namespace, *, timings: list[tuple[float, float]] | None =
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    out = run(args)
-    out.pop("history")
-    print(json.dumps(out))
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    return 0
+
+    def body() -> int:
+        out = run(args)
+        out.pop("history")
+        print(json.dumps(out))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        return 0
+
+    return cli.run("mnist_fedavg", body, errors=(OSError,))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,4 +32,9 @@ def test_flower_tutorial_port_runs_as_processes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_three_banks_with_secure_aggregation(tmp_path: Path) -> None:
     log = run("examples.banks.run_local", tmp_path)
-    assert "secure" in log.lower()
+    summary = json.loads(next(ln for ln in log.splitlines() if '"secure_agg"' in ln).split("] ", 1)[-1])
+    assert summary["rounds"] == 2
+    # every round went through SecAgg+ with all three banks (not "skipped"/"aborted"/None)
+    rounds = json.loads((tmp_path / "out" / "history.json").read_text())["rounds"]
+    assert [r["secure_agg"] for r in rounds] == [{"survivors": 3, "dropped": {}}] * 2
+    assert summary["secure_agg"] == rounds[-1]["secure_agg"] and summary["test_auc"] > 0.6
