@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[dev,dp]'
+	$(BIN)/pip install -e '.[dev,dp,opacus,boost]'
 	touch $(STAMP)
 
 setup: $(STAMP)
