@@ -3,8 +3,19 @@
 
 The server hosts the router in its own process by default (as Flower's server
 listens on ``server_address``), then dials it like any party. Every party is
-identified by its certificate; the federation TOML names the CA, the router
-address and each party's certificate and key (``python -m party.certs`` makes them).
+identified by its certificate. Where the certificates come from, in order:
+
+1. a **join token** (``join_token=`` or ``$TESSERA_JOIN_TOKEN``, clients only): the
+   client enrolls at the server's enrollment endpoint (its port + 1, or
+   ``$TESSERA_ENROLL_ADDRESS``), keeps the certificate under its state directory and
+   reuses it when restarted with the same token (:mod:`party.enroll`);
+2. a **federation file** (``federation=`` or ``$TESSERA_FEDERATION``) naming the CA,
+   the router address and each party's certificate and key (``python -m party.certs``);
+3. otherwise **development mode** (:mod:`party.devfed`): a per-user local federation,
+   made by whichever side starts first; the server says so once on start, a client
+   takes a free name ``client_N``. It trusts the local user account and is still
+   mutual TLS. A dev server also serves join-token enrollment on its port + 1, and
+   prints tokens for the names in ``$TESSERA_JOIN_TOKENS`` (comma-separated).
 
 This module knows parties and federation files, not HFL roles: the start functions
 (in ``hfl.server`` and ``hfl.client``) pass in what to run once connected, so it
@@ -27,14 +38,41 @@ from party.config import FederationConfig, load_federation
 log = logging.getLogger("hfl.deploy")
 
 
-def _load(federation: str | Path | None) -> FederationConfig:
+def _load(federation: str | Path | None) -> FederationConfig | None:
+    """The federation file's config, or None for development mode."""
     path = federation or os.environ.get("TESSERA_FEDERATION")
-    if not path:
-        raise ConfigError(
-            "no federation config: pass federation='federation.toml' or set $TESSERA_FEDERATION "
-            "(tessera always runs gRPC with mutual TLS; `python -m party.certs` makes certificates)"
-        )
-    return load_federation(path)
+    return load_federation(path) if path else None
+
+
+_noticed = False
+
+
+def _dev_notice(cfg: FederationConfig, address: str) -> None:
+    global _noticed
+    if not _noticed:
+        from party.devfed import notice
+
+        _noticed = True
+        msg = notice(cfg.tls.ca.parent, address)
+        log.warning("%s", msg)
+        print(f"hfl server: {msg}", flush=True)
+
+
+def _print_tokens(cfg: FederationConfig, me: str) -> None:
+    names = [n.strip() for n in os.environ.get("TESSERA_JOIN_TOKENS", "").split(",") if n.strip()]
+    if not names:
+        return
+    from party.enroll import TokenStore
+
+    store = TokenStore(cfg.tls.ca.parent)
+    for n in names:
+        tok = store.issue(n, 3600.0, allowed=cfg.names(Role.CLIENT))
+        print(f"hfl server {me!r}: join token for {n!r} (1 h, single use): {tok}", flush=True)
+
+
+def _port_plus_one(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    return f"{host}:{int(port) + 1}"
 
 
 def _server_name(cfg: FederationConfig, name: str | None) -> str:
@@ -76,14 +114,34 @@ def server_party(
     from party.grpc_transport import connect
     from party.router import Router
 
-    cfg = _load(federation)
+    file_cfg = _load(federation)
+    dev = file_cfg is None
+    if file_cfg is None:
+        from party.devfed import ensure_dev_federation
+
+        cfg = ensure_dev_federation()
+        server_address = server_address or "0.0.0.0:8080"
+    else:
+        cfg = file_cfg
     me = _server_name(cfg, name)
     router = None
+    enrollment = None
     if host_router:
-        router = Router(cfg, listen=server_address or cfg.listen).start()
+        listen = server_address or cfg.listen
+        router = Router(cfg, listen=listen).start()
         dial = dataclasses.replace(cfg, router=f"127.0.0.1:{router.port}")
+        if dev:
+            _dev_notice(cfg, listen)
+            if router.enrollment is None:
+                from party.enroll import EnrollmentServer
+
+                try:  # join tokens for other machines; the federation works without it
+                    enrollment = EnrollmentServer(cfg, _port_plus_one(listen)).start()
+                except ConfigError as e:
+                    log.warning("no join-token enrollment: %s", e)
         print(f"hfl server {me!r}: router for {cfg.name!r} listening on port {router.port}",
               flush=True)
+        _print_tokens(cfg, me)
     else:
         dial = dataclasses.replace(cfg, router=server_address) if server_address else cfg
     try:
@@ -93,14 +151,50 @@ def server_party(
         finally:
             party.close()
     finally:
+        if enrollment is not None:
+            enrollment.stop()
         if router is not None:
             router.stop()
+
+
+def _joined_federation(token: str, server_address: str | None, name: str | None,
+                       max_wait_time: float | None) -> tuple[FederationConfig, str]:
+    """Enroll with a join token (or reuse what an earlier run with it enrolled)."""
+    from party.devfed import private_dir, state_dir
+    from party.enroll import enroll_address, join, parse_token, save_enrolled
+
+    tok = parse_token(token)
+    if not server_address:
+        raise ConfigError("a join token needs server_address= (the server's host:port)")
+    base = private_dir(state_dir())
+    joined = private_dir(base / "joined")
+    for d in sorted(joined.glob(f"{tok.fingerprint[:16]}-*")):
+        if (d / "token_id").is_file() and (d / "token_id").read_text() == tok.id:
+            cfg = load_federation(d / "federation.toml")
+            me = d.name.split("-", 1)[1]
+            log.info("reusing the certificate enrolled with token %s for %r", tok.id, me)
+            return cfg, me
+    address = enroll_address(server_address)
+    since = time.monotonic()
+    while True:
+        try:
+            enrolled = join(address, token, name=name)
+            break
+        except PartyUnavailable as e:
+            if time.monotonic() - since > (max_wait_time or 60.0):
+                raise PartyUnavailable("router", f"cannot enroll at {address}: {e.reason}") from None
+            time.sleep(1.0)
+    path = save_enrolled(enrolled, joined / f"{tok.fingerprint[:16]}-{enrolled.party}",
+                         router=server_address, token_id=tok.id)
+    print(f"hfl client: joined {enrolled.federation.get('name')!r} as {enrolled.party!r} "
+          f"(certificate in {path.parent})", flush=True)
+    return load_federation(path), enrolled.party
 
 
 def client_party_loop(
     *, server_address: str | None, federation: str | Path | None, name: str | None,
     server_name: str | None, max_retries: int | None, max_wait_time: float | None,
-    insecure: bool, serve: Callable[[Party, str], str],
+    insecure: bool, serve: Callable[[Party, str], str], join_token: str | None = None,
 ) -> str:
     """Connect, ``serve(party, server)``, reconnect after a loss, until it returns
     ``"shutdown"`` (which is returned)."""
@@ -108,8 +202,21 @@ def client_party_loop(
 
     if insecure:
         raise ConfigError("insecure=True is not supported: tessera always uses mutual TLS")
-    cfg = _load(federation)
-    me = _client_name(cfg, name)
+    token = join_token or os.environ.get("TESSERA_JOIN_TOKEN")
+    file_cfg = None if token else _load(federation)
+    if token:
+        cfg, me = _joined_federation(token, server_address, name or os.environ.get("TESSERA_PARTY"),
+                                     max_wait_time)
+    elif file_cfg is None:
+        from party.devfed import claim_client, ensure_dev_federation
+
+        cfg = ensure_dev_federation()
+        me = claim_client(cfg, name or os.environ.get("TESSERA_PARTY"))
+        server_address = server_address or "127.0.0.1:8080"
+        print(f"hfl client: development mode, party {me!r} of {cfg.name!r}", flush=True)
+    else:
+        cfg = file_cfg
+        me = _client_name(cfg, name)
     server = _server_name(cfg, server_name)
     if server_address:
         cfg = dataclasses.replace(cfg, router=server_address)
