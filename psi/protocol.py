@@ -91,6 +91,12 @@ log = logging.getLogger(__name__)
 PROTOCOL = "tessera-psi/1"
 Mode = Literal["both", "one", "cardinality"]
 MODES: tuple[str, ...] = ("both", "one", "cardinality")
+#: The PSI protocols: this module's ECDH, and spu's RR22 and KKRT (:mod:`psi.spu`).
+Protocol = Literal["ecdh", "rr22", "kkrt"]
+PROTOCOLS: tuple[str, ...] = ("ecdh", "rr22", "kkrt")
+#: What each party's output holds (:mod:`psi.join`).
+Join = Literal["inner", "left", "right", "full", "difference"]
+JOINS: tuple[str, ...] = ("inner", "left", "right", "full", "difference")
 DEFAULT_CHUNK_POINTS = 1 << 16
 
 
@@ -117,6 +123,13 @@ class PsiConfig:
         salt: a shared secret or label agreed out of band (optional; fresh
             nonces are mixed in every run anyway).
         chunk_points: points per message (memory per message is 32 × this).
+        protocol: ``"ecdh"`` (this module; any number of parties), ``"rr22"`` or
+            ``"kkrt"`` (SecretFlow's OT-based PSI, two parties, :mod:`psi.spu`).
+        join: what each party's output holds (:mod:`psi.join`): ``"inner"`` (the
+            shared rows), ``"left"``, ``"right"``, ``"full"`` (outer joins, rows the
+            party lacks as placeholders) or ``"difference"`` (its rows not shared).
+            Other than inner: two parties, mode ``"both"``.
+        left: the left party of a left/right/full join (default: the first by name).
     """
 
     mode: Mode = "both"
@@ -124,16 +137,55 @@ class PsiConfig:
     normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
     salt: bytes = field(default=b"", repr=False)
     chunk_points: int = DEFAULT_CHUNK_POINTS
+    protocol: Protocol = "ecdh"
+    join: Join = "inner"
+    left: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
+        if self.join not in JOINS:
+            raise ConfigError(f"join must be one of {', '.join(JOINS)}, not {self.join!r}")
+        if self.join != "inner" and self.mode != "both":
+            raise ConfigError(f"join {self.join!r} needs mode 'both' (every party learns the "
+                              f"intersection), not mode {self.mode!r}")
+        if self.left is not None and self.join not in ("left", "right", "full"):
+            raise ConfigError(f"left is only meaningful with join left, right or full (join is {self.join!r})")
+        if self.protocol != "ecdh" and self.mode == "cardinality":
+            raise ConfigError(f"mode 'cardinality' is only available with protocol 'ecdh' "
+                              f"(spu's {self.protocol} reveals the intersection to its receiver)")
         if self.receiver is not None and self.mode != "one":
             raise ConfigError(f"receiver is only meaningful in mode 'one' (mode is {self.mode!r})")
         if not isinstance(self.salt, bytes):
             raise ConfigError("salt must be bytes")
         if not 1 <= self.chunk_points <= 1 << 22:
             raise ConfigError(f"chunk_points must be in 1..{1 << 22}, not {self.chunk_points}")
+
+    def left_party(self, parties: Sequence[str]) -> str | None:
+        """The left party of a left/right/full join (None for inner and difference)."""
+        if self.join not in ("left", "right", "full"):
+            return None
+        left = self.left if self.left is not None else sorted(parties)[0]
+        if left not in parties:
+            raise ConfigError(f"left party {left!r} is not one of the parties {sorted(parties)}")
+        return left
+
+    def run_info(self, parties: Sequence[str]) -> dict[str, Any]:
+        """What the run handshake compares before any protocol starts (protocol, join, left):
+        a peer on another protocol or join type is a RunMismatch naming the field.
+
+        The defaults (ECDH, inner join) add nothing, so an ECDH inner run opens with the
+        same handshake as before protocols and joins existed; a field a peer lacks is
+        reported as None (= the default)."""
+        info: dict[str, Any] = {}
+        if self.protocol != "ecdh" or self.join != "inner":
+            info["protocol"] = self.protocol
+        if self.join != "inner":
+            info["join"] = self.join
+            info["left"] = self.left_party(parties)
+        return info
 
     def public(self, parties: Sequence[str]) -> dict[str, Any]:
         """What peers compare (the salt only as a hash)."""
@@ -196,6 +248,9 @@ class PsiResult:
     normalize: Any = None  # psi.normalize.NormalizeReport when run_psi normalised the IDs
     worker_peak_rss_mb: float = 0.0  # largest group worker process (0: ran inline)
     run_id: str = ""  # the confirmed run identity (party.handshake), the same at every party
+    protocol: str = "ecdh"
+    join: str = "inner"  # with another join, rows holds -1 for a placeholder row (psi.join)
+    backend: dict[str, Any] = field(default_factory=dict)  # spu: its own counts and seconds
 
 
 def _chunks_of(n_points: int, chunk: int) -> int:
@@ -649,8 +704,10 @@ class PsiSession:
 
 
 __all__ = [
+    "JOINS",
     "MODES",
     "PROTOCOL",
+    "PROTOCOLS",
     "TRANSITIONS",
     "ConfigMismatch",
     "PsiConfig",

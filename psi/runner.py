@@ -1,4 +1,14 @@
-"""Run a :class:`psi.protocol.PsiSession` over a :class:`party.Party` (in memory or gRPC)."""
+"""Run PSI over a :class:`party.Party` (in memory or gRPC): one pipeline, one backend per protocol.
+
+The pipeline (this module and :func:`run_psi`) owns what holds for every protocol:
+normalisation and the duplicates policy (:mod:`psi.normalize`), the run handshake
+(protocol, join type and settings agreed before anything runs), resume after a kill
+(a checkpoint; a crashed peer is waited for and the run resumed or redone), the
+completion exchange and the saved result, and the join layout (:mod:`psi.join`).
+The backends only turn canonical keys into the indices of the shared keys in the
+agreed order: :class:`psi.protocol.PsiSession` (ECDH, any number of parties) and
+:func:`psi.spu.run_spu_keys` (spu's RR22 / KKRT, two parties).
+"""
 
 from __future__ import annotations
 
@@ -18,11 +28,12 @@ from party.errors import (
     PeerAborted,
     RemoteProtocolError,
 )
-from party.handshake import RunConfirm, confirm_digest, open_run, tell_peers
+from party.handshake import RunConfirm, RunMismatch, confirm_digest, open_run, tell_peers
 from party.party import Party
 from party.transport import Tag
 from psi.checkpoint import Checkpoint, input_digest
 from psi.group import GroupEngine
+from psi.join import PLACEHOLDER, check_join, join_rows
 from psi.messages import Count, Hello, Points
 from psi.normalize import Duplicates, NormalizeReport, normalize_ids
 from psi.protocol import PsiConfig, PsiResult, PsiSession, Send
@@ -56,6 +67,7 @@ def run_psi_keys(
     checkpoint: str | os.PathLike[str] | None = None,
     rejoin_s: float | None = None,
     keep_result: bool = False,
+    link: Any = None,
 ) -> PsiResult:
     """Private set intersection of canonical, unique ``keys`` with ``peers``.
 
@@ -77,13 +89,16 @@ def run_psi_keys(
         keep_result: keep the finished result in the checkpoint (the caller clears it
             once its outputs are written; ``vfl.align`` does), so a party killed in
             between restarts into the result without its peers.
+        link: for protocols rr22/kkrt, the :class:`psi.spu.SpuLink` (PSI endpoints and
+            mutual-TLS files; ``SpuLink.from_federation(fed, name)``).
 
     Every run opens with the confirmed handshake of :mod:`party.handshake` (live
     incarnations, public config) and then confirms the session salt; a party that
     fails tells its peers at once (they raise :class:`party.PeerAborted`).
 
     Returns:
-        :class:`PsiResult`; ``rows`` index ``keys`` in the agreed order.
+        :class:`PsiResult`; ``rows`` index ``keys`` in the agreed order (with a join other
+        than inner, laid out as :mod:`psi.join` says, -1 for a placeholder row).
 
     Raises:
         ConfigMismatch, RunMismatch: a peer runs with another config or another salt.
@@ -93,6 +108,41 @@ def run_psi_keys(
     peers = list(party.peers if peers is None else peers)
     if party.name in peers:
         raise ConfigError(f"{party.name!r} cannot run PSI with itself")
+    config = config or PsiConfig()
+    parties = sorted([party.name, *peers])
+    check_join(config.join, parties, config.mode)
+    left = config.left_party(parties)
+    if config.protocol != "ecdh":
+        from psi.spu import require_spu
+
+        require_spu(config.protocol)  # before connecting: a clear error naming the extra
+    res = _run_psi_retrying(party, keys, peers=peers, config=config, session=session,
+                            timeout_s=timeout_s, workers=workers, progress=progress,
+                            checkpoint=checkpoint, rejoin_s=rejoin_s, keep_result=keep_result,
+                            link=link)
+    res.protocol, res.join = config.protocol, config.join
+    if config.join != "inner" and res.rows is not None:
+        (peer,) = peers
+        res.rows = join_rows(res.rows, len(keys), res.peer_sizes[peer], join=config.join,
+                             is_left=party.name == left)
+    return res
+
+
+def _run_psi_retrying(
+    party: Party,
+    keys: Sequence[bytes],
+    *,
+    peers: list[str],
+    config: PsiConfig,
+    session: str,
+    timeout_s: float,
+    workers: int | None,
+    progress: bool | None,
+    checkpoint: str | os.PathLike[str] | None,
+    rejoin_s: float | None,
+    keep_result: bool,
+    link: Any,
+) -> PsiResult:
     deadline = time.monotonic() + (rejoin_s if rejoin_s is not None else
                                    (REJOIN_S if checkpoint is not None else 0.0))
     attempt = 0
@@ -101,8 +151,16 @@ def run_psi_keys(
         try:
             return _run_psi_once(party, keys, peers=peers, config=config, session=session,
                                  timeout_s=timeout_s, workers=workers, progress=progress,
-                                 checkpoint=checkpoint, keep_result=keep_result)
+                                 checkpoint=checkpoint, keep_result=keep_result, link=link)
         except PeerAborted:
+            raise
+        except RunMismatch as e:
+            tell_peers(party, session, e)
+            if "info.protocol" in str(e) or "info.join" in str(e):
+                err = RunMismatch(f"{e} (None: the default, protocol 'ecdh' and join 'inner'; "
+                                  "every party must pass the same --protocol and --join)")
+                err.peer = e.peer
+                raise err from None
             raise
         except PartyUnavailable as e:
             left = deadline - time.monotonic()
@@ -121,18 +179,28 @@ def run_psi_keys(
             raise
 
 
+def _result_key(me: str, parties: list[str], config: PsiConfig, link: Any) -> dict[str, Any]:
+    """The public settings a saved result belongs to (a result of other settings is not reused)."""
+    if config.protocol == "ecdh":
+        public = PsiSession(me, parties, [], config).public  # the config part only: no keys used
+    else:
+        from psi.spu import spu_public
+
+        public = spu_public(config, parties, link) if link is not None else {}
+    return {"run": config.run_info(parties), "psi": public}
+
+
 def _finished(ckpt: Checkpoint, me: str, parties: list[str], keys: Sequence[bytes],
-              config: PsiConfig | None) -> PsiResult | None:
+              config: PsiConfig, link: Any) -> PsiResult | None:
     """The saved result of this very run, if it finished before a kill (see save_result)."""
-    public = PsiSession(me, parties, [], config).public  # the config part only: no keys used
-    saved = ckpt.load_result(digest=input_digest(keys), public=public)
+    saved = ckpt.load_result(digest=input_digest(keys), public=_result_key(me, parties, config, link))
     if saved is None:
         return None
     meta, rows = saved
     log.info("psi %s: the run finished before the restart; using its saved result", me)
     return PsiResult(rows=np.frombuffer(rows, dtype=np.int64).copy() if meta["has_rows"] else None,
                      size=meta["size"], own_size=meta["own_size"], peer_sizes=meta["peer_sizes"],
-                     mode=meta["mode"], run_id=meta["run_id"])
+                     mode=meta["mode"], run_id=meta["run_id"], protocol=config.protocol)
 
 
 def _run_psi_once(
@@ -147,15 +215,30 @@ def _run_psi_once(
     progress: bool | None,
     checkpoint: str | os.PathLike[str] | None,
     keep_result: bool = False,
+    link: Any = None,
 ) -> PsiResult:
     tag = Tag("psi", session, 0, "")
+    config = config or PsiConfig()
+    parties = sorted([party.name, *peers])
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
     if ckpt is not None:
-        done = _finished(ckpt, party.name, [party.name, *peers], keys, config)
+        done = _finished(ckpt, party.name, parties, keys, config, link)
         if done is not None:
             if not keep_result:
                 ckpt.clear()
             return done
+    if config.protocol != "ecdh":
+        from psi.spu import run_spu_keys
+
+        res, transcript = run_spu_keys(party, keys, peers=peers, config=config, link=link,
+                                       session=session, timeout_s=timeout_s)
+        _complete(party, peers, tag, transcript, timeout_s)
+        _save_result(ckpt, keep_result, keys, _result_key(party.name, parties, config, link),
+                     res, res.run_id)
+        log.info("psi %s: %s run %s, %d own, peers %s, shared %s, %.1f s", party.name,
+                 config.protocol, res.run_id, len(keys), res.peer_sizes, res.size,
+                 res.backend.get("seconds", 0.0))
+        return res
     engine = GroupEngine(workers)
     sess = PsiSession(party.name, [party.name, *peers], keys, config, engine=engine, checkpoint=ckpt)
     bar = None
@@ -167,7 +250,7 @@ def _run_psi_once(
     try:
         # who takes part (live incarnations) and the public config, confirmed before any PSI message
         run = open_run(party, peers, protocol="psi", session=session,
-                       info={"psi": sess.public}, timeout_s=timeout_s)
+                       info={**config.run_info(parties), "psi": sess.public}, timeout_s=timeout_s)
         for s in sess.hello():
             send(s)
         for p in sess.peers:
@@ -199,20 +282,9 @@ def _run_psi_once(
     # checkpoints (the survivor re-sends what the peer lacks); afterwards the outcome is
     # saved, so a kill before the caller wrote its output restarts into the result
     # without the peers (who may have finished and left).
-    for p in peers:
-        party.send(p, tag.at("done"), RunConfirm(run.transcript))
-    for p in peers:
-        got = party.recv(p, tag.at("done"), RunConfirm, timeout_s=timeout_s)
-        if got.transcript != run.transcript:
-            raise RemoteProtocolError("completion for another run", peer=p)
-    if ckpt is not None:
-        rows = np.asarray(res.rows if res.rows is not None else [], dtype=np.int64)
-        ckpt.clear()
-        if keep_result:
-            ckpt.save_result(digest=input_digest(keys), public=sess.public, rows=rows.tobytes(),
-                             result={"size": res.size, "own_size": res.own_size,
-                                     "peer_sizes": res.peer_sizes, "mode": res.mode,
-                                     "has_rows": res.rows is not None, "run_id": run.run_id})
+    _complete(party, peers, tag, run.transcript, timeout_s)
+    _save_result(ckpt, keep_result, keys, _result_key(party.name, parties, config, link), res,
+                 run.run_id)
     res.worker_peak_rss_mb = engine.worker_peak_rss_mb
     res.run_id = run.run_id
     log.info(
@@ -220,6 +292,29 @@ def _run_psi_once(
         party.name, run.run_id, len(keys), res.peer_sizes, res.size, time.perf_counter() - t0,
     )
     return res
+
+
+def _complete(party: Party, peers: list[str], tag: Tag, transcript: bytes, timeout_s: float) -> None:
+    """Every party tells the others it has its result (see the comment in _run_psi_once)."""
+    for p in peers:
+        party.send(p, tag.at("done"), RunConfirm(transcript))
+    for p in peers:
+        got = party.recv(p, tag.at("done"), RunConfirm, timeout_s=timeout_s)
+        if got.transcript != transcript:
+            raise RemoteProtocolError("completion for another run", peer=p)
+
+
+def _save_result(ckpt: Checkpoint | None, keep_result: bool, keys: Sequence[bytes],
+                 public: dict[str, Any], res: PsiResult, run_id: str) -> None:
+    if ckpt is None:
+        return
+    rows = np.asarray(res.rows if res.rows is not None else [], dtype=np.int64)
+    ckpt.clear()
+    if keep_result:
+        ckpt.save_result(digest=input_digest(keys), public=public, rows=rows.tobytes(),
+                         result={"size": res.size, "own_size": res.own_size,
+                                 "peer_sizes": res.peer_sizes, "mode": res.mode,
+                                 "has_rows": res.rows is not None, "run_id": run_id})
 
 
 def run_psi(
@@ -237,11 +332,15 @@ def run_psi(
     checkpoint: str | os.PathLike[str] | None = None,
     rejoin_s: float | None = None,
     keep_result: bool = False,
+    link: Any = None,
 ) -> PsiResult:
     """Normalise ``ids`` (one per row; with ``composite=True`` a list of columns) and run PSI.
 
     The returned ``rows`` index the input rows (duplicates dropped under
-    ``"keep-first"``); ``report`` is attached as ``result.normalize``.
+    ``"keep-first"``; -1 for a placeholder row of an outer join); the normalisation
+    report is attached as ``result.normalize``. ``config.protocol`` picks the
+    protocol (``"ecdh"``, ``"rr22"``, ``"kkrt"``; the latter two need ``link``) and
+    ``config.join`` the join type; see :func:`run_psi_keys`.
 
     Raises:
         IdError: missing, empty or (by default) duplicated IDs, before connecting to anyone.
@@ -253,13 +352,22 @@ def run_psi(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        rejoin_s=rejoin_s, keep_result=keep_result,
+        rejoin_s=rejoin_s, keep_result=keep_result, link=link,
     )
     if res.rows is not None:
-        res.rows = norm.rows[res.rows]
+        res.rows = map_rows(norm.rows, res.rows)
     res.normalize = norm.report
     return res
 
 
-__all__ = ["NormalizeReport", "run_psi", "run_psi_keys"]
+def map_rows(key_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Key indices -> input row indices, keeping placeholders (-1) as they are."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.full(len(rows), PLACEHOLDER, dtype=np.int64)
+    real = rows >= 0
+    out[real] = np.asarray(key_rows)[rows[real]]
+    return out
+
+
+__all__ = ["NormalizeReport", "map_rows", "run_psi", "run_psi_keys"]
 

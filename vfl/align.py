@@ -11,7 +11,12 @@ report (own rows, shared rows, duplicates dropped, seconds, bytes). Several
 ``--id-column`` flags make a composite key. The peers are every other party of
 the federation, or ``--peers a,b``. ``--mode one --receiver bank`` lets only the
 bank learn the intersection; ``--mode cardinality`` reveals only its size (no
-output file then). Bad input (missing column, empty/NaN or duplicate IDs) is
+output file then). ``--protocol ecdh|rr22|kkrt`` picks the PSI protocol (rr22/kkrt:
+SecretFlow's OT-based PSI, two parties, each party's ``psi_endpoint`` in the
+federation TOML; see :mod:`psi.spu`), ``--join inner|left|right|full|difference``
+what each output holds (``--left PARTY`` for left/right/full; see :mod:`psi.join`:
+rows a party lacks are empty placeholder rows, every join reveals only what the
+inner join does). Bad input (missing column, empty/NaN or duplicate IDs) is
 refused before connecting; a peer with another normalisation or salt is refused
 in the first message. An output (``--output``, ``--report``) that is the same file
 as an input (``--input``, ``--config`` and the certificates it names) or as the
@@ -43,8 +48,8 @@ from party.errors import ConfigError, TesseraError
 from party.files import atomic_path, write_atomic
 from party.party import Party
 from psi.normalize import Duplicates, IdError, NormalizeOptions, normalize_ids
-from psi.protocol import PsiConfig
-from psi.runner import run_psi_keys
+from psi.protocol import JOINS, PROTOCOLS, PsiConfig
+from psi.runner import map_rows, run_psi_keys
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +180,7 @@ def align(
     source: str = "input",
     checkpoint: str | Path | None = None,
     keep_result: bool = False,
+    link: Any = None,
 ) -> AlignResult:
     """Keep the rows of ``table`` whose IDs every party holds, in the agreed order.
 
@@ -191,6 +197,12 @@ def align(
         progress: tqdm bar (default: when stderr is a terminal).
         source: name of the input, for messages.
         checkpoint: private directory to resume a killed run from (see :func:`psi.run_psi_keys`).
+        link: for ``config.protocol`` rr22/kkrt, the :class:`psi.spu.SpuLink`
+            (``SpuLink.from_federation(fed, name)``).
+
+    ``config.protocol`` picks the PSI protocol and ``config.join`` the join type; with
+    an outer join the table holds placeholder rows (every column empty, NaN) where
+    the peer has a customer this party lacks, so row i is the same customer at both.
 
     Returns:
         :class:`AlignResult`: the aligned table (all columns, index reset) and the report.
@@ -208,15 +220,19 @@ def align(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        keep_result=keep_result,
+        keep_result=keep_result, link=link,
     )
     stats1 = party.transport.stats.snapshot()
-    rows = None if res.rows is None else norm.rows[res.rows]
-    aligned = None if rows is None else table.iloc[rows].reset_index(drop=True)
+    rows = None if res.rows is None else map_rows(norm.rows, res.rows)
+    aligned = None if rows is None else take_rows(table, rows)
     report: dict[str, Any] = {
         "party": party.name,
         "peers": res.peer_sizes,
         "mode": config.mode,
+        "protocol": config.protocol,
+        "join": config.join,
+        "output_rows": None if rows is None else len(rows),
+        "placeholder_rows": None if rows is None else int((rows < 0).sum()),
         "id_columns": list(id_columns),
         "own_rows": len(table),
         "rows_with_unique_ids": len(norm.keys),
@@ -226,12 +242,20 @@ def align(
         "bytes_sent": stats1["bytes_sent"] - stats0["bytes_sent"],
         "bytes_received": stats1["bytes_received"] - stats0["bytes_received"],
         "group_ops": res.group_ops,
+        **({"spu": res.backend} if res.backend else {}),
         "normalization": {
             "options": config.normalize.public(),
             **{k: v for k, v in norm.report.as_dict().items() if k not in ("rows", "kept")},
         },
     }
     return AlignResult(table=aligned, rows=rows, report=report)
+
+
+def take_rows(table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """The rows ``rows`` of ``table`` in that order; -1 gives a placeholder row (all NaN)."""
+    if len(rows) and rows.min() < 0:
+        return table.reset_index(drop=True).reindex(rows).reset_index(drop=True)
+    return table.iloc[rows].reset_index(drop=True)
 
 
 def align_files(
@@ -300,6 +324,14 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--report", help="JSON report path")
     ap.add_argument("--peers", help="comma-separated peers (default: every other party)")
     ap.add_argument("--mode", choices=["both", "one", "cardinality"], default="both")
+    ap.add_argument("--protocol", choices=list(PROTOCOLS), default="ecdh",
+                    help="PSI protocol: ecdh (any number of parties, through the router) or "
+                         "rr22/kkrt (SecretFlow's, two parties, needs tessera[psi] on Python 3.11 "
+                         "and each party's psi_endpoint in the federation TOML)")
+    ap.add_argument("--join", choices=list(JOINS), default="inner",
+                    help="what the output holds (default inner: the shared rows); left/right/full "
+                         "add placeholder rows, difference keeps the rows not shared")
+    ap.add_argument("--left", help="with --join left/right/full: the left party (default: first by name)")
     ap.add_argument("--receiver", help="with --mode one: the party that learns (default: first by name)")
     ap.add_argument("--duplicates", choices=["error", "keep-first"], default="error")
     ap.add_argument("--numbers", choices=["keep", "canonical"], default="keep",
@@ -360,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = PsiConfig(
             mode=args.mode,
             receiver=args.receiver,
+            protocol=args.protocol,
+            join=args.join,
+            left=args.left,
             normalize=NormalizeOptions(
                 strip=not args.no_strip,
                 casefold=not args.no_casefold,
@@ -370,6 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.output is None and args.mode != "cardinality":
             raise ConfigError("--output is required (except with --mode cardinality)")
+        link = None
+        if args.protocol != "ecdh":
+            from psi.spu import SpuLink, require_spu
+
+            require_spu(args.protocol)
+            link = SpuLink.from_federation(fed, args.party)
+            for p in [args.party, *peers]:
+                link.endpoint(p)  # every endpoint set, before anything is read
         try:
             table = read_table(args.input)  # bad input is refused before the run starts ...
             if len(table) == 0:
@@ -385,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 party, table, args.id_columns, peers=peers, config=config,
                 duplicates=args.duplicates, session=args.session, timeout_s=timeout_s,
                 workers=args.workers, progress=False if args.no_progress else None,
-                source=args.input, checkpoint=args.checkpoint, keep_result=True,
+                source=args.input, checkpoint=args.checkpoint, keep_result=True, link=link,
             )
         report = _write_outputs(result, args.input, args.output, args.report)
         _clear_checkpoint(args.checkpoint)
@@ -403,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["AlignResult", "align", "align_files", "check_paths", "main", "read_table", "write_table"]
+__all__ = ["AlignResult", "align", "align_files", "check_paths", "main", "read_table", "take_rows",
+           "write_table"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
