@@ -168,12 +168,12 @@ def _joined_federation(token: str, server_address: str | None, name: str | None,
         raise ConfigError("a join token needs server_address= (the server's host:port)")
     base = private_dir(state_dir())
     joined = private_dir(base / "joined")
-    for d in sorted(joined.glob(f"{tok.fingerprint[:16]}-*")):
-        if (d / "token_id").is_file() and (d / "token_id").read_text() == tok.id:
-            cfg = load_federation(d / "federation.toml")
-            me = d.name.split("-", 1)[1]
-            log.info("reusing the certificate enrolled with token %s for %r", tok.id, me)
-            return cfg, me
+    saved = joined / tok.id
+    if (saved / "party").is_file() and (saved / "federation.toml").is_file():
+        cfg = load_federation(saved / "federation.toml")
+        me = (saved / "party").read_text().strip()
+        log.info("reusing the certificate enrolled with token %s for %r", tok.id, me)
+        return cfg, me
     address = enroll_address(server_address)
     since = time.monotonic()
     while True:
@@ -184,8 +184,7 @@ def _joined_federation(token: str, server_address: str | None, name: str | None,
             if time.monotonic() - since > (max_wait_time or 60.0):
                 raise PartyUnavailable("router", f"cannot enroll at {address}: {e.reason}") from None
             time.sleep(1.0)
-    path = save_enrolled(enrolled, joined / f"{tok.fingerprint[:16]}-{enrolled.party}",
-                         router=server_address, token_id=tok.id)
+    path = save_enrolled(enrolled, saved, router=server_address)
     print(f"hfl client: joined {enrolled.federation.get('name')!r} as {enrolled.party!r} "
           f"(certificate in {path.parent})", flush=True)
     return load_federation(path), enrolled.party

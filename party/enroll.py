@@ -508,8 +508,7 @@ def join(address: str, token: str, *, name: str | None = None, timeout_s: float 
                     dict(resp["federation"]))
 
 
-def save_enrolled(enrolled: Enrolled, directory: str | Path, *, router: str,
-                  token_id: str | None = None) -> Path:
+def save_enrolled(enrolled: Enrolled, directory: str | Path, *, router: str) -> Path:
     """Write the key (0600), certificates and a federation TOML under ``directory``;
     returns the TOML's path (load it with :func:`party.config.load_federation`)."""
     d = Path(directory)
@@ -531,6 +530,5 @@ def save_enrolled(enrolled: Enrolled, directory: str | Path, *, router: str,
         check_party_name(str(p))
         lines += [f"[parties.{p}]", f"role = {json.dumps(str(role))}", ""]
     write_atomic(d / "federation.toml", "\n".join(lines))
-    if token_id:
-        write_atomic(d / "token_id", token_id)
+    write_atomic(d / "party", me)
     return d / "federation.toml"
