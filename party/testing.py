@@ -229,3 +229,39 @@ def uncovered(table: Table[Any], trace: Sequence[tuple[str, Any, Any]]) -> list[
             raise AssertionError(f"recorded {e}: {a} -> {b} is not in the table")
     return sorted(f"{e} in {a.name}" for e, moves in table.items() for a in moves
                   if (e, a) not in seen)
+
+
+# ---- transports: conformance suite, faulty transport, receive spy (issue 13) ---------------
+# The code lives in party.conformance and party.faulty; imported here so tests find the whole
+# kit in one place, as trio.testing.
+from party.conformance import (  # noqa: E402, F401  (re-exported)
+    CHECKS,
+    ContractViolation,
+    Federation,
+    check_transport,
+    grpc_parties,
+    inmemory_parties,
+    with_faults,
+)
+from party.faulty import FaultyTransport  # noqa: E402, F401  (re-exported)
+
+
+def spy_received(transport: Any) -> list[Any]:
+    """Record, decoded, every message ``transport`` hands out from now on; returns the list.
+
+    For transcript tests (what a party learns): ``seen = spy_received(net.transport("bank"))``,
+    then build the party on that transport and run it.
+    """
+    from party.codec import decode
+
+    seen: list[Any] = []
+    real = transport.recv
+
+    def recv(src: str, tag: Any, *, timeout_s: float) -> Any:
+        payload = real(src, tag, timeout_s=timeout_s)
+        seen.append(decode(bytes(payload)))
+        return payload
+
+    transport.recv = recv
+    return seen
+

@@ -1,172 +1,111 @@
-"""One contract suite, parametrised over the in-memory and the gRPC transport."""
+"""The delivery contract, checked by ``party.testing.check_transport``'s checks, over every transport.
+
+Each transport is a federation maker (``inmemory_parties``, ``grpc_parties``), not a string: a
+new transport adds one maker here. ``check_transport`` also runs the whole suite over the
+in-memory transport behind a (delaying) ``FaultyTransport``. The kit itself must fail a transport that breaks the contract (the last tests).
+"""
 
 from __future__ import annotations
 
-import threading
-import time
+from collections.abc import Callable
 
-import numpy as np
 import pytest
 
-from party import Party, PartyTimeout, PartyUnavailable, Tag
-from party.testing import run_parties
+from party import Tag
+from party.conformance import (
+    check_dead_peer_fails_fast,
+    check_no_duplicates,
+    check_order_and_buffering,
+)
+from party.faulty import FaultyTransport
+from party.testing import (
+    CHECKS,
+    ContractViolation,
+    Federation,
+    check_transport,
+    grpc_parties,
+    inmemory_parties,
+    with_faults,
+)
 
-TRANSPORTS = ["inmemory", pytest.param("grpc", marks=pytest.mark.grpc)]
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_order_per_src_tag_and_interleaved_tags(transport: str) -> None:
-    n = 200
-
-    def sender(p: Party) -> None:
-        for i in range(n):
-            p.send("rx", Tag("t", "s", 0, "even" if i % 2 == 0 else "odd"), i)
-        p.send("rx", Tag("t", "s", 1, "late"), "r1")
-
-    def rx(p: Party) -> tuple[list[int], list[int], str]:
-        # The later round's message is awaited first: earlier ones stay buffered.
-        late = p.recv("tx", Tag("t", "s", 1, "late"), timeout_s=10)
-        odd = [p.recv("tx", Tag("t", "s", 0, "odd"), timeout_s=10) for _ in range(n // 2)]
-        even = [p.recv("tx", Tag("t", "s", 0, "even"), timeout_s=10) for _ in range(n // 2)]
-        return even, odd, late
-
-    res = run_parties({"tx": sender, "rx": rx}, transport=transport)
-    even, odd, late = res["rx"]
-    assert even == list(range(0, n, 2))
-    assert odd == list(range(1, n, 2))
-    assert late == "r1"
+FEDERATIONS = [
+    pytest.param(inmemory_parties, id="inmemory"),
+    pytest.param(grpc_parties, id="grpc", marks=pytest.mark.grpc),
+]
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_broadcast_gather_many_parties(transport: str) -> None:
-    names = ["hub"] + [f"p{i}" for i in range(12)]
-    spokes = names[1:]
-
-    def hub(p: Party) -> dict[str, int]:
-        p.broadcast(spokes, Tag("bg", step="q"), {"x": 3})
-        return p.gather(spokes, Tag("bg", step="a"), int, timeout_s=20)
-
-    def spoke(p: Party) -> None:
-        q = p.recv("hub", Tag("bg", step="q"), timeout_s=20)
-        p.send("hub", Tag("bg", step="a"), q["x"] * int(p.name[1:]))
-
-    fns = {"hub": hub, **dict.fromkeys(spokes, spoke)}
-    res = run_parties(fns, transport=transport)
-    assert res["hub"] == {s: 3 * int(s[1:]) for s in spokes}
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_") for c in CHECKS])
+@pytest.mark.parametrize("make", FEDERATIONS)
+def test_contract(make: Federation, check: Callable[[Federation], None]) -> None:
+    check(make)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_large_arrays_bit_exact(transport: str) -> None:
-    rng = np.random.default_rng(7)
-    arrays = [
-        rng.standard_normal((1000, 1500)).astype(np.float32),  # 6 MB: chunked over gRPC
-        rng.integers(0, 2**63, size=(3, 5, 7), dtype=np.uint64),
-        np.array([np.nan, np.inf, -0.0]),
-    ]
-
-    def a(p: Party) -> None:
-        p.send("b", Tag("big"), arrays)
-
-    def b(p: Party) -> list[np.ndarray]:
-        return p.recv("a", Tag("big"), timeout_s=30)
-
-    got = run_parties({"a": a, "b": b}, transport=transport)["b"]
-    for x, y in zip(arrays, got, strict=True):
-        assert x.dtype == y.dtype and x.shape == y.shape
-        assert x.tobytes() == y.tobytes()
+def test_check_transport_runs_every_check_on_a_delaying_transport() -> None:
+    """Delays keep the contract (order kept); the whole suite passes through ``check_transport``."""
+    check_transport(with_faults(inmemory_parties, lambda name, ft: ft.delay(0.001)))
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_timeout_names_peer_and_tag(transport: str) -> None:
-    def a(p: Party) -> float:
-        t = time.monotonic()
-        with pytest.raises(PartyTimeout, match=r"'b'.*t/s/3/x.*0.3 s"):
-            p.recv("b", Tag("t", "s", 3, "x"), timeout_s=0.3)
-        return time.monotonic() - t
-
-    def b(p: Party) -> None:
-        time.sleep(0.8)
-
-    elapsed = run_parties({"a": a, "b": b}, transport=transport)["a"]
-    assert 0.25 <= elapsed < 2.0
+def test_the_kit_catches_a_transport_that_duplicates() -> None:
+    dup = with_faults(inmemory_parties, lambda name, ft: ft.duplicate(protocol="once", count=1))
+    with pytest.raises(ContractViolation, match=r"check_no_duplicates: .*delivered twice"):
+        check_transport(dup, checks=[check_no_duplicates])
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_unknown_party_name(transport: str) -> None:
-    def a(p: Party) -> None:
-        with pytest.raises(PartyUnavailable, match="mallory"):
-            p.send("mallory", Tag("t"), 1)
-        with pytest.raises(PartyUnavailable, match="mallory"):
-            p.recv("mallory", Tag("t"), timeout_s=1)
-
-    run_parties({"a": a, "b": lambda p: None}, transport=transport)
+def test_the_kit_catches_a_transport_that_loses_or_reorders() -> None:
+    lossy = with_faults(inmemory_parties, lambda name, ft: ft.drop(step="odd", count=1))
+    with pytest.raises(ContractViolation, match=r"1 of 2 contract checks failed: "
+                                                r"check_order_and_buffering: Party(Timeout|Unavailable)"):
+        check_transport(lossy, checks=[check_order_and_buffering, check_no_duplicates])
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_dead_peer_fails_fast_not_at_timeout(transport: str) -> None:
-    started = threading.Event()
+def test_the_kit_catches_a_peer_death_that_is_not_reported() -> None:
+    """A transport whose close does not reach the peer: the waiter only sees its timeout."""
 
-    def waiter(p: Party) -> float:
-        p.recv("dier", Tag("hello"), timeout_s=10)
-        started.set()
-        t = time.monotonic()
-        with pytest.raises(PartyUnavailable, match="dier"):
-            p.recv("dier", Tag("never"), timeout_s=30)
-        return time.monotonic() - t
+    def silent_close(name: str, ft: FaultyTransport) -> None:
+        ft.close = lambda: None  # type: ignore[method-assign]
 
-    def dier(p: Party) -> None:
-        p.send("waiter", Tag("hello"), 1)
-        started.wait(10)
-        time.sleep(0.2)
-        p.close()  # run_parties closes again; harmless
-
-    res = run_parties({"waiter": waiter, "dier": dier}, transport=transport)
-    assert res["waiter"] < 5
+    mute = with_faults(inmemory_parties, silent_close)
+    with pytest.raises(ContractViolation, match="check_dead_peer_fails_fast"):
+        check_transport(mute, checks=[check_dead_peer_fails_fast])
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_gather_with_min_count_tolerates_dropouts(transport: str) -> None:
-    def hub(p: Party) -> list[str]:
-        got = p.gather(["x", "y", "z"], Tag("g"), timeout_s=1.5, min_count=2)
-        with pytest.raises(PartyTimeout):
-            p.gather(["x", "y", "z"], Tag("g2"), timeout_s=0.5, min_count=3)
-        return sorted(got)
+def test_faulty_transport_faults_hit_only_what_they_match() -> None:
+    from party import InMemoryNetwork, Party
 
-    def ok(p: Party) -> None:
-        p.send("hub", Tag("g"), p.name)
+    net = InMemoryNetwork(["a", "b"])
+    ft = FaultyTransport(net.transport("a"))
+    a, b = Party("a", ft), Party("b", net.transport("b"))
+    ft.drop(step="x")                    # the first "x" only
+    ft.duplicate(step="y", count=None)   # every "y"
+    ft.corrupt(round=7)
+    for i in range(2):
+        a.send("b", Tag("p", "s", 0, "x"), i)
+        a.send("b", Tag("p", "s", 0, "y"), i)
+    a.send("b", Tag("p", "s", 7, "z"), "abc")
+    assert b.recv("a", Tag("p", "s", 0, "x"), timeout_s=1) == 1
+    assert [b.recv("a", Tag("p", "s", 0, "y"), timeout_s=1) for _ in range(4)] == [0, 0, 1, 1]
+    from party.errors import CodecError
 
-    res = run_parties({"hub": hub, "x": ok, "y": ok, "z": lambda p: time.sleep(2.5)},
-                      transport=transport)
-    assert res["hub"] == ["x", "y"]
+    with pytest.raises(CodecError, match="from 'a'"):
+        b.recv("a", Tag("p", "s", 7, "z"), timeout_s=1)
+    assert [k for k, _, _ in ft.applied] == ["drop", "duplicate", "duplicate", "corrupt"]
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_same_transcript_both_transports(transport: str) -> None:
-    """Row 37: the same exchange gives identical bytes and counters on both transports."""
+def test_faulty_transport_reset_is_a_crash_the_peer_sees_at_once() -> None:
+    import time
 
-    def a(p: Party) -> dict[str, int]:
-        rng = np.random.default_rng(3)
-        for r in range(3):
-            p.send("b", Tag("x", "s", r, "w"), rng.standard_normal(1000))
-            p.recv("b", Tag("x", "s", r, "ack"), timeout_s=10)
-        return p.transport.stats.snapshot()
+    from party import ClosedTransport, InMemoryNetwork, Party, PartyUnavailable
 
-    def b(p: Party) -> str:
-        import hashlib
-
-        h = hashlib.sha256()
-        for r in range(3):
-            w = p.recv("a", Tag("x", "s", r, "w"), timeout_s=10)
-            h.update(w.tobytes())
-            p.send("a", Tag("x", "s", r, "ack"), r)
-        return h.hexdigest()
-
-    res = run_parties({"a": a, "b": b}, transport=transport)
-    rng = np.random.default_rng(3)
-    import hashlib
-
-    h = hashlib.sha256()
-    for _ in range(3):
-        h.update(rng.standard_normal(1000).tobytes())
-    assert res["b"] == h.hexdigest()
-    assert res["a"]["messages_sent"] == 3 and res["a"]["messages_received"] == 3
+    net = InMemoryNetwork(["a", "b"])
+    ft = FaultyTransport(net.transport("a"))
+    a, b = Party("a", ft), Party("b", net.transport("b"))
+    ft.reset_after(2)
+    a.send("b", Tag("t"), 1)
+    a.send("b", Tag("t"), 2)  # the link dies after this one
+    assert [b.recv("a", Tag("t"), timeout_s=1) for _ in range(2)] == [1, 2]
+    t = time.monotonic()
+    with pytest.raises(PartyUnavailable, match="'a'"):
+        b.recv("a", Tag("t"), timeout_s=10)
+    assert time.monotonic() - t < 2
+    with pytest.raises(ClosedTransport):
+        a.send("b", Tag("t"), 3)
