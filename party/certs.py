@@ -2,11 +2,64 @@
 
     python -m party.certs init --parties bank,fintech --out certs
     python -m party.certs init --config fed.toml          # parties and paths from the config
+    python -m party.certs token --party client_3 --ttl 1h [--config fed.toml]   # a join token
+    python -m party.certs revoke --party client_3 | --cert client_3.pem [--config fed.toml]
 
 Keys are EC P-256, written with 0600 permissions. A party's identity is the
 common name of its certificate; the router refuses messages whose ``src``
 differs from it. The CA key stays with whoever runs ``init`` (in production: an
-offline machine); each party needs only ``ca.pem`` and its own pem/key.
+offline machine); each party needs only ``ca.pem`` and its own pem/key. Without
+``--config``/``--out``, ``token`` and ``revoke`` act on this user's development
+federation (:mod:`party.devfed`). Every certificate the CA signs is noted in
+``issued.json`` (serial, party, how) beside it.
+
+Three ways to get a certificate, and what each trusts
+------------------------------------------------------
+
+**Copied files** (``init``/``add``): whoever carries ``<party>.key`` to the party's
+machine. The transfer channel must keep the key secret.
+
+**Development federation** (no federation file, :mod:`party.devfed`): trusts the
+**local user account**. The CA key sits in a 0700 per-user directory; any process
+able to read it (the same user, or root) signs itself a certificate for a client
+name, other users cannot (and the directory is refused if it is not the user's own
+or lets others in). Links stay mutual TLS, so another user's processes, which hold
+no certificate of this CA, are refused at the handshake.
+
+**Join tokens** (``kubeadm join`` style, :mod:`party.enroll`). A token is
+``tsr1.<id>.<secret>.<CA fingerprint>``: 128 random bits of secret, bound to one
+party name in the router's token store (``tokens.json`` beside the CA: only a hash
+of the secret, written atomically under a lock), single-use, expiring (``--ttl``,
+at most 7 days). Step by step:
+
+1. *Issue*: the operator on the CA's machine runs ``token``; it trusts the CA
+   directory's owner. The token then travels to the new party's operator out of
+   band (chat, ticket, phone); **whoever sees it before it is spent can take that
+   one party name once**, so keep it short-lived. The fingerprint in it is public.
+2. *Fetch the CA*: the client opens TLS to the enrollment endpoint without
+   verifying anything and reads the certificate chain. This step trusts nothing:
+   the client keeps the CA certificate only if its SHA-256 equals the token's
+   fingerprint, so a man in the middle or a wrong address is detected here, and
+   the token's secret has not been sent yet.
+3. *Send the CSR*: over a new TLS channel verified against that CA (server name
+   ``router``), the client sends the token and a CSR for a key made on its own
+   machine. It trusts the CA of step 2; the private key never leaves the client;
+   an eavesdropper sees nothing, an impostor server cannot complete TLS.
+4. *Sign*: the router trusts the token alone: known id, matching secret
+   (constant-time), not expired, not spent, not a revoked name, and the name the
+   client asks for (if any) is the token's. It spends the token atomically (two
+   racing requests cannot both win) and signs a certificate for the token's party
+   name and the CSR's public key only; name, usages and validity are the CA's.
+5. *Connect*: mutual TLS as for any party. The client keeps its key and
+   certificate in its own 0700 state directory and reuses them when restarted
+   with the same token.
+
+**Revocation**: ``revoke --party NAME`` refuses every certificate and token for a
+name (``--undo`` admits it again); ``revoke --cert FILE`` (or ``--serial``) refuses
+one certificate, e.g. a lost key, after which a new token lets the party join
+with a new key. The router checks this deny list (``revoked.json``) on every
+connection and drops a live link within a second. The router's own machine is
+trusted with the CA key whenever it serves enrollment.
 """
 
 from __future__ import annotations
@@ -277,7 +330,9 @@ def _token_or_revoke(args: argparse.Namespace) -> int:
                                                    allowed=parties)
         print(token)
         print(f"one-time join token for {args.party!r}, valid {args.ttl}: on that machine run the "
-              f"client with TESSERA_JOIN_TOKEN=<token> (or join_token=)", file=sys.stderr)
+              "client with TESSERA_JOIN_TOKEN=<token> (or join_token=). It enrolls at the server's "
+              "port + 1 (a development server serves it there; a router: --enroll or "
+              "[federation].enroll; the client: $TESSERA_ENROLL_ADDRESS)", file=sys.stderr)
         return 0
     print(enroll.revoke(directory, party=args.party, cert=args.cert, serial=args.serial,
                         reason=args.reason, undo=args.undo))
