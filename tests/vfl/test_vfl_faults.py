@@ -7,7 +7,6 @@ a stall that heals (4 s here; the 30 s stall runs in the slow PSI test).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,20 +15,11 @@ import pytest
 from party import Party, Role
 from party.grpc_transport import connect
 from party.testing import FAULTS, apply_fault, faulty_grpc_federation, run_parties
+from tests.vfl.conftest import ROWS
 from vfl.split import default_active, default_passive
 from vfl.trainer import ActiveTrainer, PassiveTrainer, TrainConfig
 
-pytestmark = pytest.mark.grpc
-ROWS = 240
-
-
-@pytest.fixture(scope="module")
-def data(data_dir: Path) -> dict[str, Any]:
-    g = np.loadtxt(data_dir / "fate" / "default_credit_hetero_guest.csv", delimiter=",",
-                   skiprows=1, max_rows=ROWS + 60)
-    h = np.loadtxt(data_dir / "fate" / "default_credit_hetero_host.csv", delimiter=",",
-                   skiprows=1, max_rows=ROWS + 60)
-    return {"ids": [str(int(i)) for i in g[:, 0]], "y": g[:, 1], "xa": g[:, 2:], "xp": h[:, 1:]}
+pytestmark = pytest.mark.grpc  # the `data` fixture (ROWS + 60 customers) is in tests/vfl/conftest.py
 
 
 def _fns(data: dict[str, Any]) -> dict[str, Any]:
