@@ -3,7 +3,10 @@
 Port a Flower quick start by changing ``import flwr as fl`` to ``import hfl as fl``:
 ``fl.client.NumPyClient``, ``fl.client.start_client``, ``fl.server.start_server``,
 ``fl.server.ServerConfig``, ``fl.server.strategy.FedAvg``, ``fl.common.Metrics``,
-``fl.simulation.start_simulation`` all exist under those names.
+``fl.simulation.start_simulation`` all exist under those names, with Flower's
+signatures, defaults and numbers (Flower's own unit tests for these modules run
+against hfl: ``python -m benchmarks.flower_conformance``). The Message API is
+under ``hfl.app`` (records, ``Message``) and ``hfl.serverapp`` (strategies).
 """
 
 from __future__ import annotations
@@ -11,11 +14,20 @@ from __future__ import annotations
 import logging
 
 from hfl import client, common, server, simulation, strategy
-from hfl.client import NumPyClient, run_client, start_client, start_numpy_client
-from hfl.common import Metrics, NDArrays, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
+from hfl.client import Client, NumPyClient, run_client, start_client, start_numpy_client
+from hfl.common import (
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    Metrics,
+    NDArrays,
+    Parameters,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from hfl.history import History
-from hfl.messages import EvaluateIns, EvaluateRes, FitIns, FitRes
-from hfl.server import NotEnoughClients, Server, ServerConfig, start_server
+from hfl.server import ClientProxy, NotEnoughClients, Server, ServerConfig, start_server
 from hfl.simulation import simulate, start_simulation
 from hfl.strategy import FedAdagrad, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, Strategy
 
@@ -25,6 +37,8 @@ FitResult = FitRes
 EvaluateResult = EvaluateRes
 
 __all__ = [
+    "Client",
+    "ClientProxy",
     "EvaluateIns",
     "EvaluateRes",
     "EvaluateResult",

@@ -1,4 +1,8 @@
-"""Training history (Flower's ``History`` fields), saved as JSON and plotted as PNG."""
+"""Training history (Flower's ``History``: same fields and ``add_*(server_round=, ...)``).
+
+tessera adds ``rounds`` (per-round timings, clients, failures), ``parameters`` (the
+final model) and saving as JSON and PNG (non-finite numbers become null there).
+"""
 
 from __future__ import annotations
 
@@ -34,34 +38,34 @@ class History:
     parameters: NDArrays | None = None
 
     @staticmethod
-    def _add(d: dict[str, list[tuple[int, Any]]], rnd: int, metrics: Metrics) -> None:
+    def _add(d: dict[str, list[tuple[int, Any]]], server_round: int, metrics: Metrics) -> None:
         for k, v in metrics.items():
-            d.setdefault(k, []).append((rnd, _num(v)))
+            d.setdefault(k, []).append((server_round, v))
 
-    def add_loss_distributed(self, rnd: int, loss: float) -> None:
-        self.losses_distributed.append((rnd, float(loss)))
+    def add_loss_distributed(self, server_round: int, loss: float) -> None:
+        self.losses_distributed.append((server_round, loss))
 
-    def add_loss_centralized(self, rnd: int, loss: float) -> None:
-        self.losses_centralized.append((rnd, float(loss)))
+    def add_loss_centralized(self, server_round: int, loss: float) -> None:
+        self.losses_centralized.append((server_round, loss))
 
-    def add_metrics_distributed_fit(self, rnd: int, metrics: Metrics) -> None:
-        self._add(self.metrics_distributed_fit, rnd, metrics)
+    def add_metrics_distributed_fit(self, server_round: int, metrics: Metrics) -> None:
+        self._add(self.metrics_distributed_fit, server_round, metrics)
 
-    def add_metrics_distributed(self, rnd: int, metrics: Metrics) -> None:
-        self._add(self.metrics_distributed, rnd, metrics)
+    def add_metrics_distributed(self, server_round: int, metrics: Metrics) -> None:
+        self._add(self.metrics_distributed, server_round, metrics)
 
-    def add_metrics_centralized(self, rnd: int, metrics: Metrics) -> None:
-        self._add(self.metrics_centralized, rnd, metrics)
+    def add_metrics_centralized(self, server_round: int, metrics: Metrics) -> None:
+        self._add(self.metrics_centralized, server_round, metrics)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "losses_distributed": [[r, _num(v)] for r, v in self.losses_distributed],
             "losses_centralized": [[r, _num(v)] for r, v in self.losses_centralized],
-            "metrics_distributed_fit": {k: [[r, v] for r, v in xs]
+            "metrics_distributed_fit": {k: [[r, _num(v)] for r, v in xs]
                                         for k, xs in self.metrics_distributed_fit.items()},
-            "metrics_distributed": {k: [[r, v] for r, v in xs]
+            "metrics_distributed": {k: [[r, _num(v)] for r, v in xs]
                                     for k, xs in self.metrics_distributed.items()},
-            "metrics_centralized": {k: [[r, v] for r, v in xs]
+            "metrics_centralized": {k: [[r, _num(v)] for r, v in xs]
                                     for k, xs in self.metrics_centralized.items()},
             "rounds": self.rounds,
         }
@@ -97,8 +101,18 @@ class History:
         matplotlib.use("Agg", force=False)
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(10, 4))
-        ax_l, ax_m = fig.subplots(1, 2)
+        eps = [(r, v) for r, v in self.metrics_distributed_fit.get("dp_epsilon", [])
+               if isinstance(v, (int, float)) and math.isfinite(v)]
+        fig = Figure(figsize=(15 if eps else 10, 4))
+        axes = fig.subplots(1, 3 if eps else 2)
+        ax_l, ax_m = axes[0], axes[1]
+        if eps:  # differential privacy: the epsilon spent so far (hfl DP strategies, dp extra)
+            ax_e = axes[2]
+            ax_e.plot(*zip(*eps, strict=True), marker="o", color="tab:red", label="total ε")
+            ax_e.set_xlabel("round")
+            ax_e.set_title("privacy spent (ε at δ = %g)" % self.metrics_distributed_fit.get(
+                "dp_delta", [(0, 1e-5)])[-1][1])
+            ax_e.grid(alpha=0.3)
         for name, xs in (("distributed", self.losses_distributed),
                          ("centralized", self.losses_centralized)):
             pts = [(r, v) for r, v in xs if v is not None]
@@ -112,7 +126,7 @@ class History:
                           ("fit", self.metrics_distributed_fit)):
             for k, xs in md.items():
                 pts = [(r, v) for r, v in xs if isinstance(v, (int, float)) and not isinstance(v, bool)]
-                if pts and ("acc" in k.lower() or scope != "fit"):
+                if pts and ("acc" in k.lower() or scope != "fit") and not k.startswith("dp_"):
                     ax_m.plot(*zip(*pts, strict=True), marker="o", label=f"{k} ({scope})")
         ax_m.set_xlabel("round")
         ax_m.set_title("metrics per round")

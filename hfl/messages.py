@@ -128,3 +128,18 @@ class Shutdown:
     """Server -> client: training is over; leave the loop."""
 
     reason: str = "training finished"
+
+
+@wire("hfl.get_properties_ins", version=1)
+@dataclass(frozen=True)
+class GetPropertiesIns:
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@wire("hfl.get_properties_res", version=1)
+@dataclass(frozen=True)
+class GetPropertiesRes:
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_metrics(self.properties, "GetPropertiesRes")

@@ -1,13 +1,22 @@
-"""Aggregation strategies: one :class:`Strategy` interface, one file per rule."""
+"""``hfl.strategy``: the same objects as :mod:`hfl.server.strategy` (tessera's shorter path)."""
 
-from hfl.strategy.aggregate import weighted_average, weighted_metrics, weighted_sum
-from hfl.strategy.base import Strategy
-from hfl.strategy.fedavg import FedAvg
-from hfl.strategy.fedavgm import FedAvgM
-from hfl.strategy.fedopt import FedAdagrad, FedAdam, FedOpt, FedYogi
-from hfl.strategy.fedprox import FedProx
+from hfl.server.strategy import (
+    BUILTIN_AGGREGATE_FIT,
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedOpt,
+    FedProx,
+    FedYogi,
+    Strategy,
+    weighted_average,
+    weighted_metrics,
+    weighted_sum,
+)
 
 __all__ = [
+    "BUILTIN_AGGREGATE_FIT",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -29,7 +28,14 @@ from typing import Any, Union
 
 import numpy as np
 
-from hfl.common import Config, Metrics, NDArrays, describe_mismatch
+from hfl import common
+from hfl.client import client as client_mod
+from hfl.client import numpy_client
+from hfl.client.client import Client
+from hfl.client.numpy_client import NumPyClient
+from hfl.common import NDArrays, describe_mismatch
+from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
+from hfl.common.typing import Code
 from hfl.deploy import client_party_loop
 from hfl.messages import (
     HELLO_TAG,
@@ -41,10 +47,12 @@ from hfl.messages import (
     FitRes,
     GetParametersIns,
     GetParametersRes,
+    GetPropertiesIns,
+    GetPropertiesRes,
     Hello,
     Shutdown,
 )
-from party import ClosedTransport, Party, PartyTimeout, PartyUnavailable, Tag
+from party import ClosedTransport, ConfigError, Party, PartyTimeout, PartyUnavailable, Tag
 from party.handshake import open_run
 
 log = logging.getLogger("hfl.client")
@@ -52,39 +60,17 @@ log = logging.getLogger("hfl.client")
 DEFAULT_IDLE_TIMEOUT_S = 24 * 3600.0
 
 
-class NumPyClient(ABC):
-    """A federated client that speaks NumPy arrays (Flower's ``NumPyClient``)."""
-
-    def get_properties(self, config: Config) -> dict[str, Any]:
-        """Optional client properties (unused by the built-in strategies)."""
-        return {}
-
-    @abstractmethod
-    def get_parameters(self, config: Config) -> NDArrays:
-        """The current local model as a list of arrays."""
-
-    @abstractmethod
-    def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
-        """Train from ``parameters``; return (new parameters, number of examples, metrics)."""
-
-    def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
-        """Evaluate ``parameters`` locally; return (loss, number of examples, metrics)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement evaluate()")
-
-    def to_client(self) -> NumPyClient:
-        """Flower compatibility: tessera runs NumPyClients directly."""
-        return self
+ClientLike = Union[NumPyClient, Client, Callable[[], Any]]  # noqa: UP007
 
 
-ClientLike = Union[NumPyClient, Callable[[], NumPyClient]]  # noqa: UP007
-
-
-def _materialise(client: ClientLike) -> NumPyClient:
-    if isinstance(client, NumPyClient):
+def _materialise(client: ClientLike) -> NumPyClient | Client:
+    if isinstance(client, (NumPyClient, Client)):
         return client
     made = client()
-    if not isinstance(made, NumPyClient):
-        raise TypeError(f"client factory returned {type(made).__name__}, not a NumPyClient")
+    if hasattr(made, "to_client") and not isinstance(made, (NumPyClient, Client)):
+        made = made.to_client()
+    if not isinstance(made, (NumPyClient, Client)):
+        raise TypeError(f"client factory returned {type(made).__name__}, not a NumPyClient or Client")
     return made
 
 
@@ -94,29 +80,79 @@ def _arrays(xs: Any, what: str) -> NDArrays:
     return [np.asarray(x, order="C") for x in xs]
 
 
+def _not_implemented(what: str, c: Any) -> Failure:
+    return Failure(f"{type(c).__name__} does not implement `{what}`")
+
+
+def _handle_numpy(c: NumPyClient, msg: Any) -> Any:
+    if isinstance(msg, GetPropertiesIns):
+        return GetPropertiesRes(dict(c.get_properties(dict(msg.config)) or {}))
+    if isinstance(msg, GetParametersIns):
+        if not numpy_client.has_get_parameters(c):
+            return _not_implemented("get_parameters", c)
+        return GetParametersRes(_arrays(c.get_parameters(dict(msg.config)), "get_parameters"))
+    if isinstance(msg, FitIns):
+        if not numpy_client.has_fit(c):
+            return _not_implemented("fit", c)
+        fit_out: Any = c.fit(list(msg.parameters), dict(msg.config))
+        if not isinstance(fit_out, tuple) or len(fit_out) != 3:
+            raise TypeError("fit must return (parameters, num_examples, metrics)")
+        params, n, metrics = fit_out
+        return FitRes(_arrays(params, "fit"), int(n), dict(metrics or {}))
+    if isinstance(msg, EvaluateIns):
+        if not numpy_client.has_evaluate(c):
+            return _not_implemented("evaluate", c)
+        ev_out: Any = c.evaluate(list(msg.parameters), dict(msg.config))
+        if not isinstance(ev_out, tuple) or len(ev_out) != 3:
+            raise TypeError("evaluate must return (loss, num_examples, metrics)")
+        loss, n, metrics = ev_out
+        return EvaluateRes(float(loss), int(n), dict(metrics or {}))
+    raise TypeError(f"unexpected instruction {type(msg).__name__}")
+
+
+def _status_failure(res: Any) -> Failure | None:
+    if res.status.code != Code.OK:
+        return Failure(f"status {res.status.code.name}: {res.status.message}")
+    return None
+
+
+def _handle_client(c: Client, msg: Any) -> Any:
+    if isinstance(msg, GetPropertiesIns):
+        r0 = client_mod.maybe_call_get_properties(c, common.GetPropertiesIns(dict(msg.config)))
+        return _status_failure(r0) or GetPropertiesRes(dict(r0.properties))
+    if isinstance(msg, GetParametersIns):
+        r1 = client_mod.maybe_call_get_parameters(c, common.GetParametersIns(dict(msg.config)))
+        return _status_failure(r1) or GetParametersRes(parameters_to_ndarrays(r1.parameters))
+    if isinstance(msg, FitIns):
+        r2 = client_mod.maybe_call_fit(c, common.FitIns(ndarrays_to_parameters(msg.parameters),
+                                                         dict(msg.config)))
+        return _status_failure(r2) or FitRes(parameters_to_ndarrays(r2.parameters),
+                                              int(r2.num_examples), dict(r2.metrics or {}))
+    if isinstance(msg, EvaluateIns):
+        r3 = client_mod.maybe_call_evaluate(c, common.EvaluateIns(ndarrays_to_parameters(msg.parameters),
+                                                                   dict(msg.config)))
+        return _status_failure(r3) or EvaluateRes(float(r3.loss), int(r3.num_examples),
+                                                   dict(r3.metrics or {}))
+    raise TypeError(f"unexpected instruction {type(msg).__name__}")
+
+
 def handle(client: ClientLike, msg: Any) -> Any:
     """Run one instruction on ``client`` and build the reply (pure: no I/O).
 
-    Exceptions raised by the user's code become :class:`Failure` replies, so the
-    server drops this client for the round and learns why.
+    ``client`` is a :class:`NumPyClient`, a :class:`Client` (``to_client()``'s
+    wrapper is unwrapped, so arrays are not serialised twice), or a factory of
+    either. Exceptions raised by the user's code, a method the client does not
+    implement and a non-OK status become :class:`Failure` replies, so the server
+    drops this client for the round and learns why.
     """
     try:
         c = _materialise(client)
-        if isinstance(msg, GetParametersIns):
-            return GetParametersRes(_arrays(c.get_parameters(dict(msg.config)), "get_parameters"))
-        if isinstance(msg, FitIns):
-            fit_out: Any = c.fit(list(msg.parameters), dict(msg.config))
-            if not isinstance(fit_out, tuple) or len(fit_out) != 3:
-                raise TypeError("fit must return (parameters, num_examples, metrics)")
-            params, n, metrics = fit_out
-            return FitRes(_arrays(params, "fit"), int(n), dict(metrics or {}))
-        if isinstance(msg, EvaluateIns):
-            ev_out: Any = c.evaluate(list(msg.parameters), dict(msg.config))
-            if not isinstance(ev_out, tuple) or len(ev_out) != 3:
-                raise TypeError("evaluate must return (loss, num_examples, metrics)")
-            loss, n, metrics = ev_out
-            return EvaluateRes(float(loss), int(n), dict(metrics or {}))
-        raise TypeError(f"unexpected instruction {type(msg).__name__}")
+        inner = getattr(c, "numpy_client", None)
+        if isinstance(c, Client) and isinstance(inner, NumPyClient):
+            return _handle_numpy(inner, msg)
+        if isinstance(c, NumPyClient):
+            return _handle_numpy(c, msg)
+        return _handle_client(c, msg)
     except Exception as e:  # the user's training code: report, do not die
         log.warning("client failed on %s: %s: %s", type(msg).__name__, type(e).__name__, e)
         return Failure(f"{type(e).__name__}: {e}")
@@ -208,20 +244,23 @@ def _secure_fit(
 def start_client(
     *,
     server_address: str | None = None,
-    client: ClientLike,
+    client: ClientLike | None = None,
+    client_fn: Callable[..., Any] | None = None,
     federation: str | Path | None = None,
     name: str | None = None,
     server_name: str | None = None,
     max_retries: int | None = None,
     max_wait_time: float | None = 60.0,
     insecure: bool = False,
+    join_token: str | None = None,
     **_flower_kwargs: Any,
 ) -> str:
     """Connect to the federation's router over gRPC with mutual TLS and serve the server.
 
     Args:
         server_address: the router's ``host:port``; overrides ``[federation].router``.
-        client: a :class:`NumPyClient` (``FlowerClient().to_client()`` works too).
+        client: a :class:`NumPyClient` or :class:`Client` (``FlowerClient().to_client()``).
+        client_fn: or Flower's ``client_fn(context) -> Client``, called per instruction.
         federation: the federation TOML (CA, this party's certificate and key).
             Defaults to ``$TESSERA_FEDERATION``.
         name: this client's party name; defaults to ``$TESSERA_PARTY``, or the only
@@ -230,6 +269,9 @@ def start_client(
         max_retries, max_wait_time: give up reconnecting after this many attempts /
             seconds without a connection (Flower's names).
         insecure: refused; tessera always uses mutual TLS.
+        join_token: a one-time token from ``python -m party.certs token`` (default
+            ``$TESSERA_JOIN_TOKEN``): enroll at the server, then connect (hfl.deploy).
+            With neither a token nor a federation file: the local development federation.
 
     Returns:
         ``"shutdown"`` when the server finished training.
@@ -238,11 +280,38 @@ def start_client(
         ConfigError: no federation file, or this party is not in it.
         PartyUnavailable: no connection within ``max_wait_time``.
     """
+    refuse_flower_kwargs("start_client", _flower_kwargs)
+    if (client is None) == (client_fn is None):
+        raise ConfigError("start_client needs exactly one of client= or client_fn=")
+    if client is None:
+        assert client_fn is not None
+        from hfl.common.message import Context
+
+        fn = client_fn
+        ctx = Context(node_config={"partition-id": 0, "num-partitions": 1})
+        client = lambda: fn(ctx)  # noqa: E731
     return client_party_loop(
         server_address=server_address, federation=federation, name=name,
         server_name=server_name, max_retries=max_retries, max_wait_time=max_wait_time,
         insecure=insecure, serve=lambda party, server: run_client(party, client, server=server),
+        join_token=join_token,
     )
+
+
+#: Flower arguments tessera replaces with the federation file (mutual TLS always).
+_FLOWER_TLS_KWARGS = ("root_certificates", "certificates", "transport", "authentication_keys",
+                      "grpc_max_message_length", "ssl_certfile", "ssl_keyfile", "ssl_ca_certfile")
+
+
+def refuse_flower_kwargs(fn: str, kwargs: dict[str, Any]) -> None:
+    """A Flower argument tessera does not take is a ConfigError naming it, never ignored."""
+    if not kwargs:
+        return
+    names = ", ".join(sorted(kwargs))
+    tls = [k for k in kwargs if k in _FLOWER_TLS_KWARGS]
+    why = (" tessera always uses mutual TLS with the certificates named in the federation file "
+           "(federation=...)" if tls else "")
+    raise ConfigError(f"{fn}() does not take {names}.{why}")
 
 
 def start_numpy_client(*, server_address: str | None = None, client: NumPyClient,
@@ -253,9 +322,11 @@ def start_numpy_client(*, server_address: str | None = None, client: NumPyClient
 
 __all__ = [
     "HELLO_TAG",
+    "Client",
     "NumPyClient",
     "flatten_update",
     "handle",
+    "refuse_flower_kwargs",
     "run_client",
     "start_client",
     "start_numpy_client",

@@ -1,0 +1,186 @@
+"""Flower's own unit tests, run against hfl with only their imports rewritten.
+
+    python -m benchmarks.flower_conformance --flower-src /tmp/flower-src
+
+``--flower-src`` is a checkout (or ``git archive``) of github.com/adap/flower: the
+directory holding ``framework/py/flwr`` (or ``flwr`` itself). The test modules
+listed in :data:`MODULES` are copied to a temporary package, their imports are
+rewritten (``flwr.X`` -> ``hfl.X``; ``from .X import`` inside ``flwr/server/strategy``
+-> ``from hfl.server.strategy.X import``; Flower test helpers they import, such as
+``flwr.server.client_manager_test.TestClientProxy``, are copied alongside and
+rewritten the same way) and nothing else is changed. pytest runs them in a child
+process; nothing of Flower's source is imported (the rewritten files are checked for
+a leftover ``flwr`` import before running).
+
+Prints ``flower_tests_collected``, ``flower_tests_passed``, ``flower_tests_failed``
+and ``flower_tests_errors`` (JSON lines, ``benchmarks/_emit.py``) and one
+``flower_module`` line per test module, with the failing test names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from benchmarks._emit import emit
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "flwr_conformance"
+
+#: The Flower test modules of issue 19 (paths under ``flwr/``).
+MODULES = [
+    "client/numpy_client_test.py",
+    "client/client_test.py",
+    "common/parameter_test.py",
+    "server/history_test.py",
+    "server/server_test.py",
+    "server/strategy/aggregate_test.py",
+    "server/strategy/fedavg_test.py",
+    "server/strategy/fedavgm_test.py",
+    "server/strategy/fedadagrad_test.py",
+    "serverapp/strategy/strategy_utils_test.py",
+    "serverapp/strategy/fedavgm_test.py",
+    "serverapp/strategy/fedopt_test.py",
+]
+
+_FROM_REL = re.compile(r"^(\s*)from\s+(\.+)([\w.]*)\s+import\s", re.M)
+_FROM_ABS = re.compile(r"^(\s*)from\s+flwr((?:\.\w+)*)\s+import\s", re.M)
+_IMPORT_ABS = re.compile(r"^(\s*)import\s+flwr((?:\.\w+)*)", re.M)
+
+
+def find_flwr(src: Path) -> Path:
+    """The ``flwr`` package directory inside ``src``."""
+    for cand in (src / "framework" / "py" / "flwr", src / "py" / "flwr", src / "flwr", src):
+        if (cand / "server" / "strategy" / "fedavg_test.py").is_file():
+            return cand
+    raise SystemExit(f"--flower-src {src}: no framework/py/flwr/server/strategy/fedavg_test.py there")
+
+
+def _is_test_module(dotted: str) -> bool:
+    return dotted.rsplit(".", 1)[-1].endswith("_test")
+
+
+def rewrite(text: str, pkg: list[str], helpers: set[str]) -> str:
+    """Rewrite the imports of one Flower test module living in ``flwr/<pkg...>``.
+
+    Test modules (``*_test``) stay test modules, in the temporary package; every
+    other ``flwr`` module becomes the ``hfl`` module of the same path.
+    """
+
+    def rel(m: re.Match[str]) -> str:
+        indent, dots, rest = m.group(1), m.group(2), m.group(3)
+        base = pkg[: len(pkg) - (len(dots) - 1)]
+        parts = [*base, *([p for p in rest.split(".") if p] if rest else [])]
+        dotted = ".".join(parts)
+        if _is_test_module(dotted):
+            helpers.add(dotted)
+            return f"{indent}from {PACKAGE}.{dotted} import "
+        return f"{indent}from {'.'.join(['hfl', *parts])} import "
+
+    def absolute(m: re.Match[str]) -> str:
+        indent, rest = m.group(1), m.group(2).lstrip(".")
+        if rest and _is_test_module(rest):
+            helpers.add(rest)
+            return f"{indent}from {PACKAGE}.{rest} import "
+        return f"{indent}from hfl{('.' + rest) if rest else ''} import "
+
+    def imp(m: re.Match[str]) -> str:
+        return f"{m.group(1)}import hfl{m.group(2)}"
+
+    text = _FROM_REL.sub(rel, text)
+    text = _FROM_ABS.sub(absolute, text)
+    return _IMPORT_ABS.sub(imp, text)
+
+
+def build(flwr: Path, out: Path) -> list[str]:
+    """Write the rewritten modules (and the test helpers they import) under ``out``."""
+    todo = [m[: -len(".py")].replace("/", ".") for m in MODULES]
+    done: set[str] = set()
+    while todo:
+        dotted = todo.pop()
+        if dotted in done:
+            continue
+        done.add(dotted)
+        parts = dotted.split(".")
+        src = flwr.joinpath(*parts[:-1], parts[-1] + ".py")
+        helpers: set[str] = set()
+        text = rewrite(src.read_text(), parts[:-1], helpers)
+        for line in text.splitlines():
+            if re.match(r"\s*(from|import)\s+flwr\b", line):
+                raise SystemExit(f"{dotted}: an import of flwr survived the rewrite: {line.strip()}")
+        dst = out.joinpath(PACKAGE, *parts[:-1], parts[-1] + ".py")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(text)
+        todo.extend(helpers - done)
+    for d in [out / PACKAGE, *(p for p in (out / PACKAGE).rglob("*") if p.is_dir())]:
+        (d / "__init__.py").touch()
+    return [str(out.joinpath(PACKAGE, m)) for m in MODULES]
+
+
+def run(flwr: Path, *, verbose: bool) -> dict[str, dict[str, list[str]]]:
+    """Run the rewritten tests; returns {module: {"passed": [...], "failed": [...], "errors": [...]}}."""
+    with tempfile.TemporaryDirectory(prefix="flower-conformance-") as tmp:
+        out = Path(tmp)
+        files = build(flwr, out)
+        junit = out / "junit.xml"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(out), str(ROOT)]))
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(out),
+               "-o", "addopts=", "-o", "python_files=*_test.py", "--continue-on-collection-errors", f"--junitxml={junit}", *files]
+        proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True)
+        if verbose or not junit.exists():
+            print(proc.stdout[-20000:], proc.stderr[-5000:], file=sys.stderr)
+        if not junit.exists():
+            raise SystemExit(f"pytest wrote no report (exit {proc.returncode})")
+        modules: dict[str, dict[str, list[str]]] = {m: {"passed": [], "failed": [], "errors": []}
+                                                    for m in MODULES}
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            cls = case.get("classname", "") or case.get("name", "")  # a collection error: the module
+            mod = cls.removeprefix(PACKAGE + ".").replace(".", "/") + ".py"
+            if mod not in modules:  # a test class inside the module: drop the class name
+                mod = "/".join(cls.removeprefix(PACKAGE + ".").split(".")[:-1]) + ".py"
+            entry = modules.setdefault(mod, {"passed": [], "failed": [], "errors": []})
+            name = case.get("name", "?")
+            if case.find("error") is not None:
+                entry["errors"].append(name)
+            elif case.find("failure") is not None:
+                entry["failed"].append(name)
+            elif case.find("skipped") is not None:
+                entry["failed"].append(name + " (skipped)")
+            else:
+                entry["passed"].append(name)
+        return modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--flower-src", required=True, type=Path, help="Flower checkout (holds framework/py/flwr)")
+    ap.add_argument("--verbose", action="store_true", help="show pytest's output")
+    args = ap.parse_args(argv)
+    flwr = find_flwr(args.flower_src.resolve())
+    load = os.getloadavg()[0]
+    modules = run(flwr, verbose=args.verbose)
+    passed = sum(len(m["passed"]) for m in modules.values())
+    failed = sum(len(m["failed"]) for m in modules.values())
+    errors = sum(len(m["errors"]) for m in modules.values())
+    collected = passed + failed + errors
+    cond = {"flower_src": str(flwr), "modules": len(MODULES), "loadavg": round(load, 2)}
+    for mod, r in modules.items():
+        n = len(r["passed"]) + len(r["failed"]) + len(r["errors"])
+        emit("flower_module", len(r["passed"]), "passed", module=mod, collected=n,
+             failed=r["failed"], errors=r["errors"])
+    emit("flower_tests_collected", collected, "tests", **cond)
+    emit("flower_tests_passed", passed, "tests", **cond,
+         pass_rate=round(passed / collected, 4) if collected else 0.0)
+    emit("flower_tests_failed", failed, "tests", **cond)
+    emit("flower_tests_errors", errors, "tests", **cond)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

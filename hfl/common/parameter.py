@@ -1,0 +1,56 @@
+"""Arrays to bytes and back (Flower's ``flwr.common.parameter``), never through pickle.
+
+``ndarray_to_bytes`` writes the ``.npy`` format with ``allow_pickle=False`` and
+``bytes_to_ndarray`` reads it with ``allow_pickle=False``: an object array is
+refused on both sides, so bytes from another party cannot run code here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+
+from hfl.common.typing import NDArray, NDArrays, Parameters
+
+
+def ndarray_to_bytes(ndarray: NDArray) -> bytes:
+    """Serialise one array to ``.npy`` bytes (no pickle)."""
+    bytes_io = BytesIO()
+    np.save(bytes_io, ndarray, allow_pickle=False)
+    return bytes_io.getvalue()
+
+
+def bytes_to_ndarray(tensor: bytes) -> NDArray:
+    """Deserialise ``.npy`` bytes to an array (no pickle: object arrays are refused)."""
+    out: NDArray = np.load(BytesIO(tensor), allow_pickle=False)
+    return out
+
+
+def ndarrays_to_parameters(ndarrays: Sequence[NDArray]) -> Parameters:
+    """Convert NumPy ndarrays to a :class:`Parameters` object."""
+    return Parameters(tensors=[ndarray_to_bytes(np.asarray(a)) for a in ndarrays],
+                      tensor_type="numpy.ndarray")
+
+
+def parameters_to_ndarrays(parameters: Parameters | Sequence[Any]) -> NDArrays:
+    """Convert :class:`Parameters` to NumPy ndarrays.
+
+    A plain list of arrays is returned as arrays too (tessera's own code passes
+    arrays directly); anything else is a TypeError naming it.
+    """
+    if isinstance(parameters, Parameters):
+        out = []
+        for i, t in enumerate(parameters.tensors):
+            if isinstance(t, np.ndarray):  # a Parameters built by hand from arrays
+                out.append(t)
+            elif isinstance(t, (bytes, bytearray, memoryview)):
+                out.append(bytes_to_ndarray(bytes(t)))
+            else:
+                raise TypeError(f"Parameters.tensors[{i}] is a {type(t).__name__}, not bytes")
+        return out
+    if isinstance(parameters, (list, tuple)):
+        return [np.asarray(a) for a in parameters]
+    raise TypeError(f"expected Parameters or a list of arrays, got {type(parameters).__name__}")

@@ -1,0 +1,44 @@
+"""The HFL server under Flower's ``flwr.server`` names.
+
+``Server``, ``ServerConfig``, ``start_server``, ``History``, ``ClientManager``,
+``SimpleClientManager``, ``strategy`` (``fl.server.strategy.FedAvg``) and the
+module paths Flower's code imports (``hfl.server.server``, ``.history``,
+``.client_proxy``, ``.client_manager``, ``.criterion``, ``.strategy.*``).
+"""
+
+from hfl.server import strategy as strategy
+from hfl.server.client_manager import ClientManager, SimpleClientManager
+from hfl.server.client_proxy import ClientProxy
+from hfl.server.criterion import Criterion
+from hfl.server.history import History
+from hfl.server.server import (
+    ClientFailure,
+    NotEnoughClients,
+    PartyClientManager,
+    PartyClientProxy,
+    Server,
+    ServerConfig,
+    evaluate_clients,
+    fit_clients,
+    start_server,
+)
+from party import ClosedTransport
+
+__all__ = [
+    "ClientFailure",
+    "ClientManager",
+    "ClientProxy",
+    "ClosedTransport",
+    "Criterion",
+    "History",
+    "NotEnoughClients",
+    "PartyClientManager",
+    "PartyClientProxy",
+    "Server",
+    "ServerConfig",
+    "SimpleClientManager",
+    "evaluate_clients",
+    "fit_clients",
+    "start_server",
+    "strategy",
+]

@@ -1,0 +1,36 @@
+"""Message-API FedAdam (``flwr.serverapp.strategy.FedAdam``): v_t = β2 v_{t−1} + (1 − β2) Δ_t², bias-corrected step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hfl.common.typing import NDArray
+from hfl.serverapp.strategy.fedopt import FedOpt
+
+
+class FedAdam(FedOpt):
+    """v_t = β2 v_{t−1} + (1 − β2) Δ_t², bias-corrected step."""
+
+    def __init__(self, *, fraction_train: float = 1.0, fraction_evaluate: float = 1.0,
+                 min_train_nodes: int = 2, min_evaluate_nodes: int = 2, min_available_nodes: int = 2,
+                 weighted_by_key: str = "num-examples", arrayrecord_key: str = "arrays",
+                 configrecord_key: str = "config", train_metrics_aggr_fn: Any = None,
+                 evaluate_metrics_aggr_fn: Any = None, eta: float = 1e-1, eta_l: float = 1e-1,
+                 beta_1: float = 0.9, beta_2: float = 0.99,
+                 tau: float = 1e-3) -> None:
+        super().__init__(fraction_train=fraction_train, fraction_evaluate=fraction_evaluate,
+                         min_train_nodes=min_train_nodes, min_evaluate_nodes=min_evaluate_nodes,
+                         min_available_nodes=min_available_nodes, weighted_by_key=weighted_by_key,
+                         arrayrecord_key=arrayrecord_key, configrecord_key=configrecord_key,
+                         train_metrics_aggr_fn=train_metrics_aggr_fn,
+                         evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
+                         eta=eta, eta_l=eta_l, beta_1=beta_1, beta_2=beta_2, tau=tau)
+
+    def _second_moment(self, v: NDArray, d: NDArray) -> NDArray:
+        return self.beta_2 * v + (1 - self.beta_2) * d**2  # type: ignore[no-any-return]
+
+    def _eta(self, server_round: int) -> float:
+        return float(self.eta * np.sqrt(1 - np.power(self.beta_2, server_round + 1.0))
+                     / (1 - np.power(self.beta_1, server_round + 1.0)))
