@@ -70,10 +70,6 @@ def _print_tokens(cfg: FederationConfig, me: str) -> None:
         print(f"hfl server {me!r}: join token for {n!r} (1 h, single use): {tok}", flush=True)
 
 
-def _port_plus_one(address: str) -> str:
-    host, _, port = address.rpartition(":")
-    return f"{host}:{int(port) + 1}"
-
 
 def _server_name(cfg: FederationConfig, name: str | None) -> str:
     if name:
@@ -126,25 +122,26 @@ def server_party(
     me = _server_name(cfg, name)
     router = None
     enrollment = None
-    if host_router:
-        listen = server_address or cfg.listen
-        router = Router(cfg, listen=listen).start()
-        dial = dataclasses.replace(cfg, router=f"127.0.0.1:{router.port}")
-        if dev:
-            _dev_notice(cfg, listen)
-            if router.enrollment is None:
-                from party.enroll import EnrollmentServer
-
-                try:  # join tokens for other machines; the federation works without it
-                    enrollment = EnrollmentServer(cfg, _port_plus_one(listen)).start()
-                except ConfigError as e:
-                    log.warning("no join-token enrollment: %s", e)
-        print(f"hfl server {me!r}: router for {cfg.name!r} listening on port {router.port}",
-              flush=True)
-        _print_tokens(cfg, me)
-    else:
-        dial = dataclasses.replace(cfg, router=server_address) if server_address else cfg
     try:
+        if host_router:
+            listen = server_address or cfg.listen
+            router = Router(cfg, listen=listen).start()
+            dial = dataclasses.replace(cfg, router=f"127.0.0.1:{router.port}")
+            if dev:
+                _dev_notice(cfg, listen)
+                if router.enrollment is None:
+                    from party.enroll import EnrollmentServer
+
+                    host = listen.rpartition(":")[0]
+                    try:  # join tokens for other machines; the federation works without it
+                        enrollment = EnrollmentServer(cfg, f"{host}:{(router.port or 0) + 1}").start()
+                    except ConfigError as e:
+                        log.warning("no join-token enrollment: %s", e)
+            print(f"hfl server {me!r}: router for {cfg.name!r} listening on port {router.port}",
+                  flush=True)
+            _print_tokens(cfg, me)
+        else:
+            dial = dataclasses.replace(cfg, router=server_address) if server_address else cfg
         party = connect(dial, me)
         try:
             yield party, cfg.names(Role.CLIENT)
