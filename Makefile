@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# CPU torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[dev,dp,opacus,boost]'
+	$(BIN)/pip install -e '.[dev,dp,opacus,boost,ray]'
 	# the psi extra (spu, PSI protocols rr22/kkrt) without its dependencies: '.[psi]' would pull numpy<2
 	# (and an older pandas) into the whole suite for spu's jax frontend, which psi.spu never loads.
 	if $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
