@@ -192,24 +192,36 @@ class DistributedDP:
     # -- the two halves of a round ----------------------------------------------------
     def encode(self, update: np.ndarray, seed: int, rng: np.random.Generator) -> np.ndarray:
         """A client's update → its noised integer vector mod ``2**bits`` (uint32, length D)."""
+        return np.mod(self.encode_centred(update, seed, rng), self.modulus).astype(np.uint32)
+
+    def encode_centred(
+        self, update: np.ndarray, seed: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """:meth:`encode`'s integers as float64 in ``[-2**(bits-1), 2**(bits-1))``."""
         x = np.asarray(update, dtype=np.float64).ravel()
         if x.shape[0] != self.dim:
             raise ValueError(f"update has {x.shape[0]} values, DistributedDP.dim is {self.dim}")
         if not np.isfinite(x).all():
             raise ValueError("update contains NaN or Inf")
         norm = float(np.linalg.norm(x))
-        if norm > self.clip:
-            x = x * (self.clip / norm)
-        y = rotate(x, seed) / self.gamma
+        scale = (min(1.0, self.clip / norm) if norm > 0 else 1.0) / self.gamma
+        y = rotate(x, seed)
+        y *= scale
         bound2 = self.l2**2
+        r = np.empty_like(y)
         for _ in range(1000):
-            r = np.floor(y + rng.random(y.shape[0]))
+            rng.random(out=r)
+            r += y
+            np.floor(r, out=r)
             if float(r @ r) <= bound2:
                 break
         else:  # pragma: no cover - probability beta**1000
             raise RuntimeError("conditional rounding did not meet its norm bound")
-        q = r.astype(np.int64) + noise.sample(self.kind, self.client_variance, r.shape[0], rng)
-        return np.mod(q, self.modulus).astype(np.uint32)
+        r += noise.sample(self.kind, self.client_variance, r.shape[0], rng)  # exact below 2**53
+        # centred residue: r - m * round(r / m), in [-m/2, m/2)
+        m = float(self.modulus)
+        r -= m * np.floor((r + m / 2) / m)
+        return r
 
     def lift(self, total: np.ndarray) -> np.ndarray:
         """The centred lift of a sum mod ``2**bits``: ``[0, m)`` → ``[-m/2, m/2)``."""

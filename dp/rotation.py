@@ -30,14 +30,24 @@ def fwht(a: np.ndarray) -> np.ndarray:
     if n & (n - 1):
         raise ValueError(f"length must be a power of two, got {n}")
     x = np.array(a, dtype=np.float64)
+    _fwht_inplace(x)
+    x *= 1.0 / np.sqrt(n)
+    return x
+
+
+def _fwht_inplace(x: np.ndarray) -> None:
+    """Unnormalised butterflies in place: log2(n) passes, one half-size temporary each."""
+    n = x.shape[0]
+    tmp = np.empty(n // 2 if n > 1 else 1)
     h = 1
     while h < n:
-        x = x.reshape(-1, 2, h)
-        top = x[:, 0, :] + x[:, 1, :]
-        bottom = x[:, 0, :] - x[:, 1, :]
-        x = np.stack([top, bottom], axis=1)
+        v = x.reshape(-1, 2, h)
+        top, bottom = v[:, 0, :], v[:, 1, :]
+        t = tmp[: n // 2].reshape(-1, h)
+        np.copyto(t, top)
+        top += bottom
+        np.subtract(t, bottom, out=bottom)
         h *= 2
-    return x.reshape(n) * (1.0 / np.sqrt(n))
 
 
 def _signs(seed: int, n: int) -> np.ndarray:
@@ -51,7 +61,10 @@ def rotate(x: np.ndarray, seed: int) -> np.ndarray:
     n = padded_dim(v.shape[0])
     padded = np.zeros(n)
     padded[: v.shape[0]] = v
-    return fwht(padded * _signs(seed, n))
+    padded *= _signs(seed, n)
+    _fwht_inplace(padded)
+    padded *= 1.0 / np.sqrt(n)
+    return padded
 
 
 def unrotate(y: np.ndarray, seed: int, d: int) -> np.ndarray:
@@ -60,4 +73,7 @@ def unrotate(y: np.ndarray, seed: int, d: int) -> np.ndarray:
     n = v.shape[0]
     if n != padded_dim(d):
         raise ValueError(f"rotated length {n} does not match dimension {d} (want {padded_dim(d)})")
-    return (fwht(v) * _signs(seed, n))[:d]
+    out = np.array(v, dtype=np.float64)
+    _fwht_inplace(out)
+    out *= _signs(seed, n) * (1.0 / np.sqrt(n))
+    return out[:d]

@@ -49,7 +49,7 @@ def client_input(
     cfg: DistributedDP, update: np.ndarray, seed: int, rng: np.random.Generator
 ) -> np.ndarray:
     """A client's SecAgg input: its clipped, rotated, rounded, noised update (centred ints)."""
-    return cfg.lift(cfg.encode(update, seed, rng)).astype(np.float64)
+    return cfg.encode_centred(update, seed, rng)
 
 
 def server_sum(cfg: DistributedDP, secagg_sum: np.ndarray, seed: int) -> np.ndarray:
