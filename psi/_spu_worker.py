@@ -34,10 +34,14 @@ class SpuMissing(Exception):
     """spu cannot be loaded here (other Python, not installed, other version)."""
 
 
-def spu_problem() -> str | None:
-    """Why spu's PSI library cannot be used in this interpreter (None: it can)."""
-    here = f"Python {platform.python_version()} ({platform.python_implementation()}, {platform.machine()})"
-    if (sys.version_info[:2] != (3, 11) or platform.python_implementation() != "CPython"
+def spu_problem(version: tuple[int, int] | None = None) -> str | None:
+    """Why spu's PSI library cannot be used in this interpreter (None: it can).
+
+    ``version`` stands in for this interpreter's (major, minor) (for tests)."""
+    ver = version or (sys.version_info[0], sys.version_info[1])
+    shown = platform.python_version() if version is None else f"{ver[0]}.{ver[1]}"
+    here = f"Python {shown} ({platform.python_implementation()}, {platform.machine()})"
+    if (ver != (3, 11) or platform.python_implementation() != "CPython"
             or sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64")):
         return (f"needs SecretFlow's PSI library (spu=={SPU_VERSION}, the optional extra "
                 f"tessera[psi]), which is published only for CPython 3.11 on Linux x86-64; "
@@ -47,9 +51,9 @@ def spu_problem() -> str | None:
         return (f"needs SecretFlow's PSI library, which is not installed: "
                 f"pip install 'tessera[psi]' (or, keeping numpy 2: pip install --no-deps spu=={SPU_VERSION})")
     try:
-        from importlib.metadata import version
+        from importlib.metadata import version as dist_version
 
-        got = version("spu")
+        got = dist_version("spu")
     except Exception:  # pragma: no cover - a package without metadata
         got = "unknown"
     if got != SPU_VERSION:
@@ -138,7 +142,19 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _die_with_parent() -> None:
+    """A killed parent (kill -9) takes this worker with it: its port is free for the restart."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main() -> int:
+    _die_with_parent()
     t0 = time.time()
     with contextlib.suppress(SpuMissing):  # run() reports it
         load_spu()  # while the parent is still in its handshake: 0.2-2 s off the run

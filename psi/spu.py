@@ -99,6 +99,8 @@ from psi.protocol import PsiConfig, PsiResult
 log = logging.getLogger(__name__)
 
 SPU_PROTOCOLS = ("rr22", "kkrt")
+#: None: this interpreter's; tests set another (major, minor) to see what users there get
+PYTHON_VERSION: tuple[int, int] | None = None
 KEY_HEX = 32  # BLAKE2b-128 in hex
 
 
@@ -108,7 +110,7 @@ class SpuUnavailable(ConfigError):
 
 def require_spu(protocol: str) -> None:
     """SpuUnavailable naming the extra and the Python version, unless spu can be loaded."""
-    problem = spu_problem()
+    problem = spu_problem(PYTHON_VERSION)
     if problem is not None:
         raise SpuUnavailable(f"PSI protocol {protocol!r} {problem}. "
                              "Protocol 'ecdh' works on every Python (--protocol ecdh).")
@@ -214,6 +216,14 @@ def shared_rows(own: np.ndarray, shared: np.ndarray) -> np.ndarray:
     if len(sh) and not (srt[pos] == sh).all():
         raise RemoteProtocolError("spu returned a shared key this party does not hold")
     return order[pos].astype(np.int64)
+
+
+def _raise_if_tls_refused(log_path: Path, me: str, peer: str, link: SpuLink) -> None:
+    hint = _ssl_hint(log_path)
+    if hint is not None:
+        raise AuthenticationError(
+            f"the PSI link between {me} and {peer} was refused in the TLS handshake ({hint}): "
+            f"both parties need certificates from the federation's CA ({link.ca})")
 
 
 def _ssl_hint(log_path: Path) -> str | None:
@@ -324,7 +334,11 @@ def run_spu_keys(
         proc.stdin.write(json.dumps(job).encode() + b"\n")
         proc.stdin.flush()
         # watch the peer over the router while spu runs: a dead or aborting peer stops us now
+        next_log_check = time.monotonic() + 0.5
         while proc.poll() is None and not (work / "report.json").exists():
+            if time.monotonic() > next_log_check:  # a refused TLS handshake fails now, not
+                next_log_check = time.monotonic() + 0.5  # after spu's connect retries
+                _raise_if_tls_refused(work / "spu.log", party.name, peer, link)
             if peer_done is not None:
                 time.sleep(0.05)
                 continue
@@ -337,12 +351,7 @@ def run_spu_keys(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
             rc = proc.returncode
-            hint = _ssl_hint(work / "spu.log")
-            if hint is not None:
-                raise AuthenticationError(
-                    f"the PSI link between {party.name} and {peer} was refused in the TLS "
-                    f"handshake ({hint}): both parties need certificates from the federation's "
-                    f"CA ({link.ca})")
+            _raise_if_tls_refused(work / "spu.log", party.name, peer, link)
             now = getattr(party.transport, "peer_incarnation", lambda _p: run.incarnations[peer])(peer)
             if now != run.incarnations[peer]:
                 raise PartyUnavailable(peer, "left during the spu PSI run")
