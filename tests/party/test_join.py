@@ -190,3 +190,16 @@ def test_cli_prints_a_token(fed, capsys: pytest.CaptureFixture[str]) -> None:
     assert token not in (cfg.tls.ca.parent / "tokens.json").read_text()  # only a hash is stored
     assert certs_main(["token", "--config", str(root / "fed.toml"), "--party", "client_3",
                        "--ttl", "9d"]) == 2
+
+
+def test_enroll_address_in_the_federation_file(tmp_path: Path) -> None:
+    from party.config import parse_federation
+
+    base = {"federation": {"name": "f", "router": "127.0.0.1:1"}, "tls": {"ca": "ca.pem"},
+            "parties": {"server": {"role": "server"}}}
+    assert parse_federation(base, base=tmp_path).enroll is None
+    base["federation"]["enroll"] = "0.0.0.0:50052"
+    assert parse_federation(base, base=tmp_path).enroll == "0.0.0.0:50052"
+    base["federation"]["enroll"] = "nowhere"
+    with pytest.raises(ConfigError, match=r"\[federation\].enroll: 'nowhere' is not a host:port"):
+        parse_federation(base, base=tmp_path)
