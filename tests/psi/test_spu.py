@@ -76,7 +76,7 @@ def test_each_protocol_and_join_matches_the_set_computation(
     a, b = random_sets(int(overlap * 7) + len(join), 300, 200, overlap)
     b_spelled = [f"  {x.upper()}\t" for x in b]  # the one normalisation holds for spu too
     cfg = PsiConfig(protocol=protocol, join=join)
-    out = run_two({"bank": a, "fintech": b_spelled}, {n: cfg for n in NAMES}, links(certs))
+    out = run_two({"bank": a, "fintech": b_spelled}, dict.fromkeys(NAMES, cfg), links(certs))
     check_join_outputs(join, a, b, out["bank"].rows, out["fintech"].rows)
     shared = len(set(a) & set(b))
     assert out["bank"].size == out["fintech"].size == shared
@@ -88,7 +88,7 @@ def test_each_protocol_and_join_matches_the_set_computation(
 def test_mode_one_only_the_receiver_learns(certs: Path) -> None:
     a, b = random_sets(11, 150, 100, 0.5)
     cfg = PsiConfig(protocol="rr22", mode="one", receiver="fintech")
-    out = run_two({"bank": a, "fintech": b}, {n: cfg for n in NAMES}, links(certs))
+    out = run_two({"bank": a, "fintech": b}, dict.fromkeys(NAMES, cfg), links(certs))
     assert out["bank"].rows is None and out["bank"].size is None
     assert sorted(b[i] for i in out["fintech"].rows) == sorted(set(a) & set(b))
 
@@ -135,7 +135,7 @@ def test_a_foreign_certificate_is_refused(certs: Path, tmp_path: Path) -> None:
     init_certs(evil, list(NAMES), overwrite=True)
     a, b = random_sets(3, 50, 50, 0.5)
     cfg = PsiConfig(protocol="rr22")
-    out = run_two({"bank": a, "fintech": b}, {n: cfg for n in NAMES},
+    out = run_two({"bank": a, "fintech": b}, dict.fromkeys(NAMES, cfg),
                   links(certs, cert_dir={"fintech": evil}, timeout_s=3),
                   catch=(AuthenticationError, PartyUnavailable))
     assert all(isinstance(e, (AuthenticationError, PartyUnavailable)) for e in out.values()), out
