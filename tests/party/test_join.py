@@ -7,6 +7,7 @@ import json
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -195,7 +196,7 @@ def test_cli_prints_a_token(fed, capsys: pytest.CaptureFixture[str]) -> None:
 def test_enroll_address_in_the_federation_file(tmp_path: Path) -> None:
     from party.config import parse_federation
 
-    base = {"federation": {"name": "f", "router": "127.0.0.1:1"}, "tls": {"ca": "ca.pem"},
+    base: dict[str, Any] = {"federation": {"name": "f", "router": "127.0.0.1:1"}, "tls": {"ca": "ca.pem"},
             "parties": {"server": {"role": "server"}}}
     assert parse_federation(base, base=tmp_path).enroll is None
     base["federation"]["enroll"] = "0.0.0.0:50052"
