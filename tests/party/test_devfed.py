@@ -102,23 +102,23 @@ def test_another_user_cannot_enroll(state: Path, tmp_path: Path) -> None:
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: become uid/gid 65534 (nobody) and try to enroll
-        out = []
+        lines: list[str] = []
         try:
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
             try:
                 devfed.claim_client(devfed.ensure_dev_federation())
-                out.append("enrolled")
+                lines.append("enrolled")
             except Exception as e:
-                out.append(f"{type(e).__name__} {e}")
+                lines.append(f"{type(e).__name__} {e}")
             try:
                 (state / "dev" / "ca.key").read_bytes()
-                out.append("read the CA key")
+                lines.append("read the CA key")
             except OSError as e:
-                out.append(f"read {type(e).__name__}")
+                lines.append(f"read {type(e).__name__}")
         finally:
-            os.write(wfd, "\n".join(out).encode())
+            os.write(wfd, "\n".join(lines).encode())
             os._exit(0)
     os.close(wfd)
     with os.fdopen(rfd) as f:
