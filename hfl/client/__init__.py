@@ -17,6 +17,8 @@ example count and the metrics it returns; with ``secure_agg`` on, only the sum o
 all clients' weighted updates (plus example counts and metrics, which stay in the clear).
 """
 
+from collections.abc import Callable
+
 from hfl.client.app import (
     DEFAULT_IDLE_TIMEOUT_S,
     HELLO_TAG,
@@ -29,11 +31,20 @@ from hfl.client.app import (
 )
 from hfl.client.client import Client
 from hfl.client.numpy_client import NumPyClient
+from hfl.clientapp import ClientApp
+from hfl.common.message import Context
+
+#: Flower's client factory types.
+ClientFn = Callable[[str], Client]
+ClientFnExt = Callable[[Context], Client]
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",
     "HELLO_TAG",
     "Client",
+    "ClientApp",
+    "ClientFn",
+    "ClientFnExt",
     "NumPyClient",
     "flatten_update",
     "handle",

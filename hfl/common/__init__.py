@@ -7,12 +7,14 @@ messages (:mod:`hfl.common.record`, :mod:`hfl.common.message`).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import numpy as np
 
-from hfl.common.message import Context, Error, Message, MessageType, Metadata
+from hfl.common.message import DEFAULT_TTL, Context, Error, Message, MessageType, Metadata
 from hfl.common.parameter import (
     bytes_to_ndarray,
     ndarray_to_bytes,
@@ -23,6 +25,7 @@ from hfl.common.record import Array, ArrayRecord, ConfigRecord, MetricRecord, Re
 from hfl.common.typing import (
     Code,
     Config,
+    ConfigRecordValues,
     DisconnectRes,
     EvaluateIns,
     EvaluateRes,
@@ -32,16 +35,43 @@ from hfl.common.typing import (
     GetParametersRes,
     GetPropertiesIns,
     GetPropertiesRes,
+    MetricRecordValues,
     Metrics,
     MetricsAggregationFn,
     NDArray,
+    NDArrayFloat,
+    NDArrayInt,
     NDArrays,
     Parameters,
     Properties,
     ReconnectIns,
     Scalar,
     Status,
+    Value,
 )
+
+#: Flower's deprecated record names (the same classes).
+ConfigsRecord = ConfigRecord
+MetricsRecord = MetricRecord
+ParametersRecord = ArrayRecord
+RecordSet = RecordDict
+
+_logger = logging.getLogger("hfl")
+
+
+def log(level: int, msg: object, *args: object, **kwargs: object) -> None:
+    """Flower's ``log(level, msg, *args)``: a record on the ``hfl`` logger."""
+    _logger.log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def now() -> datetime:
+    """The current time in UTC (Flower's ``now``)."""
+    return datetime.now(tz=timezone.utc)
+
+
+def array_from_numpy(ndarray: NDArray) -> Array:
+    """An :class:`Array` from a NumPy array (Flower's deprecated helper)."""
+    return Array(ndarray)
 
 _SCALARS = (bool, bytes, float, int, str)
 
@@ -83,11 +113,14 @@ def finite_or_none(x: float) -> float | None:
 
 
 __all__ = [
+    "DEFAULT_TTL",
     "Array",
     "ArrayRecord",
     "Code",
     "Config",
     "ConfigRecord",
+    "ConfigRecordValues",
+    "ConfigsRecord",
     "Context",
     "DisconnectRes",
     "Error",
@@ -103,21 +136,31 @@ __all__ = [
     "MessageType",
     "Metadata",
     "MetricRecord",
+    "MetricRecordValues",
     "Metrics",
     "MetricsAggregationFn",
+    "MetricsRecord",
     "NDArray",
+    "NDArrayFloat",
+    "NDArrayInt",
     "NDArrays",
     "Parameters",
+    "ParametersRecord",
     "Properties",
     "ReconnectIns",
     "RecordDict",
+    "RecordSet",
     "Scalar",
     "Status",
+    "Value",
+    "array_from_numpy",
     "bytes_to_ndarray",
     "check_metrics",
     "describe_mismatch",
     "finite_or_none",
+    "log",
     "ndarray_to_bytes",
     "ndarrays_to_parameters",
+    "now",
     "parameters_to_ndarrays",
 ]

@@ -26,6 +26,14 @@ NDArrays = list[NDArray]
 # not conform to other definitions of what a scalar is (Flower's wording).
 Scalar = Union[bool, bytes, float, int, str]  # noqa: UP007 - used at runtime in isinstance
 Value = Union[bool, bytes, float, int, str, list[bool], list[bytes], list[float], list[int], list[str]]  # noqa: UP007
+MetricScalar = Union[int, float]  # noqa: UP007
+MetricScalarList = Union[list[int], list[float]]  # noqa: UP007
+MetricRecordValues = Union[MetricScalar, MetricScalarList]  # noqa: UP007
+ConfigScalar = Union[int, float, str, bytes, bool]  # noqa: UP007
+ConfigScalarList = Union[list[int], list[float], list[str], list[bytes], list[bool]]  # noqa: UP007
+ConfigRecordValues = Union[ConfigScalar, ConfigScalarList]  # noqa: UP007
+UserConfigValue = Union[bool, float, int, str]  # noqa: UP007
+UserConfig = dict[str, UserConfigValue]
 Metrics = dict[str, Scalar]
 MetricsAggregationFn = Callable[[list[tuple[int, Metrics]]], Metrics]
 Config = dict[str, Scalar]

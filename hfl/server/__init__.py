@@ -22,7 +22,10 @@ from hfl.server.server import (
     fit_clients,
     start_server,
 )
+from hfl.serverapp.grid import Grid, InMemoryGrid
 from party import ClosedTransport
+
+Driver = Grid  #: Flower's deprecated name of Grid
 
 __all__ = [
     "ClientFailure",
@@ -30,7 +33,10 @@ __all__ = [
     "ClientProxy",
     "ClosedTransport",
     "Criterion",
+    "Driver",
+    "Grid",
     "History",
+    "InMemoryGrid",
     "NotEnoughClients",
     "PartyClientManager",
     "PartyClientProxy",
