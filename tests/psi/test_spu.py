@@ -219,3 +219,55 @@ def test_other_pythons_get_a_clear_error_and_ecdh_still_works(monkeypatch: pytes
                        for n, ids in (("bank", a), ("fintech", b))})
     assert sorted(a[i] for i in out["bank"].rows) == sorted(set(a) & set(b))
     assert np.all(out["bank"].rows != PLACEHOLDER)
+
+
+@needs_spu
+@pytest.mark.slow
+def test_resume_after_a_kill_during_spu(certs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """threats.md row 21 for spu: fintech is killed while spu runs; bank (with a checkpoint)
+    stops its spu worker at once, waits, and when only fintech is restarted both redo the spu
+    step (seconds at RR22's speed) and end with the uninterrupted, consistent output. Then a
+    party killed after the run, before its output, restarts into the saved result alone."""
+    import logging
+    import threading
+
+    import psi.spu
+
+    a, b = random_sets(12, 3000, 2000, 0.5)
+    net = InMemoryNetwork(list(NAMES))
+    lk = links(certs)
+    cfg = PsiConfig(protocol="rr22", join="full")
+    real_hash = psi.spu.hash_keys
+    armed = {"on": True}
+
+    def hash_then_kill(keys: Any, salt: bytes) -> Any:
+        if armed["on"] and len(keys) == len(b):  # fintech's first run: killed 0.3 s later
+            armed["on"] = False
+            threading.Timer(0.3, net.disconnect, args=("fintech", "killed (kill -9)")).start()
+        return real_hash(keys, salt)
+
+    monkeypatch.setattr(psi.spu, "hash_keys", hash_then_kill)
+    out: dict[str, Any] = {}
+
+    def bank() -> None:
+        out["bank"] = run_psi(Party("bank", net.transport("bank")), a, config=cfg, link=lk["bank"],
+                              checkpoint=tmp_path / "bank", rejoin_s=60, timeout_s=60, keep_result=True)
+
+    caplog.set_level(logging.WARNING, logger="psi.runner")
+    th = threading.Thread(target=bank, daemon=True)
+    th.start()
+    with pytest.raises(Exception):
+        run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, link=lk["fintech"],
+                checkpoint=tmp_path / "fin", timeout_s=60, keep_result=True)
+    out["fintech"] = run_psi(Party("fintech", net.transport("fintech")), b, config=cfg,
+                             link=lk["fintech"], checkpoint=tmp_path / "fin", timeout_s=60,
+                             keep_result=True)
+    th.join(90)
+    assert not th.is_alive()
+    assert any("waiting up to" in r.message for r in caplog.records)  # bank waited for the rejoin
+    check_join_outputs("full", a, b, out["bank"].rows, out["fintech"].rows)
+    # killed after the run, before writing its output: the saved result, without any peer
+    again = run_psi(Party("fintech", InMemoryNetwork(list(NAMES)).transport("fintech")), b,
+                    config=cfg, link=lk["fintech"], checkpoint=tmp_path / "fin", timeout_s=5)
+    assert list(again.rows) == list(out["fintech"].rows)
