@@ -5,11 +5,17 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
 from party.codec import MAX_MESSAGE_BYTES, decode, encode, encode_parts
-from party.errors import CodecError, PartyTimeout, PartyUnavailable, RemoteProtocolError
+from party.errors import (
+    CodecError,
+    PartyTimeout,
+    PartyUnavailable,
+    RemoteProtocolError,
+    TesseraError,
+)
 from party.transport import Tag, Transport
 
 log = logging.getLogger("party")
@@ -118,6 +124,35 @@ class Party:
         for d in dsts:
             self.transport.send(d, tag, data)
 
+    def collect(
+        self,
+        srcs: Iterable[str],
+        tag: Tag | Callable[[str], Tag],
+        kind: type[T] | None = None,
+        *,
+        timeout_s: float,
+        catch: tuple[type[TesseraError], ...] = (PartyTimeout, PartyUnavailable),
+    ) -> Iterator[tuple[str, Any, TesseraError | None]]:
+        """Receive one message from each of ``srcs`` in turn, all within one shared deadline.
+
+        Yields ``(src, message, None)``, or ``(src, None, error)`` for a source whose
+        receive raised one of ``catch`` (the others propagate). ``tag`` may be one tag or
+        a function of the source (a tag per source). A source that answers late only
+        shortens what is left for the rest: the whole collection ends ``timeout_s``
+        after it began, and sources still unread by then get their queued message or a
+        timeout at once. The loop of :meth:`gather`, SecAgg's stages and the HFL
+        server's rounds.
+        """
+        deadline = time.monotonic() + timeout_s
+        for s in srcs:
+            t = tag(s) if callable(tag) else tag
+            try:
+                msg = self.recv(s, t, kind, timeout_s=max(0.0, deadline - time.monotonic()))
+            except catch as e:
+                yield s, None, e
+                continue
+            yield s, msg, None
+
     def gather(
         self,
         srcs: Iterable[str],
@@ -135,16 +170,14 @@ class Party:
         if fewer than ``k`` answered — the dropout-tolerant form used by SecAgg.
         """
         srcs = list(srcs)
-        deadline = time.monotonic() + timeout_s
         out: dict[str, Any] = {}
-        for s in srcs:
-            left = max(0.0, deadline - time.monotonic())
-            try:
-                out[s] = self.recv(s, tag, kind, timeout_s=left)
-            except (PartyTimeout, PartyUnavailable) as e:
-                if min_count is None:
-                    raise
-                log.info("%s: %s dropped out at %s (%s)", self.name, s, tag, e)
+        for s, msg, err in self.collect(srcs, tag, kind, timeout_s=timeout_s):
+            if err is None:
+                out[s] = msg
+            elif min_count is None:
+                raise err
+            else:
+                log.info("%s: %s dropped out at %s (%s)", self.name, s, tag, err)
         if min_count is not None and len(out) < min_count:
             missing = [s for s in srcs if s not in out]
             raise PartyTimeout(

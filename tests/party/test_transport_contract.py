@@ -109,3 +109,28 @@ def test_faulty_transport_reset_is_a_crash_the_peer_sees_at_once() -> None:
     assert time.monotonic() - t < 2
     with pytest.raises(ClosedTransport):
         a.send("b", Tag("t"), 3)
+
+
+def test_collect_shares_one_deadline_and_reports_each_source() -> None:
+    """Party.collect: the loop under gather, SecAgg's stages and the HFL rounds."""
+    import threading
+    import time
+
+    from party import InMemoryNetwork, Party, PartyTimeout, RemoteProtocolError
+
+    net = InMemoryNetwork(["hub", "a", "b", "c"])
+    hub = Party("hub", net.transport("hub"))
+    a, b = Party("a", net.transport("a")), Party("b", net.transport("b"))
+    threading.Timer(0.4, lambda: a.send("hub", Tag("q", "s", 0, "for-a"), 1)).start()
+    b.send("hub", Tag("q", "s", 0, "for-b"), "not an int")
+    t = time.monotonic()
+    got = list(hub.collect(["a", "c", "b"], lambda s: Tag("q", "s", 0, f"for-{s}"), int,
+                           timeout_s=0.8, catch=(PartyTimeout, RemoteProtocolError)))
+    elapsed = time.monotonic() - t
+    assert [(s, m) for s, m, _ in got] == [("a", 1), ("c", None), ("b", None)]
+    assert got[0][2] is None and isinstance(got[1][2], PartyTimeout)
+    assert isinstance(got[2][2], RemoteProtocolError) and "expected int" in str(got[2][2])
+    assert 0.7 < elapsed < 1.5  # one 0.8 s deadline for all three, not 0.8 s each
+    with pytest.raises(RemoteProtocolError):  # not caught unless asked
+        b.send("hub", Tag("r"), "x")
+        list(hub.collect(["b"], Tag("r"), int, timeout_s=1))
