@@ -80,6 +80,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from party import cli
 from party.config import check_party_name, load_federation
 from party.errors import ConfigError
 from party.files import write_atomic
@@ -340,7 +341,7 @@ def _token_or_revoke(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m party.certs", description=__doc__.split("\n")[0])
+    ap = cli.parser("party.certs", __doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     init = sub.add_parser("init", help="make a CA, a router certificate and party certificates")
     init.add_argument("--parties", help="comma-separated party names")
@@ -367,30 +368,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     rev.add_argument("--config", help="federation TOML (default: this user's development federation)")
     rev.add_argument("--out", help="the CA directory (instead of --config)")
     args = ap.parse_args(argv)
-    try:
-        if args.cmd in ("token", "revoke"):
-            return _token_or_revoke(args)
-        if args.cmd == "add":
-            add_party(args.out, args.party)
-            print(f"wrote {args.out}/{args.party}.pem and .key")
-            return 0
-        hosts = [h for h in args.router_hosts.split(",") if h]
-        if args.config:
-            cfg = load_federation(args.config)
-            parties = list(cfg.parties)
-            out = Path(args.out) if args.out else cfg.tls.ca.parent
-            host = cfg.router.rpartition(":")[0]
-            if host not in hosts:
-                hosts.append(host)
-        elif args.parties:
-            parties = [p.strip() for p in args.parties.split(",") if p.strip()]
-            out = Path(args.out or "certs")
-        else:
-            ap.error("init needs --parties or --config")
-        init_certs(out, parties, router_hosts=hosts, days=args.days, overwrite=args.overwrite)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.run("party.certs", lambda: _run(ap, args))
+
+
+def _run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The body of ``main``; a TesseraError becomes one line and exit code 2 in ``cli.run``."""
+    if args.cmd in ("token", "revoke"):
+        return _token_or_revoke(args)
+    if args.cmd == "add":
+        add_party(args.out, args.party)
+        print(f"wrote {args.out}/{args.party}.pem and .key")
+        return 0
+    hosts = [h for h in args.router_hosts.split(",") if h]
+    if args.config:
+        cfg = load_federation(args.config)
+        parties = list(cfg.parties)
+        out = Path(args.out) if args.out else cfg.tls.ca.parent
+        host = cfg.router.rpartition(":")[0]
+        if host not in hosts:
+            hosts.append(host)
+    elif args.parties:
+        parties = [p.strip() for p in args.parties.split(",") if p.strip()]
+        out = Path(args.out or "certs")
+    else:
+        ap.error("init needs --parties or --config")
+    init_certs(out, parties, router_hosts=hosts, days=args.days, overwrite=args.overwrite)
     print(f"wrote CA, router and {len(parties)} party certificates to {out}/ (keys 0600)")
     return 0
 
