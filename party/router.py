@@ -45,6 +45,7 @@ from typing import Any
 
 import grpc
 
+from party import cli
 from party.chunking import FRAME_LIMIT, make_frame, parse_frame
 from party.config import FederationConfig, load_federation
 from party.errors import CodecError, ConfigError
@@ -413,8 +414,8 @@ class Router:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m party.router", description="Run a federation's router.")
-    ap.add_argument("--config", required=True, help="federation TOML")
+    ap = cli.parser("party.router", "Run a federation's router.")
+    cli.add_federation(ap, party=False)
     ap.add_argument("--listen", help="override [federation].listen, e.g. 0.0.0.0:50051")
     ap.add_argument("--enroll", help="serve join-token enrollment on this address, e.g. 0.0.0.0:50052 "
                                      "(overrides [federation].enroll)")
@@ -422,11 +423,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        router = Router(load_federation(args.config), listen=args.listen, enroll=args.enroll).start()
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.run("party.router", lambda: _serve(args))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    router = Router(load_federation(args.config), listen=args.listen, enroll=args.enroll).start()
     stop = threading.Event()
 
     def _sig(signum: int, frame: object) -> None:
