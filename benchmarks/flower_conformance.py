@@ -12,7 +12,10 @@ rewritten the same way) and nothing else is changed. pytest runs them in a child
 process; nothing of Flower's source is imported (the rewritten files are checked for
 a leftover ``flwr`` import before running).
 
-Prints ``flower_tests_collected``, ``flower_tests_passed``, ``flower_tests_failed``
+First the same files run against Flower's own source (``flwr.X`` kept, relative
+imports made absolute, ``--flower-src`` on the path of that child process only:
+``flower_reference_passed``; needs Flower's dependencies, the ``bench`` extra), then
+against hfl. Prints ``flower_tests_collected``, ``flower_tests_passed``, ``flower_tests_failed``
 and ``flower_tests_errors`` (JSON lines, ``benchmarks/_emit.py``) and one
 ``flower_module`` line per test module, with the failing test names.
 """
@@ -66,11 +69,12 @@ def _is_test_module(dotted: str) -> bool:
     return dotted.rsplit(".", 1)[-1].endswith("_test")
 
 
-def rewrite(text: str, pkg: list[str], helpers: set[str]) -> str:
+def rewrite(text: str, pkg: list[str], helpers: set[str], target: str = "hfl") -> str:
     """Rewrite the imports of one Flower test module living in ``flwr/<pkg...>``.
 
     Test modules (``*_test``) stay test modules, in the temporary package; every
-    other ``flwr`` module becomes the ``hfl`` module of the same path.
+    other ``flwr`` module becomes the ``target`` module of the same path (``hfl``;
+    ``flwr`` for the reference run against the installed Flower).
     """
 
     def rel(m: re.Match[str]) -> str:
@@ -81,24 +85,24 @@ def rewrite(text: str, pkg: list[str], helpers: set[str]) -> str:
         if _is_test_module(dotted):
             helpers.add(dotted)
             return f"{indent}from {PACKAGE}.{dotted} import "
-        return f"{indent}from {'.'.join(['hfl', *parts])} import "
+        return f"{indent}from {'.'.join([target, *parts])} import "
 
     def absolute(m: re.Match[str]) -> str:
         indent, rest = m.group(1), m.group(2).lstrip(".")
         if rest and _is_test_module(rest):
             helpers.add(rest)
             return f"{indent}from {PACKAGE}.{rest} import "
-        return f"{indent}from hfl{('.' + rest) if rest else ''} import "
+        return f"{indent}from {target}{('.' + rest) if rest else ''} import "
 
     def imp(m: re.Match[str]) -> str:
-        return f"{m.group(1)}import hfl{m.group(2)}"
+        return f"{m.group(1)}import {target}{m.group(2)}"
 
     text = _FROM_REL.sub(rel, text)
     text = _FROM_ABS.sub(absolute, text)
     return _IMPORT_ABS.sub(imp, text)
 
 
-def build(flwr: Path, out: Path) -> list[str]:
+def build(flwr: Path, out: Path, target: str = "hfl") -> list[str]:
     """Write the rewritten modules (and the test helpers they import) under ``out``."""
     todo = [m[: -len(".py")].replace("/", ".") for m in MODULES]
     done: set[str] = set()
@@ -110,9 +114,9 @@ def build(flwr: Path, out: Path) -> list[str]:
         parts = dotted.split(".")
         src = flwr.joinpath(*parts[:-1], parts[-1] + ".py")
         helpers: set[str] = set()
-        text = rewrite(src.read_text(), parts[:-1], helpers)
+        text = rewrite(src.read_text(), parts[:-1], helpers, target)
         for line in text.splitlines():
-            if re.match(r"\s*(from|import)\s+flwr\b", line):
+            if target != "flwr" and re.match(r"\s*(from|import)\s+flwr\b", line):
                 raise SystemExit(f"{dotted}: an import of flwr survived the rewrite: {line.strip()}")
         dst = out.joinpath(PACKAGE, *parts[:-1], parts[-1] + ".py")
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -123,13 +127,16 @@ def build(flwr: Path, out: Path) -> list[str]:
     return [str(out.joinpath(PACKAGE, m)) for m in MODULES]
 
 
-def run(flwr: Path, *, verbose: bool) -> dict[str, dict[str, list[str]]]:
+def run(flwr: Path, *, verbose: bool, target: str = "hfl",
+        hfl_root: Path = ROOT) -> dict[str, dict[str, list[str]]]:
     """Run the rewritten tests; returns {module: {"passed": [...], "failed": [...], "errors": [...]}}."""
     with tempfile.TemporaryDirectory(prefix="flower-conformance-") as tmp:
         out = Path(tmp)
-        files = build(flwr, out)
+        files = build(flwr, out, target)
         junit = out / "junit.xml"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(out), str(ROOT)]))
+        # the reference run imports flwr from the Flower source itself; hfl's run cannot see it
+        path = [str(out), str(flwr.parent)] if target == "flwr" else [str(out), str(hfl_root)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(out),
                "-o", "addopts=", "-o", "python_files=*_test.py", "--continue-on-collection-errors", f"--junitxml={junit}", *files]
         proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True)
@@ -161,15 +168,35 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--flower-src", required=True, type=Path, help="Flower checkout (holds framework/py/flwr)")
     ap.add_argument("--verbose", action="store_true", help="show pytest's output")
+    ap.add_argument("--hfl-root", type=Path, default=ROOT,
+                    help="the tessera checkout whose hfl to test (default: this one; e.g. a git worktree "
+                         "of an older commit for a before/after figure)")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the reference run of the same files against the installed flwr")
     args = ap.parse_args(argv)
     flwr = find_flwr(args.flower_src.resolve())
     load = os.getloadavg()[0]
-    modules = run(flwr, verbose=args.verbose)
+    if not args.no_reference:
+        import importlib.util
+
+        if importlib.util.find_spec("grpc") is None or importlib.util.find_spec("google.protobuf") is None:
+            print("reference run skipped: Flower's dependencies are not installed (pip install "
+                  "'.[bench]')", file=sys.stderr)
+        else:
+            ref = run(flwr, verbose=args.verbose, target="flwr")
+            ref_passed = sum(len(m["passed"]) for m in ref.values())
+            ref_total = sum(len(m["passed"]) + len(m["failed"]) + len(m["errors"]) for m in ref.values())
+            emit("flower_reference_passed", ref_passed, "tests", collected=ref_total,
+                 against="Flower's own source (--flower-src)", flower_src=str(flwr),
+                 not_passed=sorted(f"{mod}::{t}" for mod, r in ref.items()
+                                   for t in r["failed"] + r["errors"]))
+    modules = run(flwr, verbose=args.verbose, hfl_root=args.hfl_root.resolve())
     passed = sum(len(m["passed"]) for m in modules.values())
     failed = sum(len(m["failed"]) for m in modules.values())
     errors = sum(len(m["errors"]) for m in modules.values())
     collected = passed + failed + errors
-    cond = {"flower_src": str(flwr), "modules": len(MODULES), "loadavg": round(load, 2)}
+    cond = {"flower_src": str(flwr), "hfl_root": str(args.hfl_root.resolve()), "modules": len(MODULES),
+            "loadavg": round(load, 2)}
     for mod, r in modules.items():
         n = len(r["passed"]) + len(r["failed"]) + len(r["errors"])
         emit("flower_module", len(r["passed"]), "passed", module=mod, collected=n,
