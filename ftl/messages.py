@@ -2,28 +2,23 @@
 
 Ciphertexts travel as SEAL-serialized ``bytes`` (size/level-checked by
 ``he.keys`` before SEAL sees them); released decryptions travel as float64 arrays.
-The field checks are ``he.messages``'s, with FTL's own ciphertext cap.
+The field types are codec checks (``party.codec``, applied on decode), the CKKS ones
+and their one ciphertext cap from ``he.messages``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
-from he.messages import check_cts, check_matrix
+from he.messages import Ciphertexts, Matrix
 from party import wire
+from party.codec import Array, Blob, FiniteFloat, Flag, Int, NonNegInt, PosInt, Record, Str, Text
 
-MAX_CIPHERTEXTS = 1 << 12
-
-
-def _cts(name: str, cts: object) -> None:
-    check_cts(name, cts, MAX_CIPHERTEXTS)
-
-
-def _step(epoch: object, step: object) -> None:
-    if not isinstance(epoch, int) or not isinstance(step, int) or epoch < 0 or step < 0:
-        raise ValueError(f"epoch/step must be non-negative ints, got {epoch!r}/{step!r}")
+#: The loss-value statistics of a host step: Σ‖u_B‖², ‖θ_B‖².
+Stats = Annotated[np.ndarray, Array((np.float64,), shape=(1, 2), finite=True)]
 
 
 @wire("ftl.hello", version=1)
@@ -31,24 +26,14 @@ def _step(epoch: object, step: object) -> None:
 class Hello:
     """Both ways, once: who I am, what I hold, my public CKKS context (never the secret key)."""
 
-    role: str          # "guest" (A, labels) or "host" (B)
-    has_labels: bool
-    params: dict       # type: ignore[type-arg]  # FtlParams.as_dict()
-    n_overlap: int
-    width: int         # K: this party's activation width (the peer sizes its packing)
-    start_epoch: int   # first epoch this party will train (from its checkpoint)
-    context: bytes
-    key_id: str
-
-    def __post_init__(self) -> None:
-        if self.role not in ("guest", "host"):
-            raise ValueError(f"role must be 'guest' or 'host', got {self.role!r}")
-        if not isinstance(self.params, dict):
-            raise ValueError("params must be a dict")
-        for f in ("n_overlap", "width", "start_epoch"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or v < 0:
-                raise ValueError(f"{f} must be a non-negative int, got {v!r}")
+    role: Annotated[str, Str(one_of=("guest", "host"))]  # A (labels) or B
+    has_labels: Flag
+    params: Record     # FtlParams.as_dict()
+    n_overlap: NonNegInt
+    width: NonNegInt   # K: this party's activation width (the peer sizes its packing)
+    start_epoch: NonNegInt  # first epoch this party will train (from its checkpoint)
+    context: Blob
+    key_id: Text
 
 
 @wire("ftl.host_forward", version=2)
@@ -56,19 +41,12 @@ class Hello:
 class HostForward:
     """Step 1, B -> A: Enc_B(U_B), Enc_B(U_BᵀU_B / n), Enc_B(b), Enc_B(U_Bᵀb / n)."""
 
-    epoch: int
-    step: int
-    key_id: str
-    x: list[bytes]     # U_B, U_BᵀU_B/n, b, U_Bᵀb/n packed together (ftl.he.Packing)
-    stats: np.ndarray  # (1, 2): Σ‖u_B‖², ‖θ_B‖² (for the loss value only)
-    context: bytes     # B's new public context after a key rotation, else b""
-
-    def __post_init__(self) -> None:
-        _step(self.epoch, self.step)
-        _cts("x", self.x)
-        check_matrix("stats", self.stats)
-        if self.stats.shape != (1, 2):
-            raise ValueError("stats must be 1 × 2")
+    epoch: NonNegInt
+    step: NonNegInt
+    key_id: Text
+    x: Ciphertexts     # U_B, U_BᵀU_B/n, b, U_Bᵀb/n packed together (ftl.he.Packing)
+    stats: Stats       # (1, 2): Σ‖u_B‖², ‖θ_B‖² (for the loss value only)
+    context: Blob      # B's new public context after a key rotation, else b""
 
 
 @wire("ftl.guest_forward", version=2)
@@ -77,13 +55,9 @@ class GuestForward:
     """Step 2, A -> B, under B's key: Enc_B(U_Bᵀ[a, Y] + R1), Enc_B(SΦᵀ/n + R2) (uniform
     masks), Enc_B(bᵀC + Z1), Enc_B((M/n)ᵀQ + Z2) (zero-sum masks), packed together."""
 
-    epoch: int
-    step: int
-    prod: list[bytes]  # products of HostForward.x (ftl.he.masked_product_many)
-
-    def __post_init__(self) -> None:
-        _step(self.epoch, self.step)
-        _cts("prod", self.prod)
+    epoch: NonNegInt
+    step: NonNegInt
+    prod: Ciphertexts  # products of HostForward.x (ftl.he.masked_product_many)
 
 
 @wire("ftl.host_backward", version=2)
@@ -91,15 +65,10 @@ class GuestForward:
 class HostBackward:
     """Step 3, B -> A: the released (rounded, flooded) masked sums of A's two products."""
 
-    epoch: int
-    step: int
-    t_sum: np.ndarray
-    s_phi_sum: np.ndarray
-
-    def __post_init__(self) -> None:
-        _step(self.epoch, self.step)
-        check_matrix("t_sum", self.t_sum)
-        check_matrix("s_phi_sum", self.s_phi_sum)
+    epoch: NonNegInt
+    step: NonNegInt
+    t_sum: Matrix
+    s_phi_sum: Matrix
 
 
 @wire("ftl.guest_backward", version=2)
@@ -107,14 +76,9 @@ class HostBackward:
 class GuestBackward:
     """Step 4, A -> B: the step's loss (B's side of the step is done by then)."""
 
-    epoch: int
-    step: int
-    loss: float
-
-    def __post_init__(self) -> None:
-        _step(self.epoch, self.step)
-        if not isinstance(self.loss, float) or not np.isfinite(self.loss):
-            raise ValueError("loss must be a finite float")
+    epoch: NonNegInt
+    step: NonNegInt
+    loss: FiniteFloat
 
 
 @wire("ftl.predict_request", version=1)
@@ -122,11 +86,7 @@ class GuestBackward:
 class PredictRequest:
     """Prediction step 1, B -> A: B will score ``rows`` rows."""
 
-    rows: int
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.rows, int) or self.rows < 1:
-            raise ValueError(f"rows must be a positive int, got {self.rows!r}")
+    rows: PosInt
 
 
 @wire("ftl.enc_phi", version=1)
@@ -134,12 +94,9 @@ class PredictRequest:
 class EncPhi:
     """Prediction step 2, A -> B: Enc_A(Φ)."""
 
-    key_id: str
-    phi: list[bytes]
-    context: bytes
-
-    def __post_init__(self) -> None:
-        _cts("phi", self.phi)
+    key_id: Text
+    phi: Ciphertexts
+    context: Blob
 
 
 @wire("ftl.predict_masked", version=1)
@@ -147,10 +104,7 @@ class EncPhi:
 class PredictMasked:
     """Prediction step 3, B -> A: Enc_A(Φ·u_j + r_j) for each row j."""
 
-    scores: list[bytes]
-
-    def __post_init__(self) -> None:
-        _cts("scores", self.scores)
+    scores: Ciphertexts
 
 
 @wire("ftl.predict_sums", version=1)
@@ -158,13 +112,33 @@ class PredictMasked:
 class PredictSums:
     """Prediction step 4, A -> B: the released masked scores (L × rows; L = 1 for binary)."""
 
-    scores: np.ndarray
+    scores: Matrix
 
-    def __post_init__(self) -> None:
-        check_matrix("scores", self.scores)
+
+#: The most prediction rounds a host may announce (``predict_ftl``).
+MAX_PREDICT_ROUNDS = 1 << 16
+
+
+@wire("ftl.predict_rounds", version=1)
+@dataclass(frozen=True)
+class PredictRounds:
+    """Prediction setup, B -> A: how many rounds (``PredictRequest`` ... ``PredictSums``) follow."""
+
+    rounds: Annotated[int, Int(min=0, max=MAX_PREDICT_ROUNDS)]
+
+
+@wire("ftl.done", version=1)
+@dataclass(frozen=True)
+class Done:
+    """End of training, both ways: this party has trained ``epochs`` epochs and written its
+    checkpoint (neither leaves before the other is done)."""
+
+    epochs: NonNegInt
 
 
 __all__ = [
+    "MAX_PREDICT_ROUNDS",
+    "Done",
     "EncPhi",
     "GuestBackward",
     "GuestForward",
@@ -173,5 +147,6 @@ __all__ = [
     "HostForward",
     "PredictMasked",
     "PredictRequest",
+    "PredictRounds",
     "PredictSums",
 ]

@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from party.errors import ConfigError
+from party.schedule import epoch_batches as schedule_batches
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -500,10 +501,11 @@ def plain_cross(g: GuestBatch, h: HostBatch, guest: GuestModel, host: HostModel
 
 
 def epoch_batches(n_overlap: int, params: FtlParams, epoch: int) -> list[npt.NDArray[np.int64]]:
-    """Overlap row indices of each step of ``epoch`` (same on both sides: seeded)."""
-    perm = np.random.default_rng([params.seed, 7, epoch]).permutation(n_overlap)
-    nb = max(1, n_overlap // params.batch_size)
-    return [np.asarray(b, dtype=np.int64) for b in np.array_split(perm, nb)]
+    """Overlap row indices of each step of ``epoch`` (same on both sides: seeded;
+    ``party.schedule``, balanced batches)."""
+    return [np.asarray(b, dtype=np.int64) for b in
+            schedule_batches(n_overlap, params.batch_size, params.seed, epoch, stream=7,
+                             balanced=True)]
 
 
 def schedule(model: GuestModel | HostModel, n_overlap: int) -> None:

@@ -22,6 +22,7 @@ import torch
 
 from ftl.data import GuestData, HostData
 from ftl.messages import (
+    Done,
     EncPhi,
     GuestBackward,
     GuestForward,
@@ -30,15 +31,16 @@ from ftl.messages import (
     HostForward,
     PredictMasked,
     PredictRequest,
+    PredictRounds,
     PredictSums,
 )
 from ftl.model import FtlParams, GuestModel, HostModel
 from ftl.protocol import FtlGuest, FtlHost, check_roles
 from he.params import CkksParams
 from party import Party, Tag
-from party.errors import ConfigError, PartyTimeout, PartyUnavailable, PeerAborted
+from party.errors import ConfigError
 from party.files import atomic_path
-from party.handshake import open_run, tell_peers
+from party.handshake import open_run, run_with_rejoin
 
 log = logging.getLogger(__name__)
 
@@ -142,28 +144,12 @@ def train_ftl(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any
         PartyTimeout, PartyUnavailable, RemoteProtocolError: the peer failed.
     """
     check_roles(role, y)
-    deadline = time.monotonic() + rejoin_s
-    while True:
-        try:
-            return _train_once(party, peer, role=role, x=x, overlap=overlap, y=y, params=params,
-                               ckks=ckks, checkpoint_dir=checkpoint_dir, session=session, rng=rng)
-        except PeerAborted:
-            raise
-        except PartyUnavailable as e:
-            left = deadline - time.monotonic()
-            if e.peer != peer or left <= 0:
-                tell_peers(party, session, e)
-                raise
-            log.warning("ftl %s: %s is gone (%s); waiting up to %.0f s for it to rejoin",
-                        role, peer, e.reason, left)
-            try:
-                party.transport.wait_peer(peer, timeout_s=left)  # type: ignore[attr-defined]
-            except PartyTimeout:
-                raise PartyUnavailable(peer, f"did not rejoin within {rejoin_s:g} s "
-                                       f"({e.reason})") from None
-        except BaseException as e:
-            tell_peers(party, session, e)
-            raise
+    return run_with_rejoin(
+        party,
+        lambda: _train_once(party, peer, role=role, x=x, overlap=overlap, y=y, params=params,
+                            ckks=ckks, checkpoint_dir=checkpoint_dir, session=session, rng=rng),
+        peers=[peer], session=session, rejoin_s=rejoin_s, tell_on_peer_abort=False,
+        then="running again from this party's checkpoint")
 
 
 def _train_once(party: Party, peer: str, *, role: str, x: FloatArray, overlap: Any,
@@ -229,8 +215,8 @@ def _train_once(party: Party, peer: str, *, role: str, x: FloatArray, overlap: A
         sm.finish()
     res.decryptions = sm.keys.decryptions
     res.rotations = sm.rotations
-    party.send(peer, Tag("ftl", session, params.epochs, "done"), {"done": True})
-    party.recv(peer, Tag("ftl", session, params.epochs, "done"), dict, timeout_s=timeout)
+    party.send(peer, Tag("ftl", session, params.epochs, "done"), Done(epochs=params.epochs))
+    party.recv(peer, Tag("ftl", session, params.epochs, "done"), Done, timeout_s=timeout)
     return res
 
 
@@ -274,7 +260,7 @@ def predict_ftl(party: Party, peer: str, *, role: str, model: GuestModel | HostM
         hs.on_hello(party.recv(peer, tag, Hello, timeout_s=timeout_s))
         xs = np.asarray(x, dtype=np.float64)
         n_rounds = -(-xs.shape[0] // rows_per_round)
-        party.send(peer, Tag("ftl.predict", session, 0, "rounds"), {"rounds": n_rounds})
+        party.send(peer, Tag("ftl.predict", session, 0, "rounds"), PredictRounds(rounds=n_rounds))
         out = []
         for r in range(n_rounds):
             tg = Tag("ftl.predict", session, r + 1, "")
@@ -293,10 +279,8 @@ def predict_ftl(party: Party, peer: str, *, role: str, model: GuestModel | HostM
     tag = Tag("ftl.predict", session, 0, "hello")
     party.send(peer, tag, gs.hello())
     gs.on_hello(party.recv(peer, tag, Hello, timeout_s=timeout_s))
-    n_rounds = party.recv(peer, Tag("ftl.predict", session, 0, "rounds"), dict,
-                          timeout_s=timeout_s)["rounds"]
-    if not isinstance(n_rounds, int) or not 0 <= n_rounds <= 1 << 16:
-        raise ConfigError(f"host announced {n_rounds!r} prediction rounds")
+    n_rounds = party.recv(peer, Tag("ftl.predict", session, 0, "rounds"), PredictRounds,
+                          timeout_s=timeout_s).rounds  # at most MAX_PREDICT_ROUNDS (codec)
     for r in range(n_rounds):
         tg = Tag("ftl.predict", session, r + 1, "")
         req = party.recv(peer, tg.at("request"), PredictRequest, timeout_s=timeout_s)

@@ -1,19 +1,34 @@
-"""Wire pieces both CKKS protocols share: the public-context message and field checks.
+"""Wire pieces both CKKS protocols share: the public-context message and the field types.
 
-Ciphertexts travel as SEAL-serialized ``bytes``; the checks here bound how many
-arrive and that each is ``bytes`` before anything else looks at them (their size,
-header and level are checked by :meth:`he.keys.CkksPeer.load_ciphertext` before
-SEAL parses them). Decrypted-and-released values travel as finite float64 matrices.
+Ciphertexts travel as SEAL-serialized ``bytes``. The field types here are codec
+checks (:mod:`party.codec`), applied when a message is decoded: how many
+ciphertexts arrive (one cap, :data:`MAX_CIPHERTEXTS`, for every CKKS protocol) and
+that each is ``bytes``; their size, header and level are checked by
+:meth:`he.keys.CkksPeer.load_ciphertext` before SEAL parses them. Decrypted-and-released
+values travel as finite float64 matrices (:data:`Matrix`).
 The protocol messages themselves are in ``vfl.he.messages`` and ``ftl.messages``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
 from party import wire
+from party.codec import Array, Blob, Text
+from party.codec import Ciphertexts as _Ciphertexts
+
+#: The cap on the ciphertexts in one message field (and on its chunks), for every protocol.
+MAX_CIPHERTEXTS = 1 << 14
+
+#: A list of at most MAX_CIPHERTEXTS serialized ciphertexts.
+Ciphertexts = Annotated[list[bytes], _Ciphertexts(cap=MAX_CIPHERTEXTS)]
+#: A list of at most MAX_CIPHERTEXTS chunks, each a :data:`Ciphertexts` list.
+CiphertextChunks = Annotated[list[list[bytes]], _Ciphertexts(cap=MAX_CIPHERTEXTS, chunked=True)]
+#: A finite 2-d float64 array (a released decryption, or plaintext values).
+Matrix = Annotated[np.ndarray, Array((np.float64,), ndim=2, finite=True)]
 
 
 @wire("vfl.he.public_context", version=1)
@@ -21,43 +36,14 @@ from party import wire
 class PublicContext:
     """Either party -> peer: CKKS parameters + public key, never the secret key."""
 
-    context: bytes
-    key_id: str
-
-
-#: Default cap on the ciphertexts in one message field.
-MAX_CIPHERTEXTS = 1 << 14
-
-
-def check_cts(name: str, cts: object, cap: int = MAX_CIPHERTEXTS) -> None:
-    """A list of at most ``cap`` serialized ciphertexts (``bytes``)."""
-    if not isinstance(cts, list) or len(cts) > cap:
-        raise ValueError(f"{name}: expected a list of at most {cap} ciphertexts")
-    for c in cts:
-        if not isinstance(c, (bytes, bytearray)):
-            raise ValueError(f"{name}: ciphertexts must be bytes, got {type(c).__name__}")
-
-
-def check_chunks(name: str, chunks: object, cap: int = MAX_CIPHERTEXTS) -> None:
-    """A list of at most ``cap`` chunks, each a :func:`check_cts` list."""
-    if not isinstance(chunks, list) or len(chunks) > cap:
-        raise ValueError(f"{name}: expected a list of chunks")
-    for ch in chunks:
-        check_cts(name, ch, cap)
-
-
-def check_matrix(name: str, a: object) -> None:
-    """A finite 2-d float64 array."""
-    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != np.float64:
-        raise ValueError(f"{name}: expected a 2-d float64 array")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: contains NaN or Inf")
+    context: Blob
+    key_id: Text
 
 
 __all__ = [
     "MAX_CIPHERTEXTS",
+    "CiphertextChunks",
+    "Ciphertexts",
+    "Matrix",
     "PublicContext",
-    "check_chunks",
-    "check_cts",
-    "check_matrix",
 ]

@@ -38,9 +38,9 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from party.codec import decode, encode, wire
 from party.errors import (
@@ -58,6 +58,7 @@ from party.transport import Tag
 log = logging.getLogger("party.handshake")
 
 PROTOCOL = "run"
+T = TypeVar("T")
 
 
 class RunMismatch(RemoteProtocolError, ConfigError):
@@ -388,6 +389,58 @@ def tell_peers(party: Any, session: str, e: BaseException) -> None:
         log.debug("%s: could not tell peers about %r", getattr(party, "name", "?"), e)
 
 
+def run_with_rejoin(
+    party: Any,
+    once: Callable[[], T],
+    *,
+    peers: Sequence[str],
+    session: str,
+    rejoin_s: float,
+    cause_of: Callable[[BaseException], BaseException | None] = lambda e: e,
+    on_rejoin: Callable[[], None] | None = None,
+    gone: Callable[[str, PartyUnavailable], BaseException] | None = None,
+    tell_on_peer_abort: bool = True,
+    then: str = "running again",
+) -> T:
+    """Run ``once()``; if a peer's process dies mid-run, wait for it to rejoin and run again.
+
+    One window of ``rejoin_s`` seconds covers the whole call. When ``once`` fails with
+    a :class:`PartyUnavailable` for one of ``peers`` (``cause_of(e)`` finds it in the
+    exception: e.g. its ``__cause__``) that is not a :class:`PeerAborted`, this waits
+    for the peer's new incarnation (``transport.wait_peer``), calls ``on_rejoin()``
+    (put the caller's state back as before the run) and calls ``once()`` again. A
+    peer that does not return within the window ends it: ``gone(peer, cause)`` is
+    raised (default: ``PartyUnavailable`` naming the window). Any other failure (and,
+    with ``tell_on_peer_abort``, a peer's abort) tells the peers at once
+    (:func:`tell_peers`) and propagates.
+    """
+    deadline = time.monotonic() + rejoin_s
+    while True:
+        try:
+            return once()
+        except BaseException as e:
+            cause = cause_of(e)
+            if isinstance(cause, PeerAborted):
+                if tell_on_peer_abort:
+                    tell_peers(party, session, e)
+                raise
+            left = deadline - time.monotonic()
+            if not isinstance(cause, PartyUnavailable) or cause.peer not in peers or left <= 0:
+                tell_peers(party, session, e)
+                raise
+            log.warning("%s: %s is gone (%s); waiting up to %.0f s for it to rejoin, then %s",
+                        party.name, cause.peer, cause.reason, left, then)
+            try:
+                party.transport.wait_peer(cause.peer, timeout_s=left)
+            except PartyTimeout:
+                if gone is None:
+                    raise PartyUnavailable(cause.peer, f"did not rejoin within {rejoin_s:g} s "
+                                           f"({cause.reason})") from None
+                raise gone(cause.peer, cause) from cause
+            if on_rejoin is not None:
+                on_rejoin()
+
+
 def confirm_digest(
     party: Party,
     peers: Sequence[str],
@@ -426,5 +479,6 @@ __all__ = [
     "leave_out",
     "open_run",
     "open_star",
+    "run_with_rejoin",
     "tell_peers",
 ]

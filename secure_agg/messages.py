@@ -4,17 +4,19 @@ Every message carries the (session, round) it belongs to; the state machines
 refuse any other, so a message replayed from another round or session is a
 clear error even before the AEAD check on the shares. Fixed-size items (public
 keys, share ciphertexts, shares) travel as 2-D uint8 arrays, vectors as one
-uint32/uint64 array. ``__post_init__`` checks shapes and types, so a malformed
-message fails in the codec (``CodecError``) and never reaches protocol code.
+uint32/uint64 array. The field types are codec checks (``party.codec``): shapes and
+types are checked on decode, so a malformed message fails in the codec
+(``CodecError``) and never reaches protocol code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
-from party.codec import wire
+from party.codec import Array, ByteRows, Bytes, Names, NonNegInt, Text, wire
 from secure_agg.keys import KEY_BYTES, NONCE_BYTES, TAG_BYTES
 from secure_agg.shamir import SHARE_BYTES
 
@@ -23,23 +25,9 @@ SHARE_PAIR_BYTES = 2 * SHARE_BYTES
 #: One share ciphertext: nonce || AES-GCM(share pair) || tag.
 CIPHERTEXT_BYTES = NONCE_BYTES + SHARE_PAIR_BYTES + TAG_BYTES
 
-
-def _check_ids(ids: object, what: str) -> None:
-    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-        raise ValueError(f"{what} must be a list of non-empty str")
-
-
-def _check_rows(a: object, rows: int, cols: int, what: str) -> None:
-    if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.shape != (rows, cols):
-        got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-        raise ValueError(f"{what} must be a uint8 array of shape ({rows}, {cols}), got {got}")
-
-
-def _check_head(session: object, round: object) -> None:
-    if not isinstance(session, str):
-        raise ValueError("session must be a str")
-    if not isinstance(round, int) or isinstance(round, bool) or round < 0:
-        raise ValueError("round must be an int >= 0")
+PublicKey = Annotated[bytes, Bytes(size=KEY_BYTES)]
+Seed = Annotated[bytes, Bytes(size=32)]
+MaskedVector = Annotated[np.ndarray, Array((np.uint32, np.uint64), ndim=1)]
 
 
 @wire("secagg.advertise_keys", version=1)
@@ -47,16 +35,10 @@ def _check_head(session: object, round: object) -> None:
 class AdvertiseKeys:
     """Client -> server, stage 0: the round's two X25519 public keys."""
 
-    session: str
-    round: int
-    enc_public: bytes
-    mask_public: bytes
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
-        for k in (self.enc_public, self.mask_public):
-            if not isinstance(k, bytes) or len(k) != KEY_BYTES:
-                raise ValueError(f"public keys must be {KEY_BYTES} bytes")
+    session: Text
+    round: NonNegInt
+    enc_public: PublicKey
+    mask_public: PublicKey
 
 
 @wire("secagg.public_keys", version=1)
@@ -64,21 +46,12 @@ class AdvertiseKeys:
 class PublicKeys:
     """Server -> clients, after stage 0: the roster (index = position + 1), keys and graph seed."""
 
-    session: str
-    round: int
-    clients: list[str]
-    enc_public: np.ndarray  # (m, 32) uint8
-    mask_public: np.ndarray  # (m, 32) uint8
-    graph_seed: bytes
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
-        _check_ids(self.clients, "clients")
-        m = len(self.clients)
-        _check_rows(self.enc_public, m, KEY_BYTES, "enc_public")
-        _check_rows(self.mask_public, m, KEY_BYTES, "mask_public")
-        if not isinstance(self.graph_seed, bytes) or len(self.graph_seed) != 32:
-            raise ValueError("graph_seed must be 32 bytes")
+    session: Text
+    round: NonNegInt
+    clients: Names
+    enc_public: Annotated[np.ndarray, ByteRows(KEY_BYTES, rows_like="clients")]  # (m, 32) uint8
+    mask_public: Annotated[np.ndarray, ByteRows(KEY_BYTES, rows_like="clients")]
+    graph_seed: Seed
 
 
 @wire("secagg.encrypted_shares", version=1)
@@ -86,15 +59,10 @@ class PublicKeys:
 class EncryptedShares:
     """Client -> server, stage 1: one share ciphertext per neighbour (row i for dsts[i])."""
 
-    session: str
-    round: int
-    dsts: list[str]
-    ciphertexts: np.ndarray  # (len(dsts), CIPHERTEXT_BYTES) uint8
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
-        _check_ids(self.dsts, "dsts")
-        _check_rows(self.ciphertexts, len(self.dsts), CIPHERTEXT_BYTES, "ciphertexts")
+    session: Text
+    round: NonNegInt
+    dsts: Names
+    ciphertexts: Annotated[np.ndarray, ByteRows(CIPHERTEXT_BYTES, rows_like="dsts")]
 
 
 @wire("secagg.forwarded_shares", version=1)
@@ -102,15 +70,10 @@ class EncryptedShares:
 class ForwardedShares:
     """Server -> client, after stage 1: the ciphertexts addressed to it (row i from srcs[i])."""
 
-    session: str
-    round: int
-    srcs: list[str]
-    ciphertexts: np.ndarray  # (len(srcs), CIPHERTEXT_BYTES) uint8
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
-        _check_ids(self.srcs, "srcs")
-        _check_rows(self.ciphertexts, len(self.srcs), CIPHERTEXT_BYTES, "ciphertexts")
+    session: Text
+    round: NonNegInt
+    srcs: Names
+    ciphertexts: Annotated[np.ndarray, ByteRows(CIPHERTEXT_BYTES, rows_like="srcs")]
 
 
 @wire("secagg.masked_input", version=1)
@@ -118,16 +81,9 @@ class ForwardedShares:
 class MaskedInput:
     """Client -> server, stage 2: y_u = [w_u q(x_u), w_u] + masks, mod 2**bits."""
 
-    session: str
-    round: int
-    y: np.ndarray  # (d + 1,) uint32 or uint64
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
-        if not isinstance(self.y, np.ndarray) or self.y.ndim != 1:
-            raise ValueError("y must be a 1-D array")
-        if self.y.dtype not in (np.dtype(np.uint32), np.dtype(np.uint64)):
-            raise ValueError(f"y must be uint32 or uint64, got {self.y.dtype}")
+    session: Text
+    round: NonNegInt
+    y: MaskedVector  # (d + 1,) uint32 or uint64
 
 
 @wire("secagg.unmask_request", version=1)
@@ -135,15 +91,10 @@ class MaskedInput:
 class UnmaskRequest:
     """Server -> client, after stage 2: which of its holders' peers survived or dropped."""
 
-    session: str
-    round: int
-    survivors: list[str]
-    dropped: list[str]
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
-        _check_ids(self.survivors, "survivors")
-        _check_ids(self.dropped, "dropped")
+    session: Text
+    round: NonNegInt
+    survivors: Names
+    dropped: Names
 
 
 @wire("secagg.unmask_shares", version=1)
@@ -151,19 +102,12 @@ class UnmaskRequest:
 class UnmaskShares:
     """Client -> server, stage 3: self-mask shares of survivors, mask-key shares of the dropped."""
 
-    session: str
-    round: int
-    survivors: list[str]
-    self_mask_shares: np.ndarray  # (len(survivors), SHARE_BYTES) uint8
-    dropped: list[str]
-    mask_key_shares: np.ndarray  # (len(dropped), SHARE_BYTES) uint8
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
-        _check_ids(self.survivors, "survivors")
-        _check_ids(self.dropped, "dropped")
-        _check_rows(self.self_mask_shares, len(self.survivors), SHARE_BYTES, "self_mask_shares")
-        _check_rows(self.mask_key_shares, len(self.dropped), SHARE_BYTES, "mask_key_shares")
+    session: Text
+    round: NonNegInt
+    survivors: Names
+    self_mask_shares: Annotated[np.ndarray, ByteRows(SHARE_BYTES, rows_like="survivors")]
+    dropped: Names
+    mask_key_shares: Annotated[np.ndarray, ByteRows(SHARE_BYTES, rows_like="dropped")]
 
 
 @wire("secagg.excluded", version=1)
@@ -171,12 +115,9 @@ class UnmaskShares:
 class Excluded:
     """Server -> client: the round goes on without you (you were late or sent something invalid)."""
 
-    session: str
-    round: int
-    reason: str
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
+    session: Text
+    round: NonNegInt
+    reason: Text
 
 
 @wire("secagg.abort", version=1)
@@ -184,12 +125,9 @@ class Excluded:
 class Abort:
     """Server -> clients: the round is aborted (fewer than the threshold remain); nothing applied."""
 
-    session: str
-    round: int
-    reason: str
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
+    session: Text
+    round: NonNegInt
+    reason: Text
 
 
 @wire("secagg.finished", version=1)
@@ -197,9 +135,6 @@ class Abort:
 class Finished:
     """Server -> clients: the round completed over ``num_survivors`` inputs."""
 
-    session: str
-    round: int
-    num_survivors: int
-
-    def __post_init__(self) -> None:
-        _check_head(self.session, self.round)
+    session: Text
+    round: NonNegInt
+    num_survivors: NonNegInt

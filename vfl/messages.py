@@ -1,12 +1,34 @@
-"""Control messages of the split trainer (the HE step messages are in vfl.he.messages)."""
+"""Control messages of the split trainer (the HE step messages are in vfl.he.messages).
+
+Every field has a codec type (``party.codec``), checked when a message is decoded:
+a malformed control message is a ``CodecError`` naming the field, never a value the
+session machine (``vfl.session``) has to doubt.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
 from party import wire
+from party.codec import (
+    Array,
+    FiniteFloat,
+    Flag,
+    Int,
+    NonNegInt,
+    NonNegInts,
+    PosInt,
+    Str,
+    Text,
+)
+
+MODES = ("he", "plaintext")
+Mode = Annotated[str, Str(one_of=MODES)]
+#: An epoch number, or -1 for "none" (no checkpoint to resume from, no best epoch yet).
+EpochOrNone = Annotated[int, Int(min=-1)]
 
 
 @wire("vfl.train_plan", version=1)
@@ -14,23 +36,17 @@ from party import wire
 class TrainPlan:
     """A -> P: what will be trained. P checks rows, ID digest and mode against its own."""
 
-    mode: str
-    rows: int
-    id_digest: str
-    batch_size: int
-    epochs: int
-    seed: int
-    val_fraction: float
-    k: int
-    lr_interactive: float  # SGD on the shared W: both shares must take the same step
-    momentum: float
-    checkpoints: list[int]  # epochs A can resume from
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("he", "plaintext"):
-            raise ValueError(f"unknown mode {self.mode!r}")
-        if self.rows < 1 or self.batch_size < 1 or self.k < 1:
-            raise ValueError("rows, batch_size and k must be positive")
+    mode: Mode
+    rows: PosInt
+    id_digest: Text
+    batch_size: PosInt
+    epochs: PosInt
+    seed: NonNegInt
+    val_fraction: FiniteFloat
+    k: PosInt
+    lr_interactive: FiniteFloat  # SGD on the shared W: both shares must take the same step
+    momentum: FiniteFloat
+    checkpoints: NonNegInts  # epochs A can resume from
 
 
 @wire("vfl.plan_ack", version=1)
@@ -38,10 +54,10 @@ class TrainPlan:
 class PlanAck:
     """P -> A: accepted; P's output width d, its resumable epochs; W_init in plaintext mode."""
 
-    d: int
-    checkpoints: list[int]
-    w_init: np.ndarray  # (d, k) in plaintext mode only; (0, 0) in HE mode
-    error: str  # non-empty: P refuses the plan (rows, IDs or mode differ)
+    d: NonNegInt
+    checkpoints: NonNegInts
+    w_init: Annotated[np.ndarray, Array((np.float64,), ndim=2, finite=True)]  # (d, k) or (0, 0)
+    error: Text  # non-empty: P refuses the plan (rows, IDs or mode differ)
 
 
 @wire("vfl.epoch_cmd", version=2)
@@ -54,14 +70,10 @@ class EpochCommand:
     paired when scoring later (``load_model``).
     """
 
-    action: str
-    epoch: int
-    best_epoch: int
-    run_id: str = ""
-
-    def __post_init__(self) -> None:
-        if self.action not in ("train", "resume", "stop"):
-            raise ValueError(f"unknown action {self.action!r}")
+    action: Annotated[str, Str(one_of=("train", "resume", "stop"))]
+    epoch: EpochOrNone
+    best_epoch: EpochOrNone
+    run_id: Text = ""
 
 
 @wire("vfl.epoch_end", version=1)
@@ -69,16 +81,16 @@ class EpochCommand:
 class EpochEnd:
     """A -> P after validation: checkpoint this epoch; ``best_epoch`` is the best so far."""
 
-    epoch: int
-    best_epoch: int
+    epoch: NonNegInt
+    best_epoch: EpochOrNone
 
 
 @wire("vfl.ack", version=1)
 @dataclass(frozen=True)
 class Ack:
-    """P -> A: done (e.g. checkpoint written)."""
+    """P -> A: epoch ``epoch`` is done (its checkpoint written)."""
 
-    epoch: int
+    epoch: NonNegInt
 
 
 @wire("vfl.score_request", version=1)
@@ -86,9 +98,18 @@ class Ack:
 class ScoreRequest:
     """A -> P: score ``rows`` aligned rows (P checks its own row count and ID digest)."""
 
-    rows: int
-    id_digest: str
-    batch_size: int
+    rows: PosInt
+    id_digest: Text
+    batch_size: PosInt
+
+
+@wire("vfl.score_ready", version=1)
+@dataclass(frozen=True)
+class ScoreReady:
+    """P -> A: ``ok``: P holds the same rows and serves the batches; else ``error`` says why."""
+
+    ok: Flag
+    error: Text
 
 
 @wire("vfl.score_hello", version=1)
@@ -100,9 +121,9 @@ class ScoreHello:
     mode and the interactive width ``k`` equal those saved with its own half.
     """
 
-    run_id: str
-    mode: str
-    k: int
+    run_id: Text
+    mode: Mode
+    k: PosInt
 
 
 @wire("vfl.score_hello_ack", version=1)
@@ -110,6 +131,20 @@ class ScoreHello:
 class ScoreHelloAck:
     """P -> A: P's model ID and output width ``d``; ``error`` non-empty: P refuses."""
 
-    run_id: str
-    d: int
-    error: str
+    run_id: Text
+    d: NonNegInt
+    error: Text
+
+
+__all__ = [
+    "MODES",
+    "Ack",
+    "EpochCommand",
+    "EpochEnd",
+    "PlanAck",
+    "ScoreHello",
+    "ScoreHelloAck",
+    "ScoreReady",
+    "ScoreRequest",
+    "TrainPlan",
+]

@@ -3,17 +3,17 @@
 Ciphertexts travel as SEAL-serialized ``bytes`` (size-checked by the receiver
 before deserializing); decrypted-and-returned values travel as float64 arrays.
 Every ciphertext-carrying message names the key it was made under (``key_id``).
-``PublicContext`` and the field checks are shared with FTL (:mod:`he.messages`).
+``PublicContext`` and the field types (checked by the codec on decode) are shared
+with FTL (:mod:`he.messages`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from he.messages import MAX_CIPHERTEXTS, PublicContext, check_chunks, check_cts, check_matrix
+from he.messages import MAX_CIPHERTEXTS, CiphertextChunks, Ciphertexts, Matrix, PublicContext
 from party import wire
+from party.codec import Blob, PosInt, Text
 
 
 @wire("vfl.he.enc_activations", version=1)
@@ -21,17 +21,11 @@ from party import wire
 class EncActivations:
     """Step 1, P -> A: Enc_P(h), column-blocked per chunk of rows, and row-blocked (training)."""
 
-    key_id: str
-    rows: int
-    cols: list[list[bytes]]
-    row_blocked: list[bytes]
-    context: bytes  # P's new public context after a key rotation, else b""
-
-    def __post_init__(self) -> None:
-        check_chunks("cols", self.cols)
-        check_cts("row_blocked", self.row_blocked)
-        if not isinstance(self.rows, int) or self.rows < 1:
-            raise ValueError(f"rows must be a positive int, got {self.rows!r}")
+    key_id: Text
+    rows: PosInt
+    cols: CiphertextChunks
+    row_blocked: Ciphertexts
+    context: Blob  # P's new public context after a key rotation, else b""
 
 
 @wire("vfl.he.masked_forward", version=1)
@@ -39,11 +33,8 @@ class EncActivations:
 class MaskedForward:
     """Step 2, A -> P: U_j = Enc_P(h) ⊗ W_A[:, j] + Enc_P(r_j), k per chunk."""
 
-    key_id: str
-    u: list[list[bytes]]
-
-    def __post_init__(self) -> None:
-        check_chunks("u", self.u)
+    key_id: Text
+    u: CiphertextChunks
 
 
 @wire("vfl.he.forward_share", version=1)
@@ -51,10 +42,7 @@ class MaskedForward:
 class ForwardShare:
     """Step 3, P -> A: v = h W + Σ r (rounded/noise-flooded), rows × k."""
 
-    v: np.ndarray
-
-    def __post_init__(self) -> None:
-        check_matrix("v", self.v)
+    v: Matrix
 
 
 @wire("vfl.he.masked_gradient", version=1)
@@ -62,15 +50,11 @@ class ForwardShare:
 class MaskedGradient:
     """Step 5, A -> P: Gm_j = Enc_P(h_rows) ⊗ δ[:, j] + Enc_P(R_j), and Enc_A(δ)."""
 
-    key_id: str  # P's key (gm)
-    gm: list[bytes]
-    delta_key_id: str  # A's key (delta)
-    delta: list[list[bytes]]
-    context: bytes  # A's new public context after a key rotation, else b""
-
-    def __post_init__(self) -> None:
-        check_cts("gm", self.gm)
-        check_chunks("delta", self.delta)
+    key_id: Text  # P's key (gm)
+    gm: Ciphertexts
+    delta_key_id: Text  # A's key (delta)
+    delta: CiphertextChunks
+    context: Blob  # A's new public context after a key rotation, else b""
 
 
 @wire("vfl.he.masked_backward", version=1)
@@ -78,11 +62,8 @@ class MaskedGradient:
 class MaskedBackward:
     """Step 6, P -> A: Y_i = Enc_A(δ) ⊗ W_P[i, :] + Enc_A(s_i), d per chunk."""
 
-    key_id: str
-    y: list[list[bytes]]
-
-    def __post_init__(self) -> None:
-        check_chunks("y", self.y)
+    key_id: Text
+    y: CiphertextChunks
 
 
 @wire("vfl.he.grad_share", version=1)
@@ -90,10 +71,7 @@ class MaskedBackward:
 class GradShare:
     """Step 7, A -> P: δ Wᵀ + Σ s (rounded/noise-flooded), rows × d."""
 
-    g: np.ndarray
-
-    def __post_init__(self) -> None:
-        check_matrix("g", self.g)
+    g: Matrix
 
 
 @wire("vfl.plain.activations", version=1)
@@ -101,10 +79,7 @@ class GradShare:
 class PlainActivations:
     """Plaintext mode, P -> A: h in the clear (comparison mode only; no privacy)."""
 
-    h: np.ndarray
-
-    def __post_init__(self) -> None:
-        check_matrix("h", self.h)
+    h: Matrix
 
 
 @wire("vfl.plain.gradient", version=1)
@@ -112,10 +87,7 @@ class PlainActivations:
 class PlainGradient:
     """Plaintext mode, A -> P: ∂L/∂h = δ Wᵀ."""
 
-    g: np.ndarray
-
-    def __post_init__(self) -> None:
-        check_matrix("g", self.g)
+    g: Matrix
 
 
 __all__ = [
