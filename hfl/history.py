@@ -110,8 +110,8 @@ class History:
             ax_e = axes[2]
             ax_e.plot(*zip(*eps, strict=True), marker="o", color="tab:red", label="total ε")
             ax_e.set_xlabel("round")
-            ax_e.set_title("privacy spent (ε at δ = %g)" % self.metrics_distributed_fit.get(
-                "dp_delta", [(0, 1e-5)])[-1][1])
+            delta = self.metrics_distributed_fit.get("dp_delta", [(0, 1e-5)])[-1][1]
+            ax_e.set_title(f"privacy spent (ε at δ = {delta:g})")
             ax_e.grid(alpha=0.3)
         for name, xs in (("distributed", self.losses_distributed),
                          ("centralized", self.losses_centralized)):

@@ -20,13 +20,30 @@ out of the sum; fewer than the threshold aborts the round (``QuorumLost``) and
 the global model stays as it was. The server logs that as an error and records
 it in the round's ``history.rounds[i]["secure_agg"]`` (``"skipped: ..."`` when
 fewer than the minimum finished training, ``"aborted: ..."`` on ``QuorumLost``).
+
+Distributed DP (``secure_agg={"dp": {...}}``): each client clips its update, rotates,
+rounds and noises it (:class:`dp.DistributedDP`) before it enters the secure sum, so
+the server unmasks only a noised sum; see ``dp.distributed`` for the pipeline and
+what each party learns, and ``dp.secagg`` for how the integers ride SecAgg. The
+settings are ``clip`` and either ``noise_multiplier`` or ``target_epsilon`` with
+``num_rounds`` (the smallest multiplier whose ε after that many rounds is within the
+target), ``bits`` (16), ``kind`` (``"gaussian"`` or ``"skellam"``), ``delta`` (1e-5)
+and ``overflow_prob``. Updates are
+weighted equally (the sensitivity argument needs it): the new model is the old one
+plus the noised mean of the survivors' clipped updates. The DP modulus is checked
+against overflow when each round is configured, before any client trains, with the
+model's real dimension; ε is accounted for the fewest survivors the Shamir
+threshold allows and reported in the round's fit metrics (``dp_epsilon``,
+``dp_epsilon_round``, ``dp_delta``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +54,11 @@ from party import ConfigError, Party, PartyUnavailable, Tag, TesseraError
 log = logging.getLogger("hfl.secure")
 
 #: keys of ``secure_agg=`` settings that are not SecAggParams fields
-_HFL_KEYS = ("client_timeout_s",)
+_HFL_KEYS = ("client_timeout_s", "dp")
+
+#: keys of the ``dp`` setting
+_DP_KEYS = ("noise_multiplier", "clip", "bits", "kind", "delta", "overflow_prob",
+            "target_epsilon", "num_rounds")
 
 #: :func:`min_clients` looks for a feasible cohort up to this size
 _MAX_SEARCH = 1024
@@ -113,20 +134,106 @@ def check_settings(settings: Mapping[str, Any], *, num_clients: int | None = Non
         check_clients(out, num_clients, context=context)
     else:
         SecAggParams(num_clients=10, vector_length=1, **_core(out))  # ConfigError if invalid
+    if "dp" in out:
+        n = num_clients if num_clients is not None else 10
+        _dp_config(out, num_clients=max(3, n), dim=1000)  # the real dim is checked each round
     return out
+
+
+def _dp_config(settings: Mapping[str, Any], *, num_clients: int, dim: int) -> Any:
+    """The round's :class:`dp.DistributedDP`, or None without a ``dp`` setting."""
+    dp = settings.get("dp")
+    if dp is None:
+        return None
+    if not isinstance(dp, Mapping):
+        raise ConfigError(f"secure_agg: 'dp' must be a table of settings, got {type(dp).__name__}")
+    bad = sorted(set(dp) - set(_DP_KEYS))
+    if bad:
+        raise ConfigError(f"secure_agg: unknown dp setting(s) {bad}; known: {list(_DP_KEYS)}")
+    if "clip" not in dp:
+        raise ConfigError("secure_agg: dp needs 'clip'")
+    if ("noise_multiplier" in dp) == ("target_epsilon" in dp):
+        raise ConfigError("secure_agg: dp needs 'noise_multiplier' or 'target_epsilon' (one)")
+    if "target_epsilon" in dp and "num_rounds" not in dp:
+        raise ConfigError("secure_agg: dp 'target_epsilon' needs 'num_rounds' (the planned rounds)")
+    from secure_agg import SecAggParams
+
+    # the Shamir threshold bounds how few clients a round can finish with
+    core = {k: v for k, v in _core(settings).items() if k not in ("num_clients", "vector_length")}
+    t = SecAggParams(num_clients=num_clients, vector_length=1, **core).t
+    key = tuple(sorted((k, v) for k, v in dp.items()))
+    return _dp_cached(key, dim, num_clients, min(t, num_clients))
+
+
+@functools.lru_cache(maxsize=64)
+def _dp_cached(key: tuple[tuple[str, Any], ...], dim: int, clients: int, threshold: int) -> Any:
+    from dp import DistributedDP
+
+    dp = dict(key)
+    kw = {k: v for k, v in dp.items() if k not in ("delta", "target_epsilon", "num_rounds")}
+    if "target_epsilon" not in dp:
+        return DistributedDP(dim=dim, clients=clients, threshold=threshold, **kw)
+    # the smallest noise multiplier whose epsilon after num_rounds is within the target
+    target, rounds = float(dp["target_epsilon"]), int(dp["num_rounds"])
+    delta = float(dp.get("delta", 1e-5))
+
+    def make(z: float) -> Any:
+        return DistributedDP(dim=dim, clients=clients, threshold=threshold,
+                             noise_multiplier=z, **kw)
+
+    lo, hi = 0.0, 1.0
+    while make(hi).epsilon(rounds, delta) > target:
+        lo, hi = hi, hi * 2
+        if hi > 1e4:
+            raise ConfigError(f"secure_agg: no noise multiplier reaches epsilon {target}")
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if make(mid).epsilon(rounds, delta) > target:
+            lo = mid
+        else:
+            hi = mid
+    log.info("distributed DP: noise multiplier %.4f gives epsilon <= %g after %d rounds "
+             "(delta %g, %d clients, threshold %d)", hi, target, rounds, delta, clients, threshold)
+    return make(hi)
+
+
+def dp_round_metrics(settings: Mapping[str, Any], rounds_done: int) -> dict[str, float]:
+    """ε after ``rounds_done`` distributed-DP rounds with these round settings ({} without dp)."""
+    cfg = _dp_config(settings, num_clients=int(settings["num_clients"]),
+                     dim=int(settings["vector_length"]))
+    if cfg is None:
+        return {}
+    delta = float(settings["dp"].get("delta", 1e-5))
+    total = cfg.epsilon(rounds_done, delta)
+    before = cfg.epsilon(rounds_done - 1, delta) if rounds_done > 1 else 0.0
+    return {"dp_epsilon": total, "dp_epsilon_round": 0.0 if math.isinf(before) else total - before,
+            "dp_delta": delta,
+            "dp_noise_multiplier": float(cfg.noise_multiplier), "dp_bits": float(cfg.bits)}
 
 
 def round_params(settings: Mapping[str, Any], *, num_clients: int, dim: int,
                  client_timeout_s: float) -> dict[str, Any]:
-    """What one round's FitIns carries: every SecAggParams field, plus the client's wait."""
-    return {**settings, "num_clients": num_clients, "vector_length": dim,
-            "client_timeout_s": client_timeout_s}
+    """What one round's FitIns carries: every SecAggParams field, plus the client's wait.
+
+    With distributed DP this is where the modulus is checked against the model's real
+    dimension (ConfigError before any client trains).
+    """
+    out = {**settings, "num_clients": num_clients, "vector_length": dim,
+           "client_timeout_s": client_timeout_s}
+    _params(out)
+    return out
 
 
 def _params(d: Mapping[str, Any]) -> Any:
     from secure_agg import SecAggParams
 
-    return SecAggParams(**{k: v for k, v in d.items() if k not in _HFL_KEYS})
+    core = {k: v for k, v in d.items() if k not in _HFL_KEYS}
+    cfg = _dp_config(d, num_clients=int(d["num_clients"]), dim=int(d["vector_length"]))
+    if cfg is not None:
+        from dp.secagg import secagg_settings
+
+        core.update(secagg_settings(cfg))
+    return SecAggParams(**core)
 
 
 def client_round(party: Party, server: str, delta: np.ndarray, weight: int, *, session: str,
@@ -140,6 +247,14 @@ def client_round(party: Party, server: str, delta: np.ndarray, weight: int, *, s
     from secure_agg import run_client
 
     p = _params(params)
+    cfg = _dp_config(params, num_clients=int(params["num_clients"]),
+                     dim=int(params["vector_length"]))
+    if cfg is not None:  # clip, rotate, round and noise before anything leaves this client
+        from dp.secagg import client_input, round_seed
+
+        delta = client_input(cfg, np.asarray(delta, np.float64), round_seed(session, 0),
+                             np.random.default_rng())
+        weight = 1
     try:
         out = run_client(party, server, np.asarray(delta, np.float64), weight=int(weight), params=p,
                          session=session, timeout_s=float(params.get("client_timeout_s", 600.0)))
@@ -184,4 +299,11 @@ def server_round(party: Party, clients: list[str], *, session: str, params: Mapp
     from secure_agg import run_server
 
     res = run_server(party, clients, params=_params(params), session=session)
+    cfg = _dp_config(params, num_clients=int(params["num_clients"]),
+                     dim=int(params["vector_length"]))
+    if cfg is not None:  # the noised sum of clipped updates; each survivor weighs 1
+        from dp.secagg import round_seed, server_sum
+
+        return (server_sum(cfg, res.sum, round_seed(session, 0)), float(res.total_weight),
+                list(res.survivors), dict(res.dropped))
     return res.sum, float(res.total_weight), list(res.survivors), dict(res.dropped)
