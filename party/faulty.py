@@ -8,7 +8,7 @@ faults of a real network, where the contract must hold, are
     ft = FaultyTransport(net.transport("c2"))
     ft.drop(step="masked_input")            # c2's masked input never reaches the server
     ft.duplicate(dst="server", count=2)     # the next two messages to the server arrive twice
-    ft.corrupt(step="share_keys")           # one flipped byte: the server's decode must refuse it
+    ft.corrupt(step="share_keys", at=0)     # a flipped header byte: the decode must refuse it
     ft.delay(0.5, protocol="secagg")        # each secagg message waits 0.5 s (order kept)
     ft.reset_after(3)                       # after 3 more messages the link dies (as a crash)
     party = Party("c2", ft)
@@ -48,6 +48,7 @@ class Rule:
     when: Callable[[str, Tag], bool] | None = None
     count: int | None = 1
     seconds: float = 0.0
+    at: int = -1  # corrupt: the byte flipped
 
     def matches(self, dst: str, tag: Tag) -> bool:
         return ((self.dst is None or dst == self.dst)
@@ -72,10 +73,10 @@ class FaultyTransport:
     # -- arming ------------------------------------------------------------------------------
     def _arm(self, kind: Kind, *, dst: str | None, protocol: str | None, session: str | None,
              round: int | None, step: str | None, when: Callable[[str, Tag], bool] | None,
-             count: int | None, seconds: float = 0.0) -> Rule:
+             count: int | None, seconds: float = 0.0, at: int = -1) -> Rule:
         if count is not None and count < 1:
             raise ValueError(f"count must be >= 1 or None (every match), got {count}")
-        rule = Rule(kind, dst, protocol, session, round, step, when, count, seconds)
+        rule = Rule(kind, dst, protocol, session, round, step, when, count, seconds, at)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -94,12 +95,13 @@ class FaultyTransport:
         return self._arm("duplicate", dst=dst, protocol=protocol, session=session, round=round,
                          step=step, when=when, count=count)
 
-    def corrupt(self, *, dst: str | None = None, protocol: str | None = None,
+    def corrupt(self, *, at: int = -1, dst: str | None = None, protocol: str | None = None,
                 session: str | None = None, round: int | None = None, step: str | None = None,
                 when: Callable[[str, Tag], bool] | None = None, count: int | None = 1) -> Rule:
-        """Matching messages arrive with their last byte flipped (a forged or damaged payload)."""
+        """Matching messages arrive with byte ``at`` flipped (default the last: inside the
+        payload's data; 0: the codec's header, which the receiver's decode must refuse)."""
         return self._arm("corrupt", dst=dst, protocol=protocol, session=session, round=round,
-                         step=step, when=when, count=count)
+                         step=step, when=when, count=count, at=at)
 
     def delay(self, seconds: float, *, dst: str | None = None, protocol: str | None = None,
               session: str | None = None, round: int | None = None, step: str | None = None,
@@ -169,22 +171,24 @@ class FaultyTransport:
         if "drop" in names:
             self._count_reset()
             return
-        if "corrupt" in names:
-            payload = bytearray(payload)
-            payload[-1] ^= 0xFF
+        for kind, at in kinds:
+            if kind == "corrupt":
+                payload = bytearray(payload)
+                payload[int(at)] ^= 0xFF
         self.inner.send(dst, tag, payload)
         if "duplicate" in names:
             self.inner.send(dst, tag, payload)
         self._count_reset()
 
     def _take(self, dst: str, tag: Tag) -> list[tuple[Kind, float]]:
-        """The faults that hit this message (each rule's count decremented)."""
+        """The faults that hit this message (each rule's count decremented); for a corrupt
+        fault the number is the byte offset, for a delay the seconds."""
         out: list[tuple[Kind, float]] = []
         with self._lock:
             for r in list(self.rules):
                 if not r.matches(dst, tag):
                     continue
-                out.append((r.kind, r.seconds))
+                out.append((r.kind, float(r.at) if r.kind == "corrupt" else r.seconds))
                 if r.count is not None:
                     r.count -= 1
                     if r.count == 0:
