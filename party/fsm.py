@@ -124,13 +124,15 @@ class Machine(Generic[S]):
 
 
 def transition(
-    event: str, variant: Callable[..., str] | None = None
+    event: str, variant: Callable[..., str] | None = None, *, remote: bool = False
 ) -> Callable[[Callable[Concatenate[M, P], R]], Callable[Concatenate[M, P], R]]:
     """Guard a method of a :class:`Machine` by the table's entry for ``event``.
 
     ``variant(self, *args, **kwargs)`` names the variant for an argument-dependent
     event: the event is then ``f"{event}[{variant}]"``. It is called only after the
-    stage allows some variant, so a call in the wrong stage is refused first.
+    stage allows some variant, so a call in the wrong stage is refused first. With
+    ``remote=True`` the variant comes from a peer's message (a command): a variant the
+    stage does not allow is the peer's fault, a :class:`RemoteProtocolError` (and aborts).
     """
 
     def deco(fn: Callable[Concatenate[M, P], R]) -> Callable[Concatenate[M, P], R]:
@@ -141,6 +143,11 @@ def transition(
             else:
                 self._guard_method(event)
                 ev = f"{event}[{variant(self, *args, **kwargs)}]"
+                if remote and not (ev in self.transitions and self.allows(ev)):
+                    err = RemoteProtocolError(f"{self._label()}: the peer asks for "
+                                              f"{_display(ev)} in stage {self.stage.name}")
+                    self._abort(err)
+                    raise err
             nxt = self._guard(ev)
             t0 = self._clock() if self._clock is not None else 0.0
             try:

@@ -224,7 +224,7 @@ def test_he_scoring_transcript_of_loaded_halves(data: dict[str, Any], runs: dict
     # the run handshake first (names, incarnations, nonces; no model data)
     assert kinds[:2] == ["RunHello", "RunConfirm"], kinds
     assert kinds[2:4] == ["ScoreHelloAck", "PublicContext"], kinds
-    assert set(kinds[4:]) == {"Ack", "EncActivations", "ForwardShare"}, kinds
+    assert set(kinds[4:]) == {"ScoreReady", "EncActivations", "ForwardShare"}, kinds
     from vfl.he.context import load_public
 
     ctx = next(m for m in seen if type(m).__name__ == "PublicContext")
