@@ -3,7 +3,8 @@
     python -m examples.flower_tutorial.client --federation fed/federation.toml --name client_0
     python -m examples.flower_tutorial.client --federation fed/federation.toml --name client_1
 
-Add ``--cifar10 PATH`` to train on a local CIFAR-10 copy (see task.py).
+CIFAR-10 is read from ``$TESSERA_DATA/cifar10/`` or ``--cifar10 PATH`` (see task.py); without it
+the client says so and falls back to MNIST.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--server-address", default=None, help="router host:port (default: from the TOML)")
     ap.add_argument("--partition", type=int, default=None, help="default: the number in --name")
     ap.add_argument("--num-partitions", type=int, default=2)
-    ap.add_argument("--cifar10", default=None, help="local CIFAR-10 (.npz or cifar-10-batches-bin)")
+    ap.add_argument("--cifar10", default=None,
+                    help="CIFAR-10 (an official archive or extracted batches; default $TESSERA_DATA/cifar10)")
     ap.add_argument("--limit", type=int, default=None, help="use at most this many examples")
+    ap.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (quick start: 0.001)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (small CNN: 1 is fastest)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -51,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def fit(self, parameters: list[Any], config: dict[str, Any]) -> Any:
             self.set_parameters(parameters)
-            train(net, trainloader, epochs=1)
+            train(net, trainloader, epochs=1, lr=args.lr)
             return self.get_parameters(config={}), len(trainloader[1]), {}
 
         def evaluate(self, parameters: list[Any], config: dict[str, Any]) -> Any:

@@ -3,7 +3,10 @@
     python -m examples.flower_tutorial.run_local [--smoke] [--cifar10 PATH] [--workdir DIR]
 
 Makes a CA and certificates, writes federation.toml, starts server.py and two
-client.py processes and waits. ``--smoke`` trains each client on 1,000 images.
+client.py processes and waits. ``--smoke`` trains each client on 2,000 images with
+SGD lr 0.02: the quick start's lr 0.001 stays on its initial plateau for the ~200
+steps a smoke run has (accuracy 0.10-0.12 after 3 rounds), lr 0.02 reaches about
+0.9 on MNIST.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="1,000 images per client")
+    ap.add_argument("--smoke", action="store_true", help="2,000 images per client, lr 0.02")
     ap.add_argument("--cifar10", default=None)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default=None)
@@ -36,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            router=f"127.0.0.1:{free_port()}",
                            parties={"server": "server", "client_0": "client", "client_1": "client"})
     py = sys.executable
-    extra = (["--limit", "1000"] if args.smoke else []) + (["--cifar10", args.cifar10] if args.cifar10 else [])
+    extra = (["--limit", "2000", "--lr", "0.02"] if args.smoke else []) + (["--cifar10", args.cifar10] if args.cifar10 else [])
     server = subprocess.Popen([py, "-m", "examples.flower_tutorial.server", "--federation", str(fed),
                                "--rounds", str(args.rounds), "--out", str(work / "out")], cwd=ROOT)
     clients = [subprocess.Popen([py, "-m", "examples.flower_tutorial.client", "--federation", str(fed),

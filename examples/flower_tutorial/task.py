@@ -1,20 +1,25 @@
 """Model, data and training of Flower's PyTorch quick start ("PyTorch: A 60 Minute Blitz" CNN).
 
-CIFAR-10 cannot be downloaded here. ``--cifar10 PATH`` loads a local copy (an
-``.npz`` with x_train/y_train/x_test/y_test, or ``cifar-10-batches-bin``); without
-it the tutorial runs on MNIST from ``shared/data/mnist`` and the CNN takes 1×28×28
-inputs: conv(1→6, 5) instead of conv(3→6, 5), and 16·4·4 instead of 16·5·5 inputs
-to the first fully connected layer. Everything else is as in the quick start.
+CIFAR-10 is read from ``$TESSERA_DATA/cifar10/`` (or ``--cifar10 PATH``) in either
+official form, md5-checked (:func:`hfl.datasets.load_cifar10`): put
+``cifar-10-binary.tar.gz`` or ``cifar-10-python.tar.gz`` there (read in place), or
+``cifar-10-batches-py/`` extracted. With it the quick start's 3×32×32 CNN runs as is.
+Without it the tutorial says so and falls back to MNIST from ``data/mnist``: the CNN
+then takes 1×28×28 inputs (conv(1→6, 5) instead of conv(3→6, 5), and 16·4·4 instead
+of 16·5·5 inputs to the first fully connected layer). Everything else is as in the
+quick start.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hfl.datasets import load_cifar10, load_mnist
+from hfl.datasets import cifar10_root, find_cifar10, load_cifar10, load_mnist
 from party.files import data_dir
 
 MNIST_DIR = data_dir() / "mnist"
@@ -45,11 +50,30 @@ class Net(nn.Module):
 Data = tuple[torch.Tensor, torch.Tensor]
 
 
-def load_data(partition_id: int, num_partitions: int, *, cifar10: str | None = None,
-              limit: int | None = None) -> tuple[Data, Data, str]:
-    """This client's half of the training set and of the test set, and the data set's name."""
+def choose_cifar10(cifar10: str | None = None) -> str | None:
+    """Where CIFAR-10 will be read from, or None (after saying so) for the MNIST fallback."""
     if cifar10:
-        xtr, ytr, xte, yte = load_cifar10(cifar10)
+        return cifar10
+    if find_cifar10(cifar10_root()) is not None:
+        return str(cifar10_root())
+    print(f"CIFAR-10 not found in {cifar10_root()} (put cifar-10-binary.tar.gz or "
+          "cifar-10-python.tar.gz there, or pass --cifar10 PATH): falling back to MNIST, "
+          "with the CNN adjusted to 1x28x28", flush=True)
+    return None
+
+
+def load_data(partition_id: int, num_partitions: int, *, cifar10: str | None = None,
+              limit: int | None = None, md5: Mapping[str, str] | None = None,
+              ) -> tuple[Data, Data, str]:
+    """This client's share of the training set and of the test set, and the data set's name.
+
+    ``cifar10``: where CIFAR-10 is (default ``$TESSERA_DATA/cifar10``). Given explicitly,
+    it must be there; by default its absence means MNIST, said on stdout. A copy that is
+    there but fails its md5 check is an error, never a silent fallback.
+    """
+    cifar10 = choose_cifar10(cifar10)
+    if cifar10:
+        xtr, ytr, xte, yte = load_cifar10(cifar10, md5=md5)
         name = "CIFAR-10"
         mean, std = np.float32(0.5), np.float32(0.5)
 
@@ -79,11 +103,11 @@ def make_net(dataset: str) -> Net:
     return Net(3, 32) if dataset.startswith("CIFAR") else Net(1, 28)
 
 
-def train(net: Net, data: Data, epochs: int, batch_size: int = 32) -> None:
-    """SGD(lr=0.001, momentum=0.9), cross-entropy, as in the quick start."""
+def train(net: Net, data: Data, epochs: int, batch_size: int = 32, lr: float = 0.001) -> None:
+    """SGD(lr=0.001, momentum=0.9), cross-entropy, as in the quick start (``--smoke``: lr 0.02)."""
     x, y = data
     criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     net.train()
     for _ in range(epochs):
         perm = torch.randperm(len(y))
