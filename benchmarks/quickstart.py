@@ -54,15 +54,21 @@ def run(flower: bool, work: Path, timeout_s: float) -> tuple[int, float, str]:
     t0 = time.perf_counter()
     server = subprocess.Popen([sys.executable, "server.py"], cwd=app, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    logs = [open(app / f"client_{i}.log", "w") for i in range(2)]  # noqa: SIM115
     clients = [subprocess.Popen([sys.executable, "client.py"], cwd=app, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for _ in range(2)]
+                                stdout=log, stderr=subprocess.STDOUT) for log in logs]
     try:
         out, _ = server.communicate(timeout=timeout_s)
         seconds = time.perf_counter() - t0
-        for c in clients:
-            c.wait(timeout=60)
+        for i, c in enumerate(clients):
+            try:
+                c.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                print(f"client {i} still running 60 s after the server exited; its output:\n"
+                      + (app / f"client_{i}.log").read_text()[-3000:], file=sys.stderr)
     finally:
+        for log in logs:
+            log.close()
         procs: list[subprocess.Popen[Any]] = [server, *clients]
         for p in procs:
             if p.poll() is None:
