@@ -304,7 +304,7 @@ def run_spu_keys(
     work = Path(tempfile.mkdtemp(prefix="tessera-psi-spu-"))
     errlog = open(work / "spu.log", "wb")  # noqa: SIM115 - the worker holds it until it exits
     # started first: it loads spu while this process runs the handshake and writes the keys
-    proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "psi._spu_worker"], stdin=subprocess.PIPE, stdout=errlog,
         stderr=errlog, cwd=work, env=_worker_env(work))
     errlog.close()
@@ -313,58 +313,62 @@ def run_spu_keys(
                        info={**config.run_info(parties), "psi": public}, timeout_s=timeout_s)
         party.send(peer, tag.at("spu:size"), Count(len(keys)))
         peer_size = party.recv(peer, tag.at("spu:size"), Count, timeout_s=timeout_s).size
-        hashes = hash_keys(keys, digests)
-        write_keys(work / "in.csv", hashes)
-        retry_ms = 200
-        job = {
-            "protocol": config.protocol, "rank": rank, "link_id": f"tessera-psi-{run.run_id}",
-            "parties": [[p, public["endpoints"][p]] for p in parties],
-            "ca": str(link.ca), "cert": str(link.cert), "key": str(link.key),
-            "input": str(work / "in.csv"), "output": str(work / "out.csv"),
-            "report": str(work / "report.json"),
-            "receiver_rank": parties.index(receiver) if receiver else 0,
-            "broadcast": config.mode == "both",
-            "recv_timeout_ms": int(timeout_s * 1000),
-            "connect_retry_times": max(1, int(link.connect_timeout_s * 1000 / retry_ms)),
-            "connect_retry_interval_ms": retry_ms, **link.options,
-        }
-        t_hash = time.perf_counter() - t0
-        assert proc is not None and proc.stdin is not None
-        proc.stdin.write(json.dumps(job).encode() + b"\n")
-        proc.stdin.flush()
-        # watch the peer over the router while spu runs: a dead or aborting peer stops us now
-        next_log_check = time.monotonic() + 0.5
-        while proc.poll() is None and not (work / "report.json").exists():
-            if time.monotonic() > next_log_check:  # a refused TLS handshake fails now, not
-                next_log_check = time.monotonic() + 0.5  # after spu's connect retries
+        report: dict[str, Any] = {"seconds": 0.0, "note": "an empty set: nothing to run"}
+        hashes = np.empty(0, dtype=f"S{KEY_HEX}")
+        t_hash = 0.0
+        if len(keys) and peer_size:  # spu 0.9.5 aborts on an empty input; both skip it
+            hashes = hash_keys(keys, digests)
+            write_keys(work / "in.csv", hashes)
+            retry_ms = 200
+            job = {
+                "protocol": config.protocol, "rank": rank, "link_id": f"tessera-psi-{run.run_id}",
+                "parties": [[p, public["endpoints"][p]] for p in parties],
+                "ca": str(link.ca), "cert": str(link.cert), "key": str(link.key),
+                "input": str(work / "in.csv"), "output": str(work / "out.csv"),
+                "report": str(work / "report.json"),
+                "receiver_rank": parties.index(receiver) if receiver else 0,
+                "broadcast": config.mode == "both",
+                "recv_timeout_ms": int(timeout_s * 1000),
+                "connect_retry_times": max(1, int(link.connect_timeout_s * 1000 / retry_ms)),
+                "connect_retry_interval_ms": retry_ms, **link.options,
+            }
+            t_hash = time.perf_counter() - t0
+            assert proc is not None and proc.stdin is not None
+            proc.stdin.write(json.dumps(job).encode() + b"\n")
+            proc.stdin.flush()
+            # watch the peer over the router while spu runs: a dead or aborting peer stops us now
+            next_log_check = time.monotonic() + 0.5
+            while proc.poll() is None and not (work / "report.json").exists():
+                if time.monotonic() > next_log_check:  # a refused TLS handshake fails now, not
+                    next_log_check = time.monotonic() + 0.5  # after spu's connect retries
+                    _raise_if_tls_refused(work / "spu.log", party.name, peer, link)
+                if peer_done is not None:
+                    time.sleep(0.05)
+                    continue
+                with contextlib.suppress(PartyTimeout):
+                    peer_done = party.recv(peer, tag.at("spu:done"), RunConfirm, timeout_s=0.1)
+            report = {}
+            with contextlib.suppress(OSError, ValueError):
+                report = json.loads((work / "report.json").read_text())
+            if not report or "error" in report:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+                rc = proc.returncode
                 _raise_if_tls_refused(work / "spu.log", party.name, peer, link)
-            if peer_done is not None:
-                time.sleep(0.05)
-                continue
-            with contextlib.suppress(PartyTimeout):
-                peer_done = party.recv(peer, tag.at("spu:done"), RunConfirm, timeout_s=0.1)
-        report: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            report = json.loads((work / "report.json").read_text())
-        if not report or "error" in report:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-            rc = proc.returncode
-            _raise_if_tls_refused(work / "spu.log", party.name, peer, link)
-            now = getattr(party.transport, "peer_incarnation", lambda _p: run.incarnations[peer])(peer)
-            if now != run.incarnations[peer]:
-                raise PartyUnavailable(peer, "left during the spu PSI run")
-            err = report.get("error", f"exit code {rc}")
-            if "connect to mesh failed" in err:
-                raise PartyUnavailable(peer, f"no PSI link to {public['endpoints'][peer]} within "
-                                       f"{link.connect_timeout_s:g} s (is the port open?)")
-            raise TesseraError(f"spu {config.protocol} PSI failed at {party.name}: {err} "
-                               f"(spu's log: {work / 'spu.log'})")
+                now = getattr(party.transport, "peer_incarnation", lambda _p: run.incarnations[peer])(peer)
+                if now != run.incarnations[peer]:
+                    raise PartyUnavailable(peer, "left during the spu PSI run")
+                err = report.get("error", f"exit code {rc}")
+                if "connect to mesh failed" in err:
+                    raise PartyUnavailable(peer, f"no PSI link to {public['endpoints'][peer]} within "
+                                           f"{link.connect_timeout_s:g} s (is the port open?)")
+                raise TesseraError(f"spu {config.protocol} PSI failed at {party.name}: {err} "
+                                   f"(spu's log: {work / 'spu.log'})")
         rows: np.ndarray | None = None
         size: int | None = None
         digest = hashlib.sha256(b"tessera-psi spu result\x00" + run.transcript)
         if learns:
-            shared = read_keys(work / "out.csv")
+            shared = read_keys(work / "out.csv") if hashes.size else hashes
             rows = shared_rows(hashes, shared)
             size = len(rows)
             if config.mode == "both":

@@ -271,3 +271,47 @@ def test_resume_after_a_kill_during_spu(certs: Path, tmp_path: Path, monkeypatch
     again = run_psi(Party("fintech", InMemoryNetwork(list(NAMES)).transport("fintech")), b,
                     config=cfg, link=lk["fintech"], checkpoint=tmp_path / "fin", timeout_s=5)
     assert list(again.rows) == list(out["fintech"].rows)
+
+
+@needs_spu
+def test_an_empty_set_gives_empty_results_without_running_spu(certs: Path) -> None:
+    """threats.md row 16 for spu (spu 0.9.5 itself aborts on an empty input)."""
+    cfg = PsiConfig(protocol="rr22", join="full")
+    out = run_two({"bank": [], "fintech": ["a", "b"]}, dict.fromkeys(NAMES, cfg), links(certs))
+    assert out["bank"].size == out["fintech"].size == 0
+    assert out["bank"].rows.tolist() == [-1, -1] and out["fintech"].rows.tolist() == [0, 1]
+
+
+@needs_spu
+def test_results_that_differ_between_the_parties_fail_both(certs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if another member of the federation had answered on fintech's PSI endpoint: the
+    confirmation over the router catches a different intersection before any output."""
+    import psi.spu
+    from party.errors import RemoteProtocolError
+
+    real = psi.spu.read_keys
+    calls = {"n": 0}
+
+    def one_short(path: Path) -> Any:
+        calls["n"] += 1
+        got = real(path)
+        return got[1:] if calls["n"] == 1 else got  # the first party to finish loses a key
+
+    monkeypatch.setattr(psi.spu, "read_keys", one_short)
+    a, b = random_sets(13, 60, 60, 0.5)
+    cfg = PsiConfig(protocol="rr22")
+    out = run_two({"bank": a, "fintech": b}, dict.fromkeys(NAMES, cfg), links(certs),
+                  catch=(RemoteProtocolError, PeerAborted))
+    assert all(isinstance(e, (RemoteProtocolError, PeerAborted)) for e in out.values()), out
+    assert any(isinstance(e, RemoteProtocolError) and "differs" in str(e) for e in out.values())
+
+
+def test_digests_from_normalisation_are_the_spu_encoding() -> None:
+    """Both ways of making spu's input agree (one party may pass NormalizedIds.digests, the
+    other not), also after duplicates were dropped."""
+    from psi.normalize import normalize_ids
+    from psi.spu import hash_keys
+
+    norm = normalize_ids([["b", "A", "a", "c"]], duplicates="keep-first")
+    assert len(norm.keys) == 3
+    assert (hash_keys(norm.keys, norm.digests) == hash_keys(norm.keys)).all()
