@@ -34,7 +34,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from party.certs import add_party, init_certs, locked
+from party.ca import add_party, init_certs, locked
 from party.config import FederationConfig, load_federation
 from party.errors import ConfigError
 from party.files import write_atomic

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from party.certs import ISSUED, load_ca, locked, read_json, record_issued, sign_public_key
+from party.ca import ISSUED, load_ca, locked, read_json, record_issued, sign_public_key
 from party.codec import decode, encode
 from party.config import FederationConfig, check_party_name
 from party.errors import (
@@ -65,6 +65,13 @@ ENROLL_METHOD = "/tessera.Enroll/Join"
 #: The longest a token may live (a join token is a bootstrap secret, not a credential).
 MAX_TTL_S = 7 * 24 * 3600.0
 _TOKEN = re.compile(r"^tsr1\.([0-9a-f]{8})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$")
+
+
+def read_tls(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot read {path}: {e.strerror}") from None
 
 
 def ca_fingerprint(ca_pem: bytes) -> str:
@@ -315,8 +322,6 @@ class EnrollmentServer:
         self._lock = threading.Lock()
 
     def start(self) -> EnrollmentServer:
-        from party.router import read_tls
-
         tls = self.config.tls
         chain = read_tls(tls.router_cert, "[tls].router_cert").rstrip(b"\n") + b"\n" + read_tls(
             tls.ca, "[tls].ca")
