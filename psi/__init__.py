@@ -1,10 +1,15 @@
-"""Private set intersection (ECDH over ristretto255) for aligning parties' rows.
+"""Private set intersection for aligning parties' rows: ECDH over ristretto255, or RR22/KKRT.
 
 Public API: :func:`run_psi` (raw IDs), :func:`run_psi_keys` (canonical keys),
-:class:`PsiConfig`, :class:`PsiResult`, :class:`NormalizeOptions`,
-:func:`normalize_ids`, the sans-I/O :class:`PsiSession`, and the errors
-:class:`IdError`, :class:`ConfigMismatch`; :class:`Checkpoint` resumes a killed run. The protocol and its security
-argument are in :mod:`psi.protocol`.
+:class:`PsiConfig` (``protocol`` ``"ecdh"``/``"rr22"``/``"kkrt"``, ``join``
+``"inner"``/``"left"``/``"right"``/``"full"``/``"difference"``), :class:`PsiResult`,
+:class:`NormalizeOptions`, :func:`normalize_ids`, the sans-I/O :class:`PsiSession`,
+:class:`SpuLink` (the rr22/kkrt link), and the errors :class:`IdError`,
+:class:`ConfigMismatch`, :class:`SpuUnavailable`; :class:`Checkpoint` resumes a killed
+run. The ECDH protocol and its security argument are in :mod:`psi.protocol`; RR22/KKRT
+through spu, why spu, and what each party learns per protocol in :mod:`psi.spu`; the
+join layouts and what they reveal in :mod:`psi.join`; the one pipeline all protocols
+share in :mod:`psi.runner`.
 
 Names are imported lazily, so the group worker processes (``python -m
 psi._worker``) load only :mod:`psi.ristretto`, not pandas or the party layer.
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
     )
     from psi.protocol import ConfigMismatch, PsiConfig, PsiResult, PsiSession
     from psi.runner import run_psi, run_psi_keys
+    from psi.spu import SpuLink, SpuUnavailable
 
 _WHERE = {
     "Checkpoint": "psi.checkpoint",
@@ -44,6 +50,8 @@ _WHERE = {
     "PsiSession": "psi.protocol",
     "run_psi": "psi.runner",
     "run_psi_keys": "psi.runner",
+    "SpuLink": "psi.spu",
+    "SpuUnavailable": "psi.spu",
 }
 
 
@@ -67,6 +75,8 @@ __all__ = [
     "PsiConfig",
     "PsiResult",
     "PsiSession",
+    "SpuLink",
+    "SpuUnavailable",
     "normalize_ids",
     "run_psi",
     "run_psi_keys",
