@@ -173,3 +173,19 @@ def test_still_mutual_tls(state: Path, tmp_path: Path) -> None:
         with pytest.raises((PartyUnavailable, AuthenticationError)):
             connect(theirs, "client_1", connect_timeout_s=3)
     devfed.release_client(name)
+
+
+def test_processes_starting_together_share_one_federation(state: Path) -> None:
+    code = ("import hashlib; from party import devfed; cfg = devfed.ensure_dev_federation(); "
+            "n = devfed.claim_client(cfg); "
+            "print(n, hashlib.sha256(cfg.tls.ca.read_bytes()).hexdigest(), flush=True); "
+            "import sys; sys.stdin.read()")  # hold the name until the test is done
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=os.environ) for _ in range(3)]
+    try:
+        lines = [p.stdout.readline().split() for p in procs if p.stdout is not None]
+    finally:
+        for p in procs:
+            p.communicate("", timeout=30)
+    assert len({fp for _, fp in lines}) == 1, lines  # one CA, made once
+    assert len({n for n, _ in lines}) == 3, lines  # three names
