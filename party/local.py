@@ -41,6 +41,7 @@ from typing import IO, Any
 from party.errors import TesseraError
 
 Echo = Callable[[str, str], None]
+_ECHO_LOCK = threading.Lock()  # one pump thread per child: whole lines, never interleaved
 
 
 class LaunchError(TesseraError, RuntimeError):
@@ -80,8 +81,9 @@ def echo_line(name: str, line: str) -> None:
         return
     if not line.strip():
         return
-    sys.stdout.write((line if line.startswith(("[", " ")) else f"[{name}] {line}") + "\n")
-    sys.stdout.flush()
+    with _ECHO_LOCK:
+        sys.stdout.write((line if line.startswith(("[", " ")) else f"[{name}] {line}") + "\n")
+        sys.stdout.flush()
 
 
 class Child:

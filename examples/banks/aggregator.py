@@ -49,7 +49,8 @@ def serve(args: argparse.Namespace) -> int:
 
     strategy = hfl.FedAvg(
         min_fit_clients=3, min_available_clients=3, fraction_evaluate=1.0, min_evaluate_clients=3,
-        initial_parameters=get_parameters(make_model()), evaluate_fn=evaluate_fn,
+        initial_parameters=hfl.ndarrays_to_parameters(get_parameters(make_model())),
+        evaluate_fn=evaluate_fn,
         on_fit_config_fn=lambda r: {"server_round": r, "epochs": 1},
         fit_metrics_aggregation_fn=hfl.strategy.weighted_metrics,
         evaluate_metrics_aggregation_fn=hfl.strategy.weighted_metrics,

@@ -89,7 +89,8 @@ def run(args: argparse.Namespace, *, timings: list[tuple[float, float]] | None =
     init = get_parameters(make_model(args.model, seed=args.seed))
     strategy = hfl.FedAvg(
         fraction_fit=args.fraction, min_fit_clients=1, min_available_clients=args.clients,
-        fraction_evaluate=0.0, evaluate_fn=evaluate_fn, initial_parameters=init,
+        fraction_evaluate=0.0, evaluate_fn=evaluate_fn,
+        initial_parameters=hfl.ndarrays_to_parameters(init),
         on_fit_config_fn=lambda r: {"server_round": r},
     )
     t0 = time.perf_counter()
