@@ -195,8 +195,10 @@ class HeuSummer:
 
     def add_masks(self, ct: Any, masks: list[int]) -> bytes:
         """``ct + masks`` (one mask per row of ``ct``), serialized."""
-        arr = np.empty((len(masks), 1), dtype=object)
-        arr[:, 0] = masks
+        arr: Any = np.empty(len(masks), dtype=object)
+        arr[:] = masks
+        if ct.ndim == 2:
+            arr = arr.reshape(len(masks), 1)
         pt = self._kit.array(arr, self._phe.BigintEncoderParams())
         r = self._ev.add(ct, pt)
         return bytes(r.serialize(self._hnp.MatrixSerializeFormat.Best))

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -393,6 +394,7 @@ class ActiveModel:
     passives: list[str] = field(default_factory=list)
     run_id: str = ""
     leaf_rows: list[npt.NDArray[np.int16]] = field(default_factory=list)  # training rows' leaf per tree (resume)
+    tree_seconds: list[float] = field(default_factory=list)  # this run's wall time per tree (not saved)
 
     def used_records(self, owner: str, tree: int | None = None) -> list[int]:
         ts = self.trees if tree is None else [self.trees[tree]]
@@ -419,6 +421,7 @@ class ActiveBooster:
             raise ConfigError(f"active bins exceed max_bin={params.max_bin}")
         self.model = model or ActiveModel(params, base_margin(self.y, params), passives=list(passives))
         self.on_tree_end = on_tree_end
+        self.tree_seconds: list[float] = []  # wall time of each tree (both parties' work, for benchmarks)
         self.passive_split_sizes: list[int] = []  # sampled rows on each side of every passive split
 
     # ---------------------------------------------------------------- train
@@ -447,6 +450,7 @@ class ActiveBooster:
         for tr, lr in zip(m.trees, m.leaf_rows, strict=True):
             margin = margin + np.array([nd.weight for nd in tr])[lr]
         for t in range(resume, p.n_trees):
+            t0 = time.perf_counter()
             tree, leaf_of = yield from self._grow(t, margin)
             m.trees.append(tree)
             m.leaf_rows.append(np.asarray(leaf_of, dtype=np.int16))
@@ -455,6 +459,7 @@ class ActiveBooster:
             acks = yield Exchange(ends, list(self.passives))
             for q in self.passives:
                 _expect_ack(acks[q], "tree_end", q)
+            self.tree_seconds.append(time.perf_counter() - t0)
             if self.on_tree_end is not None:
                 self.on_tree_end(m)
         m.run_id = m.run_id or secrets.token_hex(8)

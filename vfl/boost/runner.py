@@ -110,7 +110,9 @@ def train_active(party: Party, passives: list[str], bins: Bins, y: Any, params: 
                             model=model,
                             on_tree_end=(lambda m: save_active(ck, m, binner, checkpoint=True)) if ck else None)
     _open(party, list(passives), session, {"rows": len(bins), "role": "boost"}, timeout_s)
-    return _drive_active(party, booster.train(), session, timeout_s)  # type: ignore[no-any-return]
+    trained: ActiveModel = _drive_active(party, booster.train(), session, timeout_s)
+    trained.tree_seconds = list(booster.tree_seconds)
+    return trained
 
 
 def train_passive(party: Party, active: str, bins: Bins, *, session: str = "boost", timeout_s: float = 600.0,

@@ -1,0 +1,158 @@
+"""The evaluation report banks expect: AUC, KS, ROC / KS / lift / gains curves, feature importance.
+
+Computed at the active party only, from its labels and the joint scores (which it alone
+holds after scoring), so it reveals nothing of a passive party's data; the same functions
+serve the split NN (``vfl.ActiveTrainer.predict``) and SecureBoost. Feature importance is per
+party: the active party's own features by name; a passive party's as one total per party at
+the active party, by feature name only at that passive party (from the per-record gains and
+split counts it receives at the end of training), so no threshold or feature identity moves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from party.errors import ConfigError
+from party.files import atomic_path, write_atomic
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _check(y: Any, s: Any) -> tuple[FloatArray, FloatArray]:
+    ya, sa = np.asarray(y, dtype=np.float64).ravel(), np.asarray(s, dtype=np.float64).ravel()
+    if len(ya) != len(sa) or len(ya) == 0:
+        raise ConfigError(f"{len(ya)} labels for {len(sa)} scores")
+    if not np.isin(ya, (0.0, 1.0)).all():
+        raise ConfigError("the evaluation needs 0/1 labels")
+    if ya.min() == ya.max():
+        raise ConfigError("AUC and KS need both classes among the labels")
+    return ya, sa
+
+
+def roc(y: Any, s: Any) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(fpr, tpr, thresholds), one point per distinct score, ties grouped."""
+    ya, sa = _check(y, s)
+    o = np.argsort(-sa, kind="mergesort")
+    ys, ss = ya[o], sa[o]
+    distinct = np.flatnonzero(np.diff(ss)) if len(ss) > 1 else np.array([], dtype=np.int64)
+    idx = np.r_[distinct, len(ss) - 1]
+    tp = np.cumsum(ys)[idx]
+    fp = (idx + 1) - tp
+    tpr = np.r_[0.0, tp / ys.sum()]
+    fpr = np.r_[0.0, fp / (len(ys) - ys.sum())]
+    return fpr, tpr, np.r_[np.inf, ss[idx]]
+
+
+def auc(y: Any, s: Any) -> float:
+    fpr, tpr, _ = roc(y, s)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def ks(y: Any, s: Any) -> float:
+    fpr, tpr, _ = roc(y, s)
+    return float(np.max(tpr - fpr))
+
+
+def lift_gains(y: Any, s: Any, n_bins: int = 10) -> dict[str, list[float]]:
+    """Per score decile (highest first): share of rows, cumulative gains, lift and cumulative lift."""
+    ya, sa = _check(y, s)
+    o = np.argsort(-sa, kind="mergesort")
+    parts = np.array_split(ya[o], n_bins)
+    rate = ya.mean()
+    ev = np.array([p.sum() for p in parts])
+    cnt = np.array([len(p) for p in parts])
+    cum_ev, cum_n = np.cumsum(ev), np.cumsum(cnt)
+    return {"depth": (cum_n / len(ya)).tolist(), "gains": (cum_ev / ya.sum()).tolist(),
+            "lift": ((ev / np.maximum(cnt, 1)) / rate).tolist(), "cum_lift": ((cum_ev / cum_n) / rate).tolist()}
+
+
+def report(y: Any, s: Any, *, name: str = "model") -> dict[str, Any]:
+    fpr, tpr, thr = roc(y, s)
+    step = max(1, len(fpr) // 200)  # at most ~200 curve points in the JSON
+    keep = np.r_[np.arange(0, len(fpr), step), len(fpr) - 1]
+    ya = np.asarray(y, dtype=np.float64)
+    return {"model": name, "rows": len(ya), "positives": int(ya.sum()), "auc": auc(y, s), "ks": ks(y, s),
+            "roc": {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(),
+                    "threshold": [float(t) if np.isfinite(t) else None for t in thr[keep]]},
+            "ks_curve": {"threshold": [float(t) if np.isfinite(t) else None for t in thr[keep]],
+                         "tpr": tpr[keep].tolist(), "fpr": fpr[keep].tolist()},
+            **lift_gains(y, s)}
+
+
+def write_report(y: Any, s: Any, out_dir: str | os.PathLike[str], *, name: str = "model",
+                 importance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``report.json`` plus ``roc.png``, ``ks.png``, ``lift.png``, ``gains.png`` in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = report(y, s, name=name)
+    if importance is not None:
+        r["importance"] = importance
+    os.makedirs(out_dir, exist_ok=True)
+    write_atomic(os.path.join(out_dir, "report.json"), json.dumps(r, indent=1))
+    fpr, tpr = np.array(r["roc"]["fpr"]), np.array(r["roc"]["tpr"])
+    figs = {
+        "roc": (fpr, tpr, "false positive rate", "true positive rate", f"ROC (AUC {r['auc']:.4f})"),
+        "gains": (np.r_[0, r["depth"]], np.r_[0, r["gains"]], "share of customers (by score)", "share of defaults",
+                  "cumulative gains"),
+        "lift": (np.array(r["depth"]), np.array(r["cum_lift"]), "share of customers (by score)",
+                 "cumulative lift", "lift"),
+    }
+    for key, (xv, yv, xl, yl, title) in figs.items():
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ax.plot(xv, yv, marker="." if key != "roc" else None)
+        if key in ("roc", "gains"):
+            ax.plot([0, 1], [0, 1], "--", color="grey")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.set_title(f"{name}: {title}")
+        _save(fig, os.path.join(out_dir, f"{key}.png"))
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(np.linspace(0, 1, len(tpr)), tpr, label="TPR")
+    ax.plot(np.linspace(0, 1, len(fpr)), fpr, label="FPR")
+    ax.set_title(f"{name}: KS {r['ks']:.3f}")
+    ax.legend()
+    _save(fig, os.path.join(out_dir, "ks.png"))
+    plt.close(fig)
+    return r
+
+
+def _save(fig: Any, path: str) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+
+
+def importance_active(model: Any, feature_names: list[str]) -> dict[str, Any]:
+    """The active party's view: its features by name; each passive party as one total."""
+    own: dict[str, dict[str, float]] = {}
+    per_party: dict[str, dict[str, float]] = {}
+    for tree in model.trees:
+        for nd in tree:
+            if nd.is_leaf:
+                continue
+            if nd.owner in model.passives:
+                e = per_party.setdefault(nd.owner, {"splits": 0, "gain": 0.0})
+            else:
+                f, _b = model.table[nd.record]
+                e = own.setdefault(feature_names[f], {"splits": 0, "gain": 0.0})
+            e["splits"] += 1
+            e["gain"] += nd.gain
+    return {"own_features": own, "passive_parties": per_party}
+
+
+def importance_passive(booster: Any, feature_names: list[str]) -> dict[str, dict[str, float]]:
+    """A passive party's view of its own features (from the gains the active party sent at the end)."""
+    out: dict[str, dict[str, float]] = {}
+    for rid, (f, _b, _t) in booster.table.items():
+        e = out.setdefault(feature_names[f], {"splits": 0, "gain": 0.0})
+        e["splits"] += booster.record_count.get(rid, 0)
+        e["gain"] += booster.record_gain.get(rid, 0.0)
+    return out
