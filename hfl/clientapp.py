@@ -11,11 +11,11 @@
 
 ``app(message, context)`` runs the handler registered for the message's type
 (``"train"``, ``"evaluate"``, ``"query"``, or ``"train.<name>"`` with
-``@app.train("<name>")``). tessera runs ClientApps in-process with
-:class:`hfl.serverapp.InMemoryGrid`; over a network, tessera's clients are
-``NumPyClient``/``Client`` objects served by :func:`hfl.client.start_client`
-(running a ClientApp over the gRPC federation is not available yet: ``ClientApp(client_fn=...)``
-is refused with that message).
+``@app.train("<name>")``). ``ClientApp(client_fn=client_fn)`` is Flower's legacy
+form: ``client_fn(context)`` returns a ``Client`` (``NumPyClient(...).to_client()``)
+and the app runs the legacy instructions a legacy ``ServerApp`` sends
+(:func:`hfl.server.server_app.handle_legacy_message`). ``python -m hfl run APP_DIR`` runs
+either kind (:mod:`hfl.run`).
 """
 
 from __future__ import annotations
@@ -32,17 +32,22 @@ class ClientApp:
     """Register ``train``/``evaluate``/``query`` handlers; call the app with a message."""
 
     def __init__(self, client_fn: Callable[..., Any] | None = None, mods: list[Any] | None = None) -> None:
-        if client_fn is not None:
-            raise NotImplementedError(
-                "ClientApp(client_fn=...) (Flower's legacy bridge) is not available in tessera: "
-                "serve a NumPyClient with hfl.client.start_client(...) or hfl.simulate(client_fn, ...), "
-                "or register Message handlers with @app.train() / @app.evaluate()")
         if mods:
             raise NotImplementedError("ClientApp mods are not available in tessera")
+        self.client_fn = client_fn
         self._handlers: dict[str, Handler] = {}
+
+    def client(self, context: Context) -> Any:
+        """The legacy app's ``Client`` for this node (``client_fn(context)``, ``to_client()``-ed)."""
+        if self.client_fn is None:
+            raise ValueError("this ClientApp has Message handlers, not a client_fn")
+        c = self.client_fn(context)
+        return c.to_client() if hasattr(c, "to_client") else c
 
     def _register(self, kind: str, name: str | None) -> Callable[[Handler], Handler]:
         key = kind if not name else f"{kind}.{name}"
+        if self.client_fn is not None:
+            raise ValueError("Use either @app.train()/@app.evaluate()/@app.query() or client_fn, not both")
 
         def deco(fn: Handler) -> Handler:
             if key in self._handlers:
@@ -65,6 +70,10 @@ class ClientApp:
         return self._register(MessageType.QUERY, name)
 
     def __call__(self, message: Message, context: Context) -> Message:
+        if self.client_fn is not None:
+            from hfl.server.server_app import handle_legacy_message
+
+            return handle_legacy_message(self.client(context), message)
         key = message.metadata.message_type
         fn = self._handlers.get(key)
         if fn is None:
@@ -76,4 +85,15 @@ class ClientApp:
         return reply
 
 
-__all__ = ["ClientApp"]
+class AppNode:
+    """A Message-API ClientApp with its node's Context: what the client loop serves."""
+
+    def __init__(self, app: ClientApp, context: Context) -> None:
+        self.app = app
+        self.context = context
+
+    def __call__(self, message: Message) -> Message:
+        return self.app(message, self.context)
+
+
+__all__ = ["AppNode", "ClientApp"]

@@ -143,3 +143,69 @@ class GetPropertiesRes:
 
     def __post_init__(self) -> None:
         check_metrics(self.properties, "GetPropertiesRes")
+
+
+@wire("hfl.app_message", version=1)
+@dataclass(frozen=True)
+class AppMessage:
+    """A Message-API message (``hfl.common.Message``) between a ServerApp and a ClientApp.
+
+    ``records`` maps each record's name to ``["arrays", {key: ndarray}]``,
+    ``["metrics", {key: value}]`` or ``["config", {key: value}]``; arrays travel as the
+    codec's numpy arrays (never pickle). A reply carrying an error has ``error_code`` != 0.
+    """
+
+    message_type: str
+    records: dict[str, Any] = field(default_factory=dict)
+    group_id: str = ""
+    error_code: int = 0
+    error_reason: str = ""
+
+    def __post_init__(self) -> None:
+        for name, rec in self.records.items():
+            if not (isinstance(rec, list) and len(rec) == 2 and rec[0] in ("arrays", "metrics", "config")
+                    and isinstance(rec[1], dict)):
+                raise ValueError(f"AppMessage record {name!r} is not [kind, dict]")
+            if rec[0] == "arrays":
+                _check_arrays(list(rec[1].values()), f"AppMessage record {name!r}")
+
+
+def to_app_message(msg: Any) -> AppMessage:
+    """An :class:`hfl.common.Message` as its wire form."""
+    from hfl.common.record import ArrayRecord, MetricRecord
+
+    if msg.has_error():
+        return AppMessage(msg.metadata.message_type, {}, msg.metadata.group_id,
+                          int(msg.error.code) or 1, str(msg.error.reason or ""))
+    records: dict[str, Any] = {}
+    for name, rec in msg.content.items():
+        if isinstance(rec, ArrayRecord):
+            records[name] = ["arrays", {k: a.numpy() for k, a in rec.items()}]
+        elif isinstance(rec, MetricRecord):
+            records[name] = ["metrics", dict(rec)]
+        else:
+            records[name] = ["config", dict(rec)]
+    return AppMessage(msg.metadata.message_type, records, msg.metadata.group_id)
+
+
+def from_app_message(wire_msg: AppMessage, *, dst_node_id: int = 0, reply_to: Any = None) -> Any:
+    """The :class:`hfl.common.Message` an :class:`AppMessage` carries (records checked again)."""
+    from hfl.common.message import Error, Message
+    from hfl.common.record import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+    if wire_msg.error_code:
+        err = Error(code=wire_msg.error_code, reason=wire_msg.error_reason)
+        if reply_to is not None:
+            return Message(err, reply_to=reply_to)
+        return Message(err, dst_node_id, wire_msg.message_type)
+    content = RecordDict()
+    for name, (kind, items) in wire_msg.records.items():
+        if kind == "arrays":
+            content[name] = ArrayRecord({k: Array(np.asarray(v)) for k, v in items.items()})
+        elif kind == "metrics":
+            content[name] = MetricRecord(dict(items))
+        else:
+            content[name] = ConfigRecord(dict(items))
+    if reply_to is not None:
+        return Message(content, reply_to=reply_to)
+    return Message(content, dst_node_id, wire_msg.message_type, group_id=wire_msg.group_id)

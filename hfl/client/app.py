@@ -33,6 +33,7 @@ from hfl.client import client as client_mod
 from hfl.client import numpy_client
 from hfl.client.client import Client
 from hfl.client.numpy_client import NumPyClient
+from hfl.clientapp import AppNode
 from hfl.common import NDArrays, describe_mismatch
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
 from hfl.common.typing import Code
@@ -40,6 +41,7 @@ from hfl.deploy import client_party_loop
 from hfl.messages import (
     HELLO_TAG,
     PROTOCOL,
+    AppMessage,
     EvaluateIns,
     EvaluateRes,
     Failure,
@@ -51,6 +53,8 @@ from hfl.messages import (
     GetPropertiesRes,
     Hello,
     Shutdown,
+    from_app_message,
+    to_app_message,
 )
 from party import ClosedTransport, ConfigError, Party, PartyTimeout, PartyUnavailable, Tag
 from party.handshake import open_run
@@ -60,12 +64,14 @@ log = logging.getLogger("hfl.client")
 DEFAULT_IDLE_TIMEOUT_S = 24 * 3600.0
 
 
-ClientLike = Union[NumPyClient, Client, Callable[[], Any]]  # noqa: UP007
+ClientLike = Union[NumPyClient, Client, AppNode, Callable[[], Any]]  # noqa: UP007
 
 
 def _materialise(client: ClientLike) -> NumPyClient | Client:
     if isinstance(client, (NumPyClient, Client)):
         return client
+    if isinstance(client, AppNode):
+        raise TypeError("a Message-API node has no NumPyClient or Client")
     made = client()
     if hasattr(made, "to_client") and not isinstance(made, (NumPyClient, Client)):
         made = made.to_client()
@@ -146,6 +152,13 @@ def handle(client: ClientLike, msg: Any) -> Any:
     drops this client for the round and learns why.
     """
     try:
+        if isinstance(msg, AppMessage):
+            if not isinstance(client, AppNode):
+                raise TypeError("this node serves a legacy client, not a Message-API ClientApp")
+            reply = client(from_app_message(msg))
+            return to_app_message(reply)
+        if isinstance(client, AppNode):
+            raise TypeError(f"this node serves a Message-API ClientApp, not {type(msg).__name__}")
         c = _materialise(client)
         inner = getattr(c, "numpy_client", None)
         if isinstance(c, Client) and isinstance(inner, NumPyClient):

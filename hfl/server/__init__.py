@@ -10,6 +10,7 @@ from hfl.server import strategy as strategy
 from hfl.server.client_manager import ClientManager, SimpleClientManager
 from hfl.server.client_proxy import ClientProxy
 from hfl.server.criterion import Criterion
+from hfl.server.grid import Grid, InMemoryGrid, PartyGrid
 from hfl.server.history import History
 from hfl.server.server import (
     ClientFailure,
@@ -22,7 +23,7 @@ from hfl.server.server import (
     fit_clients,
     start_server,
 )
-from hfl.serverapp.grid import Grid, InMemoryGrid
+from hfl.server.server_app import ServerApp, ServerAppComponents
 from party import ClosedTransport
 
 Driver = Grid  #: Flower's deprecated name of Grid
@@ -40,7 +41,10 @@ __all__ = [
     "NotEnoughClients",
     "PartyClientManager",
     "PartyClientProxy",
+    "PartyGrid",
     "Server",
+    "ServerApp",
+    "ServerAppComponents",
     "ServerConfig",
     "SimpleClientManager",
     "evaluate_clients",

@@ -300,5 +300,5 @@ def test_deliberate_differences_raise_clear_errors() -> None:
                                root_certificates=b"pem")
     with pytest.raises(ConfigError, match="certificates"):
         fl.server.start_server(server_address="127.0.0.1:1", certificates=(b"a", b"b", b"c"))
-    with pytest.raises(NotImplementedError, match="start_client"):
-        ClientApp(client_fn=lambda context: None)
+    with pytest.raises(NotImplementedError, match="mods"):
+        ClientApp(mods=[lambda msg, ctx, call_next: call_next(msg, ctx)])
