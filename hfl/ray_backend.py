@@ -70,12 +70,14 @@ Faults
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import logging
 import math
 import os
 import queue
+import statistics
 import threading
 import time
 import uuid
@@ -110,6 +112,7 @@ SERVER = "server"
 _GRACE_S = 2.0  # a job past its deadline by this much is hung
 _POLL_S = 0.5  # the long poll for an actor's outgoing SecAgg messages
 _CONNECT_THREADS = 128
+_DEPTH = 2  # jobs queued at each actor: it starts the next client while the driver takes a reply
 
 
 def _ray() -> Any:
@@ -143,8 +146,12 @@ def start_ray(ray_init_args: Mapping[str, Any] | None = None, *, timeout_s: floa
                      sorted(args))
         return False
     args.setdefault("include_dashboard", False)
+    if not args.get("address") and not os.environ.get("RAY_ADDRESS"):
+        # a new local instance, even when a cluster started with `ray start` runs on this machine
+        # (ray.init() would join it, and refuse num_cpus)
+        args["address"] = "local"
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # quiet Ray 2.55's FutureWarning
-    where = (f"the Ray cluster at {args['address']!r}" if args.get("address")
+    where = (f"the Ray cluster at {args['address']!r}" if args["address"] != "local"
              else "a local Ray instance")
     out: dict[str, BaseException] = {}
     ready = threading.Event()
@@ -454,6 +461,16 @@ class _Job:
     incarnation: str
 
 
+@dataclass
+class _Running:
+    job: _Job
+    session: _Session
+    ref: Any
+    gen: int
+    token: int
+    abandoned: bool = False
+
+
 class _ServerTransport:
     """The server's in-memory transport, with what it sends virtual clients diverted to Ray."""
 
@@ -496,6 +513,7 @@ class _Lane:
         self.lock = threading.Condition()
         self.actor = engine.new_actor()
         self.gen = 0
+        self.durations: collections.deque[float] = collections.deque(maxlen=20)
         self.routed: dict[int, str] = {}  # job token -> client
         self.inbound: list[tuple[str, int, tuple[str, str, int, str], bytes]] = []
         self.threads = [threading.Thread(target=f, name=f"hfl-ray-{what}-{index}", daemon=True)
@@ -547,59 +565,109 @@ class _Lane:
             self.engine.drop_client(c, why)
 
     def _jobs(self) -> None:
+        """Keep up to ``_DEPTH`` jobs queued at the actor (it runs them one at a time), so it
+        never waits for the driver between two clients; deliver replies in order."""
         eng = self.engine
+        inflight: list[_Running] = []
         while not eng.stopping:
-            try:
-                job = eng.jobs.get(timeout=_POLL_S)
-            except queue.Empty:
+            while len(inflight) < _DEPTH and not (inflight and inflight[-1].job.secure):
+                try:
+                    job = eng.jobs.get(timeout=0 if inflight else _POLL_S)
+                except queue.Empty:
+                    break
+                try:
+                    r = self._submit(job)
+                except Exception:  # never lose the lane
+                    log.exception("client %s: could not submit its job", job.client)
+                    continue
+                if r is not None:
+                    inflight.append(r)
+            if not inflight:
                 continue
+            head = inflight.pop(0)
+            if head.abandoned:
+                continue  # another lane runs it; this copy's reply is ignored
             try:
-                self._run(job)
-            except Exception:  # never lose the lane
-                log.exception("client %s: job failed in the driver", job.client)
+                again = self._finish(head, inflight)
+            except Exception:
+                log.exception("client %s: job failed in the driver", head.job.client)
+                again = False
+            if again:  # it was only queued behind a job that killed or hung the actor
+                with contextlib.suppress(Exception):
+                    r = self._submit(head.job, token=head.token)
+                    if r is not None:
+                        inflight.insert(0, r)
 
-    def _run(self, job: _Job) -> None:
-        eng, ray = self.engine, self.engine.ray
-        from hfl.messages import Failure
-
+    def _submit(self, job: _Job, token: int | None = None) -> _Running | None:
+        eng = self.engine
         sess = eng.sessions.get(job.client)
         if sess is None or sess.dead or sess.incarnation != job.incarnation:
-            return  # that incarnation is gone; the server has been told
+            return None  # that incarnation is gone; the server has been told
         if time.monotonic() > job.deadline:
             log.info("client %s: its job waited past the round timeout; not run", job.client)
-            return
-        secure, token = None, -1
+            return None
+        secure = None
         if job.secure:
-            token = self.route(job.client)
+            token = self.route(job.client) if token is None else token
             secure = {"server_inc": eng.server_inc, "client_inc": int(sess.transport.incarnation),
                       "token": token}
         with self.lock:
             actor, gen = self.actor, self.gen
-        ref = actor.run.remote(job.client, sess.index, eng.state.get(job.client), [job.ref], secure)
+        ref = actor.run.options(concurrency_group="compute").remote(
+            job.client, sess.index, eng.state.get(job.client), [job.ref], secure)
+        return _Running(job, sess, ref, gen, -1 if token is None else token)
+
+    def _finish(self, r: _Running, behind: list[_Running]) -> bool:
+        """Wait for one job's reply and hand it to the server; True: submit it again.
+
+        A job queued behind one that runs much longer than usual (perhaps hung) is handed
+        back to the shared queue, so another lane runs it: a hung client never makes a
+        straggler of the client after it. The copy left behind is ignored."""
+        eng, ray = self.engine, self.engine.ray
+        from hfl.messages import Failure
+
+        job = r.job
         hosted = False
+        t0 = time.monotonic()
+        usual = max(2.0, 4 * statistics.median(self.durations)) if self.durations else 5.0
+        while not eng.stopping:
+            left = job.deadline + _GRACE_S - time.monotonic()
+            ready, _ = ray.wait([r.ref], timeout=max(0.0, min(0.5, left)))
+            if ready or left <= 0:
+                break
+            if time.monotonic() - t0 > usual:
+                for q in behind:
+                    if not q.abandoned and not q.job.secure:
+                        q.abandoned = True
+                        eng.jobs.put(q.job)
         try:
-            reply, state, hosted = ray.get(ref, timeout=max(0.0, job.deadline - time.monotonic())
-                                           + _GRACE_S)
+            reply, state, hosted = ray.get(r.ref, timeout=0.0)
+            self.durations.append(time.monotonic() - t0)
         except ray.exceptions.GetTimeoutError:
-            self.unroute(token)
+            if r.gen != self.gen:  # queued behind the one that hung
+                return not job.secure and time.monotonic() < job.deadline
             why = (f"client {job.client} did not finish within the round timeout of "
                    f"{eng.timeout_s:g} s (the server dropped it as a straggler)")
-            self.replace(gen, why)
-            return
+            self.replace(r.gen, why)
+            return False
         except (ray.exceptions.RayError, MemoryError) as e:
+            dead = isinstance(e, (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError,
+                                  ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError))
+            if dead and r.gen != self.gen:
+                return not job.secure  # queued behind the job that killed the actor
             why = describe_failure(e, job.client, eng.resources)
             log.error("%s", why)
-            if isinstance(e, (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError,
-                              ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
-                self.replace(gen, why)
+            if dead:
+                self.replace(r.gen, why)
             reply, state = encode(Failure(why)), None
         finally:
             if not hosted:
-                self.unroute(token)
+                self.unroute(r.token)
         if state or job.client in eng.state:
             eng.state[job.client] = dict(state or {})
         with contextlib.suppress(PartyUnavailable, ClosedTransport):
-            sess.transport.send(SERVER, job.tag.at("res"), reply)
+            r.session.transport.send(SERVER, job.tag.at("res"), reply)
+        return False
 
     def _in(self) -> None:
         """Deliver the server's messages to the actor, in order."""
@@ -673,11 +741,13 @@ class _Engine:
         self.jobs: queue.Queue[_Job] = queue.Queue()
         self._cache: dict[int, tuple[Any, str, Any, bool]] = {}
         self._cache_lock = threading.Lock()
+        # clients run one at a time ("compute"); message relaying runs beside them
         opts: dict[str, Any] = {"num_cpus": resources["num_cpus"], "num_gpus": resources["num_gpus"],
-                                "max_concurrency": 8, "max_restarts": 0}
+                                "max_concurrency": 4, "concurrency_groups": {"compute": 1},
+                                "max_restarts": 0}
         if resources.get("memory"):
             opts["memory"] = resources["memory"]
-        self._actor_cls = ray.remote(_ClientWorker).options(**opts)
+        self._actor_cls = ray.remote(**opts)(_ClientWorker)
         self._actor_args = (client_fn, len(self.names), dict(run_config), SERVER, dict(resources),
                             context_cls)
         self.connector = ThreadPoolExecutor(max_workers=min(_CONNECT_THREADS, len(self.names)),
