@@ -207,13 +207,13 @@ class DenyList:
 
     A revoked *name* refuses every certificate with that common name and every token
     for it; a revoked *serial* refuses one certificate (a lost key: the party may
-    join again with a new token). Reads are cached by the file's mtime and size.
+    join again with a new token). Reads are cached by the file's inode, mtime and size.
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.path = self.directory / REVOKED
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._data: dict[str, Any] = {}
 
     def _load(self) -> dict[str, Any]:
@@ -222,13 +222,13 @@ class DenyList:
         except FileNotFoundError:
             self._stamp, self._data = None, {}
             return self._data
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # every write is a new file (atomic rename)
         if stamp != self._stamp:
             self._data = read_json(self.path)
             self._stamp = stamp
         return self._data
 
-    def stamp(self) -> tuple[int, int] | None:
+    def stamp(self) -> tuple[int, int, int] | None:
         self._load()
         return self._stamp
 
