@@ -215,18 +215,20 @@ class DenyList:
         self.path = self.directory / REVOKED
         self._stamp: tuple[int, int, int] | None = None
         self._data: dict[str, Any] = {}
+        self._lock = threading.Lock()  # the router's threads share one DenyList
 
     def _load(self) -> dict[str, Any]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._stamp, self._data = None, {}
+        with self._lock:
+            try:
+                st = self.path.stat()
+            except FileNotFoundError:
+                self._stamp, self._data = None, {}
+                return self._data
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # a write is a new file (atomic rename)
+            if stamp != self._stamp:
+                self._data = read_json(self.path)
+                self._stamp = stamp
             return self._data
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # every write is a new file (atomic rename)
-        if stamp != self._stamp:
-            self._data = read_json(self.path)
-            self._stamp = stamp
-        return self._data
 
     def stamp(self) -> tuple[int, int, int] | None:
         self._load()
