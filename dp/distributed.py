@@ -217,7 +217,8 @@ class DistributedDP:
                 break
         else:  # pragma: no cover - probability beta**1000
             raise RuntimeError("conditional rounding did not meet its norm bound")
-        r += noise.sample(self.kind, self.client_variance, r.shape[0], rng)  # exact below 2**53
+        # integers as floats: exact below 2**53
+        r += noise.sample(self.kind, self.client_variance, r.shape[0], rng, np.float64)
         # centred residue: r - m * round(r / m), in [-m/2, m/2)
         m = float(self.modulus)
         r -= m * np.floor((r + m / 2) / m)

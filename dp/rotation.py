@@ -52,7 +52,7 @@ def _fwht_inplace(x: np.ndarray) -> None:
 
 def _signs(seed: int, n: int) -> np.ndarray:
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5254]))
-    return rng.integers(0, 2, n).astype(np.float64) * 2.0 - 1.0
+    return np.where(rng.integers(0, 2, n, dtype=np.int8) == 1, 1.0, -1.0)
 
 
 def rotate(x: np.ndarray, seed: int) -> np.ndarray:
