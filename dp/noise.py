@@ -31,7 +31,7 @@ def discrete_gaussian(
     """``size`` independent draws of ``N_Z(0, sigma²)`` (int64, or exact floats)."""
     if not (sigma >= 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be finite and >= 0, got {sigma}")
-    out = np.zeros(size, dtype=dtype)
+    out: np.ndarray = np.zeros(size, dtype=dtype)
     if sigma == 0 or size == 0:
         return out
     t = math.floor(sigma) + 1
@@ -63,7 +63,7 @@ def skellam(
         raise ValueError(f"mu must be finite and >= 0, got {mu}")
     if mu == 0 or size == 0:
         return np.zeros(size, dtype=dtype)
-    out = rng.poisson(mu / 2.0, size).astype(dtype)
+    out: np.ndarray = rng.poisson(mu / 2.0, size).astype(dtype)
     out -= rng.poisson(mu / 2.0, size)
     return out
 
