@@ -15,7 +15,9 @@ a leftover ``flwr`` import before running).
 First the same files run against Flower's own source (``flwr.X`` kept, relative
 imports made absolute, ``--flower-src`` on the path of that child process only:
 ``flower_reference_passed``; needs Flower's dependencies, the ``bench`` extra), then
-against hfl. Prints ``flower_tests_collected``, ``flower_tests_passed``, ``flower_tests_failed``
+against hfl; with ``flwr`` installed, ``flower_strategy_max_abs_diff`` compares each
+strategy's aggregate over 5 rounds with flwr's on the same inputs. Prints
+``flower_tests_collected``, ``flower_tests_passed``, ``flower_tests_failed``
 and ``flower_tests_errors`` (JSON lines, ``benchmarks/_emit.py``) and one
 ``flower_module`` line per test module, with the failing test names.
 """
@@ -164,6 +166,106 @@ def run(flwr: Path, *, verbose: bool, target: str = "hfl",
         return modules
 
 
+STRATEGIES = ("FedAvg", "FedAvgM", "FedAdagrad", "FedAdam", "FedYogi", "FedProx")
+
+
+def strategy_diffs(rounds: int = 5, clients: int = 4, seed: int = 0) -> dict[str, float]:
+    """Max |hfl - flwr| over ``rounds`` of each strategy's aggregate_fit on the same random results.
+
+    Both libraries get the same initial parameters and, each round, the same client models
+    (float32, the global model plus noise) and example counts, through their own
+    ``FitRes``/``ndarrays_to_parameters``; sampling is not involved. Needs flwr installed.
+    """
+    import flwr.common as fc
+    import flwr.server.strategy as fs
+    import numpy as np
+
+    import hfl.common as hc
+    import hfl.server.strategy as hs
+
+    out: dict[str, float] = {}
+    for name in STRATEGIES:
+        rng = np.random.default_rng(seed)
+        init = [rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=5).astype(np.float32)]
+        kw: dict[str, object] = {"proximal_mu": 0.1} if name == "FedProx" else {}
+        if name == "FedAvgM":
+            kw = {"server_learning_rate": 0.7, "server_momentum": 0.9}
+        ours = getattr(hs, name)(initial_parameters=hc.ndarrays_to_parameters(init), **kw)
+        ref = getattr(fs, name)(initial_parameters=fc.ndarrays_to_parameters(init), **kw)
+        w_ours, w_ref, worst = init, init, 0.0
+        for rnd in range(1, rounds + 1):
+            models = [[(a + rng.normal(scale=0.1, size=a.shape)).astype(np.float32) for a in w_ref]
+                      for _ in range(clients)]
+            ns = [int(n) for n in rng.integers(1, 100, size=clients)]
+            res_o = [(None, hc.FitRes(hc.Status(hc.Code.OK, ""), hc.ndarrays_to_parameters(m), n, {}))
+                     for m, n in zip(models, ns, strict=True)]
+            res_r = [(None, fc.FitRes(fc.Status(fc.Code.OK, ""), fc.ndarrays_to_parameters(m), n, {}))
+                     for m, n in zip(models, ns, strict=True)]
+            p_o, _ = ours.aggregate_fit(rnd, res_o, [])
+            p_r, _ = ref.aggregate_fit(rnd, res_r, [])
+            w_ours, w_ref = hc.parameters_to_ndarrays(p_o), fc.parameters_to_ndarrays(p_r)
+            worst = max(worst, *(float(np.max(np.abs(a.astype(np.float64) - b)))
+                                 for a, b in zip(w_ours, w_ref, strict=True)))
+        out[name] = worst
+    return out
+
+
+class _Reply:
+    """A reply as the strategies read it (content, has_error); Flower's tests use a Mock the same way."""
+
+    def __init__(self, content: object) -> None:
+        self.content = content
+
+    def has_error(self) -> bool:
+        return False
+
+    def has_content(self) -> bool:
+        return True
+
+
+def serverapp_strategy_diffs(rounds: int = 5, clients: int = 4, seed: int = 0) -> dict[str, float]:
+    """As :func:`strategy_diffs`, for the Message-API strategies' aggregate_train."""
+    import flwr.app as fa
+    import flwr.serverapp.strategy as fss
+    import numpy as np
+
+    import hfl.app as ha
+    import hfl.serverapp.strategy as hss
+
+    out: dict[str, float] = {}
+    for name in STRATEGIES:
+        rng = np.random.default_rng(seed)
+        init = [rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=5).astype(np.float32)]
+        kw: dict[str, object] = {"proximal_mu": 0.1} if name == "FedProx" else {}
+        if name == "FedAvgM":
+            kw = {"server_learning_rate": 0.7, "server_momentum": 0.9}
+        pair = []
+        for lib, strat in ((ha, hss), (fa, fss)):
+            st = getattr(strat, name)(**kw)
+            pair.append((lib, st))
+        cur = [list(init), list(init)]
+        worst = 0.0
+        for rnd in range(1, rounds + 1):
+            models = [[(a + rng.normal(scale=0.1, size=a.shape)).astype(np.float32) for a in cur[1]]
+                      for _ in range(clients)]
+            ns = [int(n) for n in rng.integers(1, 100, size=clients)]
+            for i, (lib, st) in enumerate(pair):
+                arrays = lib.ArrayRecord(cur[i])
+                if name == "FedAvgM" and st.current_arrays is None:  # what configure_train does
+                    st.current_arrays = arrays
+                if name in ("FedAdagrad", "FedAdam", "FedYogi"):
+                    st.current_arrays = {k: a.numpy() for k, a in arrays.items()}
+                replies = [_Reply(lib.RecordDict({"arrays": lib.ArrayRecord(m),
+                                                  "metrics": lib.MetricRecord({"num-examples": n})}))
+                           for m, n in zip(models, ns, strict=True)]
+                agg, _ = st.aggregate_train(rnd, replies)
+                cur[i] = agg.to_numpy_ndarrays()
+            worst = max(worst, *(float(np.max(np.abs(a.astype(np.float64) - b)))
+                                 for a, b in zip(cur[0], cur[1], strict=True)))
+        out[name] = worst
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--flower-src", required=True, type=Path, help="Flower checkout (holds framework/py/flwr)")
@@ -190,6 +292,18 @@ def main(argv: list[str] | None = None) -> int:
                  against="Flower's own source (--flower-src)", flower_src=str(flwr),
                  not_passed=sorted(f"{mod}::{t}" for mod, r in ref.items()
                                    for t in r["failed"] + r["errors"]))
+    if not args.no_reference:
+        import importlib.util
+
+        if importlib.util.find_spec("flwr") is not None:
+            import importlib.metadata
+
+            for name, diff in strategy_diffs().items():
+                emit("flower_strategy_max_abs_diff", diff, "abs", strategy=name, rounds=5, clients=4,
+                     dtype="float32", flwr_version=importlib.metadata.version("flwr"))
+            for name, diff in serverapp_strategy_diffs().items():
+                emit("flower_serverapp_strategy_max_abs_diff", diff, "abs", strategy=name, rounds=5,
+                     clients=4, dtype="float32", flwr_version=importlib.metadata.version("flwr"))
     modules = run(flwr, verbose=args.verbose, hfl_root=args.hfl_root.resolve())
     passed = sum(len(m["passed"]) for m in modules.values())
     failed = sum(len(m["failed"]) for m in modules.values())

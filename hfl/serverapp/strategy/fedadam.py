@@ -32,5 +32,7 @@ class FedAdam(FedOpt):
         return self.beta_2 * v + (1 - self.beta_2) * d**2  # type: ignore[no-any-return]
 
     def _eta(self, server_round: int) -> float:
-        return float(self.eta * np.sqrt(1 - np.power(self.beta_2, server_round + 1.0))
-                     / (1 - np.power(self.beta_1, server_round + 1.0)))
+        # a NumPy float64, as in Flower: with float32 models the step is then taken in float64
+        eta_norm: float = (self.eta * np.sqrt(1 - np.power(self.beta_2, server_round + 1.0))
+                           / (1 - np.power(self.beta_1, server_round + 1.0)))
+        return eta_norm
