@@ -7,7 +7,8 @@ Layering: ``he`` imports only ``party``; ``vfl.he`` (the split layer) and ``ftl`
 * :mod:`he.keys` - key pairs, the peer's public view, checked (de)serialization;
 * :mod:`he.ops` - the masked product kernel and ``release`` (flooding, rounding);
 * :mod:`he.packing` - slot layouts (pure numpy);
-* :mod:`he.messages` - the public-context message and ciphertext/matrix field checks;
+* :mod:`he.messages` - the public-context message and the ciphertext/matrix field types
+  (codec checks, one ciphertext cap);
 * :mod:`he.endpoint` - :class:`Endpoint`, the base of a protocol side: keys, peer
   context, rotation, key-id checks, stage guard. A new CKKS protocol subclasses it
   and keeps its own steps and its "what each party learns" next to them.

@@ -162,28 +162,25 @@ def run_client(
                  info=_hs_info(params), timeout_s=wait)
     except RunExcluded as e:  # too late for this round: like Excluded, nothing was revealed
         return ClientOutcome(False, reason=str(e))
+    # (what the server sends, its type, what we answer, how): the stages after advertise_keys
+    stages: list[tuple[str, type[Any], str, Callable[[Any], Any]]] = [
+        ("public_keys", PublicKeys, "share_keys", sm.share_keys),
+        ("forwarded_shares", ForwardedShares, "masked_input",
+         lambda fwd: sm.masked_input(fwd, x, weight=weight)),
+        ("unmask_request", UnmaskRequest, "unmask_shares", sm.unmask),
+        ("finished", Finished, "", lambda fin: fin),
+    ]
     try:
         party.send(server, tag.at("advertise_keys"), sm.advertise_keys())
-        awaited = "share_keys"
-        pk = _await(party, server, tag.at("public_keys"), PublicKeys, wait, sm)
-        if isinstance(pk, Excluded):
-            return ClientOutcome(False, reason=pk.reason)
-        party.send(server, tag.at("share_keys"), sm.share_keys(pk))
-        awaited = "masked_input"
-        fwd = _await(party, server, tag.at("forwarded_shares"), ForwardedShares, wait, sm)
-        if isinstance(fwd, Excluded):
-            return ClientOutcome(False, reason=fwd.reason)
-        party.send(server, tag.at("masked_input"), sm.masked_input(fwd, x, weight=weight))
-        awaited = "unmask_shares"
-        req = _await(party, server, tag.at("unmask_request"), UnmaskRequest, wait, sm)
-        if isinstance(req, Excluded):
-            return ClientOutcome(False, reason=req.reason)
-        party.send(server, tag.at("unmask_shares"), sm.unmask(req))
-        awaited = ""
-        fin = _await(party, server, tag.at("finished"), Finished, wait, sm)
-        if isinstance(fin, Excluded):  # pragma: no cover - the server never sends it here
-            return ClientOutcome(False, reason=fin.reason)
-        return ClientOutcome(True, num_survivors=fin.num_survivors)
+        for inbox, kind, outbox, answer in stages:
+            awaited = outbox
+            msg = _await(party, server, tag.at(inbox), kind, wait, sm)
+            if isinstance(msg, Excluded):  # the round goes on without us
+                return ClientOutcome(False, reason=msg.reason)
+            out = answer(msg)
+            if outbox:
+                party.send(server, tag.at(outbox), out)
+        return ClientOutcome(True, num_survivors=out.num_survivors)
     except RemoteProtocolError as e:
         # Tell the server at once instead of letting it wait for the deadline.
         if awaited:

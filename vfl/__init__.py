@@ -5,7 +5,8 @@ Where things are: settings and errors ``vfl.config``; the session handshake (a s
 machine per role) ``vfl.session``; the interactive layer behind one interface for both
 modes ``vfl.interactive`` (a new mode is a new pair of classes there); seeded schedules
 ``vfl.schedule``; checkpoints ``vfl.checkpoints``; the saved-half format
-``vfl.model_file``; the runners ``vfl.trainer``; models and metrics ``vfl.split``.
+``vfl.model_file``; the runners ``vfl.active`` and ``vfl.passive`` over ``vfl.runner``,
+public as ``vfl.trainer``; models and metrics ``vfl.split``.
 
 The exports load on first use, so that ``python -m vfl.align`` does not load torch or
 TenSEAL; the ``TYPE_CHECKING`` imports give type checkers the same names and types.

@@ -192,17 +192,6 @@ class ActiveTrainer(TrainerBase):
         return np.concatenate(out) if out else np.zeros(0)
 
     # -- public API -------------------------------------------------------------
-    def fit(self) -> TrainResult:
-        """Train (or resume) with every passive party; restores the best validation epoch.
-
-        A passive party that dies mid-run is waited for (``rejoin_s``); restarted with
-        its checkpoint directory, it rejoins and both resume from their newest common
-        checkpoint.
-        """
-        if self.loaded:
-            raise self._no_fit("ActiveTrainer")
-        return self._fit_with_rejoin(self._fit_once)
-
     def _fit_once(self) -> TrainResult:
         where = "setup"
         try:

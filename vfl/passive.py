@@ -154,15 +154,6 @@ class PassiveTrainer(TrainerBase):
                 self.side.forward(link, tag_of(b), h, train=False)
         self.model.train()
 
-    def fit(self) -> TrainResult:
-        """Follow the active party's plan until it says stop; restores the best epoch.
-
-        If the active party dies mid-run, waits ``rejoin_s`` for it and resumes.
-        """
-        if self.loaded:
-            raise self._no_fit("PassiveTrainer")
-        return self._fit_with_rejoin(self._fit_once)
-
     def _fit_once(self) -> TrainResult:
         where = "setup"
         try:

@@ -109,9 +109,21 @@ class TrainerBase:
             "Restart the stopped party with the same settings to resume."
         )
 
-    def _no_fit(self, what: str) -> LocalProtocolError:
-        return LocalProtocolError(f"{self.party.name}: a model from load_model() only scores; "
-                                  f"build a new {what} to train")
+    def fit(self) -> TrainResult:
+        """Train (or resume) until the active party stops; restores the best validation epoch.
+
+        The active party drives the epochs (early stopping on the validation AUC), the
+        passive parties follow its plan. A peer that dies mid-run is waited for
+        (``rejoin_s``); restarted with its checkpoint directory, it rejoins and all
+        resume from their newest common checkpoint.
+        """
+        if self.loaded:
+            raise LocalProtocolError(f"{self.party.name}: a model from load_model() only "
+                                     f"scores; build a new {type(self).__name__} to train")
+        return self._fit_with_rejoin(self._fit_once)
+
+    def _fit_once(self) -> TrainResult:
+        raise NotImplementedError
 
 
 __all__ = ["FloatArray", "TrainerBase", "check_features", "score_of"]

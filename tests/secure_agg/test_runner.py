@@ -272,3 +272,21 @@ def test_run_client_refuses_bad_input_before_sending_anything() -> None:
     with pytest.raises(ValueError, match="max_weight"):
         run_client(p, "server", np.zeros(D), weight=2.5, params=params, session="s")
     assert p.transport.stats.messages_sent == 0
+
+
+def test_release_client_stops_a_waiting_client_at_once() -> None:
+    """secure_agg.release_client (what hfl.secure uses): a client the server will not take
+    into a round is told wherever it waits, and reveals nothing."""
+    from secure_agg import STEPS, handshake_session, release_client, round_tag
+
+    assert round_tag("s", 2, "public_keys") == Tag("secagg", "s", 2, "public_keys")
+    assert handshake_session("s", 2) == "s.r2" and STEPS[1] == "public_keys"
+    params = SecAggParams(num_clients=3, vector_length=D, mode="secagg")
+    t0 = time.monotonic()
+    out = run_parties({
+        "server": lambda p: release_client(p, "c0", session="s", round=2, reason="too late"),
+        "c0": lambda p: run_client(p, "server", np.zeros(D), params=params, session="s",
+                                   round=2, timeout_s=60),
+    })
+    assert isinstance(out["c0"], ClientOutcome) and not out["c0"].completed
+    assert time.monotonic() - t0 < 30  # not the 60 s timeout
