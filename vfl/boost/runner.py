@@ -102,13 +102,17 @@ def train_active(party: Party, passives: list[str], bins: Bins, y: Any, params: 
     """Train as the active party; returns its half (also checkpointed per tree if asked)."""
     ck = Path(checkpoint_dir) / f"{party.name}.boost.ckpt.json" if checkpoint_dir else None
     model = None
-    if ck is not None and ck.exists():
-        model, _ = load_active(ck)
-        if model.params != params or model.passives != list(passives):
-            raise ConfigError(f"checkpoint {ck} is of another training (parameters or parties differ)")
-    booster = ActiveBooster(bins, y, passives, params, make_cipher(scheme, key_bits), name=party.name,
-                            model=model,
-                            on_tree_end=(lambda m: save_active(ck, m, binner, checkpoint=True)) if ck else None)
+    try:  # bad input fails fast at the peers too, not at their handshake timeout
+        if ck is not None and ck.exists():
+            model, _ = load_active(ck)
+            if model.params != params or model.passives != list(passives):
+                raise ConfigError(f"checkpoint {ck} is of another training (parameters or parties differ)")
+        booster = ActiveBooster(bins, y, passives, params, make_cipher(scheme, key_bits), name=party.name,
+                                model=model,
+                                on_tree_end=(lambda m: save_active(ck, m, binner, checkpoint=True)) if ck else None)
+    except BaseException as e:
+        tell_peers(party, session, e)
+        raise
     _open(party, list(passives), session, {"rows": len(bins), "role": "boost"}, timeout_s)
     trained: ActiveModel = _drive_active(party, booster.train(), session, timeout_s)
     trained.tree_seconds = list(booster.tree_seconds)
@@ -121,12 +125,16 @@ def train_passive(party: Party, active: str, bins: Bins, *, session: str = "boos
     """Serve the active party's training as a passive party; returns this party's half."""
     ck = Path(checkpoint_dir) / f"{party.name}.boost.ckpt.json" if checkpoint_dir else None
     table, done = None, 0
-    if ck is not None and ck.exists():
-        old = load_passive(ck)
-        table, done = old.table, old.done_trees
-    booster = PassiveBooster(bins, name=party.name, salt=salt, table=table, done_trees=done, binner=binner,
-                             min_rows_floor=min_rows_floor,
-                             on_tree_end=(lambda b: save_passive(ck, b)) if ck else None)
+    try:
+        if ck is not None and ck.exists():
+            old = load_passive(ck)
+            table, done = old.table, old.done_trees
+        booster = PassiveBooster(bins, name=party.name, salt=salt, table=table, done_trees=done, binner=binner,
+                                 min_rows_floor=min_rows_floor,
+                                 on_tree_end=(lambda b: save_passive(ck, b)) if ck else None)
+    except BaseException as e:
+        tell_peers(party, session, e)
+        raise
     _open(party, [active], session, {"rows": len(bins), "role": "boost"}, timeout_s)
     _serve_passive(party, active, booster, session, timeout_s, Finish)
     return booster
