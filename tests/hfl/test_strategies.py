@@ -72,8 +72,11 @@ def _run(strategy: FedAvg, rounds: int) -> tuple[list[np.ndarray], list[list[np.
         new_p, _ = strategy.aggregate_fit(r, res, [])
         assert new_p is not None
         new = parameters_to_ndarrays(new_p)
-        assert [a.dtype for a in new] == [a.dtype for a in W0]
-        params = new
+        # Flower's FedAdam steps float32 models in float64 (its step size is a NumPy float64);
+        # the others keep the model's dtype. tessera's server casts back to the model's dtypes.
+        want = np.float64 if isinstance(strategy, FedAdam) else np.float32
+        assert [a.dtype for a in new] == [np.dtype(want)] * len(W0)
+        params = [a.astype(w.dtype) for a, w in zip(new, W0, strict=True)]
     return params, means
 
 
