@@ -754,6 +754,18 @@ class _Engine:
                                             thread_name_prefix="hfl-ray-connect")
         self.lanes = [_Lane(self, i) for i in range(pool)]
 
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until every actor has started (imports done), so the first round's timeout
+        measures the clients, not the pool's start. TesseraError after ``timeout_s``."""
+        refs = [lane.actor.node.remote() for lane in self.lanes]
+        ready, pending = self.ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        if pending:
+            raise TesseraError(
+                f"{len(pending)} of {len(refs)} Ray actors (client_resources={self.resources} "
+                f"each) did not start within {timeout_s:g} s: the cluster may lack those "
+                f"resources now (ray.available_resources(): {self.ray.available_resources()})")
+        self.ray.get(ready)  # an actor that failed to start raises here
+
     def next_token(self) -> int:
         with self._token_lock:
             self._tokens += 1
@@ -893,6 +905,7 @@ def simulate_on_ray(
                          timeout_s=timeout_s, run_config=dict(run_config or {}),
                          context_cls=context_cls)
         log.info("Ray backend: %d clients, %d actors (%s each)", len(names), pool, resources)
+        engine.wait_ready(ray_start_timeout_s)
         if on_start is not None:
             on_start(engine)
         server_party = Party(SERVER, engine.server_transport, role=Role.SERVER)
