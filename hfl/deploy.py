@@ -54,7 +54,6 @@ def _dev_notice(cfg: FederationConfig, address: str) -> None:
 
         _noticed = True
         msg = notice(cfg.tls.ca.parent, address)
-        log.warning("%s", msg)
         print(f"hfl server: {msg}", flush=True)
 
 
