@@ -20,6 +20,9 @@ code 2, never a traceback; Ctrl-C ends it with exit code 130::
         cli.add_federation(ap)
         args = ap.parse_args(argv)
         return cli.run("bank", lambda: train(args))
+
+This module sits at the bottom of ``party`` (it imports only the errors, and the config
+loader when asked), so every CLI, the router's included, can use it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from party.errors import TesseraError
 
 if TYPE_CHECKING:
     from party.config import FederationConfig
-    from party.party import Party
 
 #: exit code of a command stopped by a TesseraError (argparse uses 2 for bad flags too)
 EXIT_ERROR = 2
@@ -101,14 +103,6 @@ def load(args: argparse.Namespace) -> FederationConfig:
     return load_federation(args.config)
 
 
-def connect(args: argparse.Namespace, config: FederationConfig | None = None,
-            **kw: Any) -> Party:
-    """Connect ``--party`` to the federation of ``--config`` (or ``config``), gRPC + mTLS."""
-    from party.grpc_transport import connect as grpc_connect
-
-    return grpc_connect(config if config is not None else load(args), args.party, **kw)
-
-
 def run(prog: str, body: Callable[[], int | None], *,
         errors: tuple[type[BaseException], ...] = ()) -> int:
     """Run ``body`` and return its exit code (None counts as 0).
@@ -136,4 +130,4 @@ def one_line(e: BaseException) -> str:
 
 
 __all__ = ["ALIASES", "EXIT_ERROR", "EXIT_INTERRUPTED", "add_federation", "add_out",
-           "connect", "load", "one_line", "parser", "run"]
+           "load", "one_line", "parser", "run"]

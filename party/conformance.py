@@ -1,5 +1,8 @@
 """The Transport conformance suite: one function any transport can be checked with.
 
+Built on :mod:`party.testing` (its thread runner and gRPC federation); imported from here,
+not from ``party.testing``, so the two never import each other.
+
 Like trio's ``check_one_way_stream(maker)``: give :func:`check_transport` a
 *federation maker* and it runs every check of the contract in
 :mod:`party.transport` against it, raising :class:`ContractViolation` naming each
@@ -7,7 +10,7 @@ check that failed. A federation maker is any callable that, given the party
 names, returns a context manager yielding ``make_party(name) -> Party`` (each call
 a connected party; closing one is that party leaving)::
 
-    from party.testing import check_transport, grpc_parties, inmemory_parties
+    from party.conformance import check_transport, grpc_parties, inmemory_parties
 
     check_transport(inmemory_parties)
     check_transport(grpc_parties)

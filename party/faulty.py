@@ -17,7 +17,7 @@ Faults act on what this side *sends*; each rule matches on the destination and t
 tag's protocol, session, round and step (None: any), or a predicate, and applies to
 the first ``count`` matching messages (None: all of them). What was done is in
 :attr:`FaultyTransport.applied`. With no fault armed the wrapper is transparent:
-``party.testing.check_transport`` passes over it.
+``party.conformance.check_transport`` passes over it.
 """
 
 from __future__ import annotations

@@ -239,18 +239,9 @@ def uncovered(table: Table[Any], trace: Sequence[tuple[str, Any, Any]]) -> list[
                   if (e, a) not in seen)
 
 
-# ---- transports: conformance suite, faulty transport, receive spy (issue 13) ---------------
-# The code lives in party.conformance and party.faulty; imported here so tests find the whole
-# kit in one place, as trio.testing.
-from party.conformance import (  # noqa: E402, F401  (re-exported)
-    CHECKS,
-    ContractViolation,
-    Federation,
-    check_transport,
-    grpc_parties,
-    inmemory_parties,
-    with_faults,
-)
+# ---- transports: faulty transport, receive spy (issue 13) -----------------------------------
+# FaultyTransport lives in party.faulty; the transport conformance suite built on this module
+# is party.conformance (check_transport, CHECKS, inmemory_parties, grpc_parties, with_faults).
 from party.faulty import FaultyTransport  # noqa: E402, F401  (re-exported)
 
 

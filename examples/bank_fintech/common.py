@@ -73,8 +73,10 @@ def run(prog: str, args: Any, *, train: Callable[[Party, Any], int],
     def connected() -> int:
         import torch
 
+        from party.grpc_transport import connect
+
         torch.set_num_threads(1)  # tiny models; SEAL dominates and the peer needs the other core
-        with cli.connect(args) as party:
+        with connect(cli.load(args), args.party) as party:
             if args.score:
                 score(party, args)
                 return 0

@@ -31,6 +31,7 @@ from examples.transfer.task import ID, LABEL, add_params_args, features, params_
 from ftl import FtlResult, predict_ftl, train_ftl
 from party import Party, TesseraError, cli
 from party.files import write_atomic
+from party.grpc_transport import connect
 from vfl.align import align, read_table
 
 Role = Literal["guest", "host"]
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace, role: Role) -> int:
     x = features(table)
     y = table[LABEL].to_numpy(dtype=float) if role == "guest" else None
     config = cli.load(args)
-    with cli.connect(args, config) as me:
+    with connect(config, args.party) as me:
         rows = _psi(me, args, table, config.timeout_s)
         out = train_ftl(me, args.peer, role=role, x=x, y=y, overlap=rows,
                         params=params_from(args),

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from party import Party, Tag, cli
+from party.grpc_transport import connect
 
 
 def exchange(me: Party, timeout_s: float) -> int:
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         config = cli.load(args)
-        with cli.connect(args, config) as me:
+        with connect(config, args.party) as me:
             return exchange(me, timeout_s=config.timeout_s)
 
     return cli.run(args.party, body)

@@ -1,4 +1,4 @@
-"""The delivery contract, checked by ``party.testing.check_transport``'s checks, over every transport.
+"""The delivery contract, checked by ``party.conformance.check_transport``'s checks, over every transport.
 
 Each transport is a federation maker (``inmemory_parties``, ``grpc_parties``), not a string: a
 new transport adds one maker here. ``check_transport`` also runs the whole suite over the
@@ -13,20 +13,18 @@ import pytest
 
 from party import Tag
 from party.conformance import (
-    check_dead_peer_fails_fast,
-    check_no_duplicates,
-    check_order_and_buffering,
-)
-from party.faulty import FaultyTransport
-from party.testing import (
     CHECKS,
     ContractViolation,
     Federation,
+    check_dead_peer_fails_fast,
+    check_no_duplicates,
+    check_order_and_buffering,
     check_transport,
     grpc_parties,
     inmemory_parties,
     with_faults,
 )
+from party.testing import FaultyTransport
 
 FEDERATIONS = [
     pytest.param(inmemory_parties, id="inmemory"),
