@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from typing import Any
 
@@ -169,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-he", action="store_true")
     ap.add_argument("--no-woe", action="store_true")
     a = ap.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("vfl.boost").setLevel(logging.INFO)  # one line per tree on stderr
     if a.compare_he:
         compare_he(24000, 10, a.bins)
         return 0

@@ -460,6 +460,7 @@ class ActiveBooster:
             for q in self.passives:
                 _expect_ack(acks[q], "tree_end", q)
             self.tree_seconds.append(time.perf_counter() - t0)
+            log.info("%s: tree %d of %d in %.1f s", self.name, t + 1, p.n_trees, self.tree_seconds[-1])
             if self.on_tree_end is not None:
                 self.on_tree_end(m)
         m.run_id = m.run_id or secrets.token_hex(8)
