@@ -14,7 +14,7 @@
 ``@app.train("<name>")``). ``ClientApp(client_fn=client_fn)`` is Flower's legacy
 form: ``client_fn(context)`` returns a ``Client`` (``NumPyClient(...).to_client()``)
 and the app runs the legacy instructions a legacy ``ServerApp`` sends
-(:func:`hfl.server.server_app.handle_legacy_message`). ``python -m hfl run APP_DIR`` runs
+(:func:`handle_legacy_message`). ``python -m hfl run APP_DIR`` runs
 either kind (:mod:`hfl.run`).
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hfl.common.message import Context, Message, MessageType
+from hfl.common.message import Context, Error, Message, MessageType
 
 Handler = Callable[[Message, Context], Message]
 
@@ -71,8 +71,6 @@ class ClientApp:
 
     def __call__(self, message: Message, context: Context) -> Message:
         if self.client_fn is not None:
-            from hfl.server.server_app import handle_legacy_message
-
             return handle_legacy_message(self.client(context), message)
         key = message.metadata.message_type
         fn = self._handlers.get(key)
@@ -83,6 +81,48 @@ class ClientApp:
         if not isinstance(reply, Message):
             raise TypeError(f"the {key!r} handler returned {type(reply).__name__}, not a Message")
         return reply
+
+
+def handle_legacy_message(client: Any, msg: Message) -> Message:
+    """Run a legacy instruction Message on a ``Client`` (``ClientApp(client_fn=...)``'s side)."""
+    from hfl.client import client as client_mod
+    from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
+    from hfl.common.record import ArrayRecord, MetricRecord, RecordDict
+    from hfl.common.typing import Code, EvaluateIns, FitIns, GetParametersIns
+
+    kind = msg.metadata.message_type
+    c = msg.content
+    try:
+        if kind == MessageType.TRAIN:
+            res = client_mod.maybe_call_fit(client, FitIns(
+                ndarrays_to_parameters(c["fitins.parameters"].to_numpy_ndarrays()), dict(c["fitins.config"])))
+            if res.status.code != Code.OK:
+                return Message(Error(code=res.status.code.value, reason=res.status.message), reply_to=msg)
+            metrics = MetricRecord({k: v for k, v in res.metrics.items() if isinstance(v, (int, float))
+                                    and not isinstance(v, bool)})
+            metrics["num-examples"] = int(res.num_examples)
+            return Message(RecordDict({"fitres.parameters": ArrayRecord(parameters_to_ndarrays(res.parameters)),
+                                       "fitres.metrics": metrics}), reply_to=msg)
+        if kind == MessageType.EVALUATE:
+            ev = client_mod.maybe_call_evaluate(client, EvaluateIns(
+                ndarrays_to_parameters(c["evaluateins.parameters"].to_numpy_ndarrays()),
+                dict(c["evaluateins.config"])))
+            if ev.status.code != Code.OK:
+                return Message(Error(code=ev.status.code.value, reason=ev.status.message), reply_to=msg)
+            metrics = MetricRecord({k: v for k, v in ev.metrics.items() if isinstance(v, (int, float))
+                                    and not isinstance(v, bool)})
+            metrics["num-examples"] = int(ev.num_examples)
+            metrics["loss"] = float(ev.loss)
+            return Message(RecordDict({"evaluateres.metrics": metrics}), reply_to=msg)
+        if kind == MessageType.QUERY + ".get_parameters":
+            gp = client_mod.maybe_call_get_parameters(client, GetParametersIns(dict(c["getparametersins.config"])))
+            if gp.status.code != Code.OK:
+                return Message(Error(code=gp.status.code.value, reason=gp.status.message), reply_to=msg)
+            return Message(RecordDict({"getparametersres.parameters": ArrayRecord(
+                parameters_to_ndarrays(gp.parameters))}), reply_to=msg)
+    except Exception as e:  # the user's code failed: an error reply, the strategy sees a failure
+        return Message(Error(code=500, reason=f"{type(e).__name__}: {e}"), reply_to=msg)
+    return Message(Error(code=400, reason=f"unknown legacy message type {kind!r}"), reply_to=msg)
 
 
 class AppNode:
@@ -96,4 +136,4 @@ class AppNode:
         return self.app(message, self.context)
 
 
-__all__ = ["AppNode", "ClientApp"]
+__all__ = ["AppNode", "ClientApp", "handle_legacy_message"]

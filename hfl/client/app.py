@@ -34,7 +34,7 @@ from hfl.client import numpy_client
 from hfl.client.client import Client
 from hfl.client.numpy_client import NumPyClient
 from hfl.clientapp import AppNode
-from hfl.common import NDArrays, describe_mismatch
+from hfl.common import NDArrays, describe_mismatch, refuse_flower_kwargs
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
 from hfl.common.typing import Code
 from hfl.deploy import client_party_loop
@@ -309,22 +309,6 @@ def start_client(
         insecure=insecure, serve=lambda party, server: run_client(party, client, server=server),
         join_token=join_token,
     )
-
-
-#: Flower arguments tessera replaces with the federation file (mutual TLS always).
-_FLOWER_TLS_KWARGS = ("root_certificates", "certificates", "transport", "authentication_keys",
-                      "grpc_max_message_length", "ssl_certfile", "ssl_keyfile", "ssl_ca_certfile")
-
-
-def refuse_flower_kwargs(fn: str, kwargs: dict[str, Any]) -> None:
-    """A Flower argument tessera does not take is a ConfigError naming it, never ignored."""
-    if not kwargs:
-        return
-    names = ", ".join(sorted(kwargs))
-    tls = [k for k in kwargs if k in _FLOWER_TLS_KWARGS]
-    why = (" tessera always uses mutual TLS with the certificates named in the federation file "
-           "(federation=...)" if tls else "")
-    raise ConfigError(f"{fn}() does not take {names}.{why}")
 
 
 def start_numpy_client(*, server_address: str | None = None, client: NumPyClient,

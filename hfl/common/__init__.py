@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,7 @@ from hfl.common.typing import (
     Status,
     Value,
 )
+from party import ConfigError
 
 #: Flower's deprecated record names (the same classes).
 ConfigsRecord = ConfigRecord
@@ -74,6 +76,22 @@ def array_from_numpy(ndarray: NDArray) -> Array:
     return Array(ndarray)
 
 _SCALARS = (bool, bytes, float, int, str)
+
+
+#: Flower arguments tessera replaces with the federation file (mutual TLS always).
+_FLOWER_TLS_KWARGS = ("root_certificates", "certificates", "transport", "authentication_keys",
+                      "grpc_max_message_length", "ssl_certfile", "ssl_keyfile", "ssl_ca_certfile")
+
+
+def refuse_flower_kwargs(fn: str, kwargs: dict[str, Any]) -> None:
+    """A Flower argument tessera does not take is a ConfigError naming it, never ignored."""
+    if not kwargs:
+        return
+    names = ", ".join(sorted(kwargs))
+    tls = [k for k in kwargs if k in _FLOWER_TLS_KWARGS]
+    why = (" tessera always uses mutual TLS with the certificates named in the federation file "
+           "(federation=...)" if tls else "")
+    raise ConfigError(f"{fn}() does not take {names}.{why}")
 
 
 def check_metrics(metrics: object, what: str) -> Metrics:
@@ -163,4 +181,5 @@ __all__ = [
     "ndarrays_to_parameters",
     "now",
     "parameters_to_ndarrays",
+    "refuse_flower_kwargs",
 ]

@@ -47,7 +47,7 @@ import numpy as np
 
 from hfl import messages as wire
 from hfl.checkpoint import load_latest, save_round
-from hfl.common import describe_mismatch
+from hfl.common import describe_mismatch, refuse_flower_kwargs
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
 from hfl.common.typing import (
     OK,
@@ -920,8 +920,6 @@ def start_server(
     Returns:
         The training :class:`History` (``history.parameters`` is the final model).
     """
-    from hfl.client.app import refuse_flower_kwargs
-
     refuse_flower_kwargs("start_server", _flower_kwargs)
     for nm, v in (("server", server), ("client_manager", client_manager), ("certificates", certificates)):
         if v is not None:

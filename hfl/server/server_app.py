@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from hfl.common.message import Context, Error, Message, MessageType
+from hfl.clientapp import handle_legacy_message
+from hfl.common.message import Context, Message, MessageType
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
-from hfl.common.record import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from hfl.common.record import ArrayRecord, ConfigRecord, RecordDict
 from hfl.common.typing import (
     OK,
     Code,
@@ -193,47 +194,9 @@ class GridClientProxy(ClientProxy):
         return DisconnectRes(reason="UNKNOWN")
 
 
-def handle_legacy_message(client: Any, msg: Message) -> Message:
-    """Run a legacy instruction Message on a ``Client`` (``ClientApp(client_fn=...)``'s side)."""
-    from hfl.client import client as client_mod
-
-    kind = msg.metadata.message_type
-    c = msg.content
-    try:
-        if kind == MessageType.TRAIN:
-            res = client_mod.maybe_call_fit(client, FitIns(
-                ndarrays_to_parameters(c["fitins.parameters"].to_numpy_ndarrays()), dict(c["fitins.config"])))
-            if res.status.code != Code.OK:
-                return Message(Error(code=res.status.code.value, reason=res.status.message), reply_to=msg)
-            metrics = MetricRecord({k: v for k, v in res.metrics.items() if isinstance(v, (int, float))
-                                    and not isinstance(v, bool)})
-            metrics["num-examples"] = int(res.num_examples)
-            return Message(RecordDict({"fitres.parameters": ArrayRecord(parameters_to_ndarrays(res.parameters)),
-                                       "fitres.metrics": metrics}), reply_to=msg)
-        if kind == MessageType.EVALUATE:
-            ev = client_mod.maybe_call_evaluate(client, EvaluateIns(
-                ndarrays_to_parameters(c["evaluateins.parameters"].to_numpy_ndarrays()),
-                dict(c["evaluateins.config"])))
-            if ev.status.code != Code.OK:
-                return Message(Error(code=ev.status.code.value, reason=ev.status.message), reply_to=msg)
-            metrics = MetricRecord({k: v for k, v in ev.metrics.items() if isinstance(v, (int, float))
-                                    and not isinstance(v, bool)})
-            metrics["num-examples"] = int(ev.num_examples)
-            metrics["loss"] = float(ev.loss)
-            return Message(RecordDict({"evaluateres.metrics": metrics}), reply_to=msg)
-        if kind == MessageType.QUERY + ".get_parameters":
-            gp = client_mod.maybe_call_get_parameters(client, GetParametersIns(dict(c["getparametersins.config"])))
-            if gp.status.code != Code.OK:
-                return Message(Error(code=gp.status.code.value, reason=gp.status.message), reply_to=msg)
-            return Message(RecordDict({"getparametersres.parameters": ArrayRecord(
-                parameters_to_ndarrays(gp.parameters))}), reply_to=msg)
-    except Exception as e:  # the user's code failed: an error reply, the strategy sees a failure
-        return Message(Error(code=500, reason=f"{type(e).__name__}: {e}"), reply_to=msg)
-    return Message(Error(code=400, reason=f"unknown legacy message type {kind!r}"), reply_to=msg)
-
-
 def _run_legacy_over_grid(comps: ServerAppComponents, grid: Grid) -> Any:
-    from hfl.server import Server, ServerConfig, SimpleClientManager
+    from hfl.server.client_manager import SimpleClientManager
+    from hfl.server.server import Server, ServerConfig
 
     if comps.server is not None:
         raise ValueError("ServerAppComponents(server=...) is not supported: pass strategy= and config=")
