@@ -48,7 +48,8 @@ Who learns what (semi-honest parties; tested in ``tests/vfl/boost/test_transcrip
 * **The active party** learns, for every decrypted sum, a (ΣG, ΣH) over at least
   ``min_rows`` sampled rows (the passive party merges bins, every candidate split leaves at
   least ``min_rows`` rows on each side, and candidate order is shuffled, so it learns neither
-  bin boundaries nor which feature a candidate belongs to, nor the bin counts). It learns
+  bin boundaries nor which feature a candidate belongs to, nor the bin counts; it does learn
+  how many candidates each node has). It learns
   (c) which rows go left at each passive split it chose (needed to grow the tree), and at
   prediction the left bits of every passive record for every scored row. It never learns a
   passive feature value, name (beyond the count a party declares), or threshold. Since the
