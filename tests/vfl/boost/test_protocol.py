@@ -192,3 +192,30 @@ def test_every_message_survives_the_codec() -> None:
         pass
     assert {"BoostPlan", "PlanAck", "TreeStart", "NodeRequest", "Histograms", "SplitRequest", "SplitResult",
             "TreeEnd", "Ack", "Finish"} <= seen
+
+
+def test_two_passive_parties_match_the_reference_on_the_joined_table() -> None:
+    d = credit()
+    p = BoostParams(n_trees=2, max_depth=3, max_bin=16)
+    b1, b2 = np.ascontiguousarray(d["bp"][:, :5]), np.ascontiguousarray(d["bp"][:, 5:])
+    act = ActiveBooster(d["ba"], d["y"], ["p1", "p2"], p, PlainCipher(), name="bank")
+    pas = {"p1": PassiveBooster(b1, name="p1", salt=1), "p2": PassiveBooster(b2, name="p2", salt=2)}
+    m = drive(act.train(), pas)
+    joined = np.concatenate([d["ba"], b1, b2], 1)
+    base, trees = fit_reference(joined, d["y"], p)
+    ours = []
+    for tree in m.trees:
+        s = []
+        for nd in tree:
+            if nd.is_leaf:
+                continue
+            if nd.owner == "bank":
+                s.append(m.table[nd.record])
+            else:
+                f, b, _ = pas[nd.owner].table[nd.record]
+                s.append((13 + (0 if nd.owner == "p1" else 5) + f, b))
+        ours.append(s)
+    assert ours == ref_splits(trees)
+    assert {nd.owner for t in m.trees for nd in t} >= {"p1", "p2"}
+    pred = drive(act.predict(d["ba"]), pas)
+    np.testing.assert_allclose(pred, sigmoid(base + sum(t.predict(joined) for t in trees)), atol=1e-9)
