@@ -14,12 +14,13 @@ An app directory holds a ``pyproject.toml`` with Flower's tables::
 
 Two ways to run it:
 
-- ``--simulation`` (``--num-supernodes N``, default the file's ``options.num-supernodes``):
+- ``--simulation`` (``--num-supernodes N``, default the file's ``options.num-supernodes``;
+  the default mode when the default federation is a simulation one, as ``flwr run .``):
   all nodes in this process. A Message-API app (``ServerApp`` with ``@app.main()``) runs
   its ``main(grid, context)`` over an :class:`~hfl.server.grid.InMemoryGrid` of N
   ClientApps; a legacy app (``ServerApp(server_fn=...)`` + ``ClientApp(client_fn=...)``)
   runs on :func:`hfl.simulate` (tessera's server and codec, in memory).
-- deployed (no ``--simulation``): this process is the server, over gRPC with mutual TLS
+- deployed (``--deploy``, or no simulation federation): this process is the server, over gRPC with mutual TLS
   (the development federation when there is no federation file, or ``--federation``);
   each node runs ``python -m hfl supernode APP_DIR --partition-id I --num-partitions N``.
   A legacy app runs on :func:`hfl.server.start_server` / :func:`hfl.client.start_client`;
@@ -59,6 +60,14 @@ class App:
     clientapp: ClientApp
     run_config: dict[str, Any]
     num_supernodes: int | None
+    #: the default federation's ``address`` (a deployment), if it names one
+    address: str | None = None
+
+    @property
+    def simulation_by_default(self) -> bool:
+        """What ``flwr run .`` does with this file: simulate when the default federation is a
+        simulation one (``options.num-supernodes``, no ``address``)."""
+        return self.num_supernodes is not None and self.address is None
 
 
 def parse_run_config(text: str | None) -> dict[str, Any]:
@@ -117,7 +126,7 @@ def load_app(directory: str | Path, run_config_override: dict[str, Any] | None =
     n = fed.get("options", {}).get("num-supernodes")
     return App(d, _load_object(comps["serverapp"], "serverapp", ServerApp),
                _load_object(comps["clientapp"], "clientapp", ClientApp), run_config,
-               int(n) if n is not None else None)
+               int(n) if n is not None else None, fed.get("address"))
 
 
 def run_simulation(app: App, num_supernodes: int) -> Any:
@@ -204,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run an app (flwr run .)")
     r.add_argument("app_dir", type=Path)
-    r.add_argument("--simulation", action="store_true", help="all nodes in this process")
+    mode = r.add_mutually_exclusive_group()
+    mode.add_argument("--simulation", action="store_true",
+                      help="all nodes in this process (the default when the pyproject's default "
+                           "federation is a simulation one, as with flwr run .)")
+    mode.add_argument("--deploy", action="store_true", help="this process is the server; nodes join")
     r.add_argument("--num-supernodes", type=int, default=None)
     r.add_argument("--run-config", default=None, help='overrides, e.g. "num-server-rounds=5 lr=0.1"')
     r.add_argument("--server-address", default="0.0.0.0:8080", help="deployed: where the router listens")
@@ -224,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     app = load_app(args.app_dir, parse_run_config(args.run_config))
     if args.cmd == "run":
         n = args.num_supernodes or app.num_supernodes
-        if args.simulation:
+        if args.simulation or (not args.deploy and app.simulation_by_default):
             if n is None:
                 raise SystemExit("--simulation needs --num-supernodes (or options.num-supernodes in "
                                  "[tool.flwr.federations.<default>])")

@@ -99,6 +99,7 @@ def test_message_api_app_in_simulation(tmp_path: Path) -> None:
     app = load_app(_app_dir(tmp_path, "msgapp", MESSAGE_APP, "num-server-rounds = 2\nlr = 0.5"),
                    parse_run_config("num-server-rounds=3"))
     assert app.num_supernodes == 3 and app.run_config == {"num-server-rounds": 3, "lr": 0.5}
+    assert app.simulation_by_default  # as `flwr run .` with a local-simulation default federation
     run_simulation(app, 3)
     import msgapp.app as m  # type: ignore[import-not-found]
 
@@ -205,7 +206,7 @@ def test_message_api_app_deployed_over_grpc_zero_config(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
     env.update(TESSERA_STATE_DIR=str(tmp_path / "state"), PYTHONPATH=str(root))
     hfl_cmd = [sys.executable, "-m", "hfl"]
-    srv = subprocess.Popen([*hfl_cmd, "run", str(d), "--server-address", f"127.0.0.1:{port}",
+    srv = subprocess.Popen([*hfl_cmd, "run", str(d), "--deploy", "--server-address", f"127.0.0.1:{port}",
                             "--num-supernodes", "3"], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     nodes = [subprocess.Popen([*hfl_cmd, "supernode", str(d), "--partition-id", str(i),
