@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bins", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.3)
     ap.add_argument("--min-rows", type=int, default=1)
+    ap.add_argument("--mode", default="classic", choices=["classic", "layered", "mix"])
+    ap.add_argument("--passive-depth", type=int, default=2)
     ap.add_argument("--scheme", default="ou", choices=["ou", "paillier", "plaintext"])
     ap.add_argument("--compare-he", action="store_true")
     ap.add_argument("--no-woe", action="store_true")
@@ -178,9 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         compare_he(24000, 10, a.bins)
         return 0
     d = load(a.rows or None)
-    p = BoostParams(n_trees=a.trees, max_depth=a.depth, max_bin=a.bins, learning_rate=a.lr, min_rows=a.min_rows)
+    p = BoostParams(n_trees=a.trees, max_depth=a.depth, max_bin=a.bins, learning_rate=a.lr, min_rows=a.min_rows,
+                    mode=a.mode, passive_depth=a.passive_depth)
     cond = {"rows_train": len(d["tr"]), "rows_test": len(d["te"]), "trees": a.trees, "depth": a.depth,
-            "bins": a.bins, "lr": a.lr, "min_rows": a.min_rows, "scheme": a.scheme, "cores": os.cpu_count()}
+            "bins": a.bins, "lr": a.lr, "min_rows": a.min_rows, "scheme": a.scheme, "mode": a.mode,
+            "cores": os.cpu_count()}
+    if a.mode == "layered":
+        cond["passive_depth"] = a.passive_depth
     xg = run_xgboost(d, p)
     t = run_tessera(d, p, a.scheme)
     load_avg = os.getloadavg()[0]
