@@ -25,6 +25,11 @@ Composite keys (several ID columns) are encoded unambiguously as
 default (``duplicates="error"``), or all but the first are dropped
 (``"keep-first"``); either way the count is reported.
 
+Speed: one text column that is all ASCII and has no missing value (the usual
+customer-ID file), with ``numbers="keep"``, is normalised by Arrow's compute
+kernels in one pass (the same keys, rows and report as the per-value path, which
+handles everything else; ``tests/psi/test_normalize_fast.py`` checks both agree).
+
 Memory: the columns are read and normalised in chunks of 65,536 rows and the
 keys are kept in one buffer (:class:`PackedKeys`, the UTF-8 bytes plus an
 offset per row), never as one Python object per row, so 10 million IDs of 11
@@ -170,9 +175,6 @@ class NormalizedIds:
     keys: PackedKeys
     rows: np.ndarray
     report: NormalizeReport
-    #: BLAKE2b-128 of each kept key, in key order (16 bytes each): what finds duplicates,
-    #: and the spu backend's input encoding (:func:`psi.spu.hash_keys`), computed once
-    digests: bytes = b""
 
 
 CHUNK_ROWS = 1 << 16
@@ -289,6 +291,61 @@ def _normalize_column(
     return out
 
 
+#: False: always the per-value path (tests compare both)
+ARROW_FAST_PATH = True
+_ASCII_SPACE = " \t\r\n\v\f"
+
+
+def _normalize_arrow(col: Any, opts: NormalizeOptions, rep: NormalizeReport) -> tuple[PackedKeys, np.ndarray] | None:
+    """(keys, duplicate mask) of one all-ASCII text column without missing or empty values,
+    by Arrow kernels; None where the per-value path must decide (or word the error)."""
+    if not ARROW_FAST_PATH or opts.numbers != "keep" or not isinstance(col, pd.Series):
+        return None
+    if not pd.api.types.is_string_dtype(col.dtype):
+        return None
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pa.array(col, type=pa.string(), from_pandas=True)
+    except (ImportError, TypeError, ValueError, ArithmeticError) as e:  # not all text
+        del e
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count or not pc.all(pc.string_is_ascii(arr)).as_py():
+        return None  # missing values (the error) or Unicode (NFC, casefold): per value
+    if len(arr) == 0:
+        return None
+
+    def changed(a: Any, b: Any) -> int:
+        return int(pc.sum(pc.not_equal(a, b)).as_py() or 0)
+
+    s = arr
+    if opts.strip:
+        t = pc.ascii_trim(s, characters=_ASCII_SPACE)
+        rep.stripped += changed(s, t)
+        s = t
+    if opts.casefold:  # for ASCII, casefold is lower
+        t = pc.ascii_lower(s)
+        rep.case_folded += changed(s, t)
+        s = t
+    if pc.any(pc.equal(pc.binary_length(s), 0)).as_py():
+        return None  # an ID that ends up empty: the per-value path words the error
+    decimal = pc.match_substring_regex(s, r"^[+-]?\d+(\.\d*)?$")
+    leading = pc.and_(decimal, pc.match_substring_regex(s, r"^[+-]?0\d"))
+    rep.leading_zero_strings += int(pc.sum(leading).as_py() or 0)
+    rep.decimal_strings += int(pc.sum(pc.and_(pc.and_(decimal, pc.invert(leading)),
+                                               pc.match_substring(s, "."))).as_py() or 0)
+    s = pa.concat_arrays([s])  # offset 0, own buffers
+    offs = np.frombuffer(s.buffers()[1], dtype=np.int32, count=len(s) + 1).astype(np.int64)
+    data = s.buffers()[2]
+    raw = data.to_pybytes()[offs[0]:offs[-1]] if data is not None else b""
+    keys = PackedKeys(raw, offs - offs[0])
+    dup = pd.Series(pd.arrays.ArrowStringArray(s)).duplicated(keep="first").to_numpy()
+    return keys, dup
+
+
 def _rows_list(mask: np.ndarray, limit: int = 5) -> str:
     idx = np.flatnonzero(mask)
     shown = ", ".join(str(int(i)) for i in idx[:limit])
@@ -326,6 +383,10 @@ def normalize_ids(
     missing_counts = [0] * len(columns)
     missing_rows: list[int] = []  # the first few
     missing_total = 0
+    fast = _normalize_arrow(columns[0], opts, rep) if len(columns) == 1 else None
+    if fast is not None:
+        return _finish(fast[0], fast[1], n, duplicates, rep)
+    rep = NormalizeReport(rows=n)  # the fast path may have counted part of the way
     data = bytearray()
     offsets = np.zeros(n + 1, dtype=np.int64)
     digests = bytearray()
@@ -363,6 +424,13 @@ def normalize_ids(
     keys = PackedKeys(bytes(data), offsets)
     del data
     dup = _duplicates(digests, n)
+    del digests
+    return _finish(keys, dup, n, duplicates, rep)
+
+
+def _finish(keys: PackedKeys, dup: np.ndarray, n: int, duplicates: Duplicates,
+            rep: NormalizeReport) -> NormalizedIds:
+    """Duplicates policy and report notes (both paths)."""
     n_dup = int(dup.sum())
     if n_dup and duplicates == "error":
         first = keys[int(np.flatnonzero(dup)[0])].decode("utf-8")
@@ -372,12 +440,9 @@ def normalize_ids(
             "(--duplicates keep-first) to keep the first row of each ID"
         )
     rows = np.flatnonzero(~dup).astype(np.int64)
-    kept_digests = bytes(digests)
-    del digests
     if n_dup:
         rep.duplicates_dropped = n_dup
         keys = _drop_rows(keys, dup)
-        kept_digests = np.frombuffer(kept_digests, dtype="S16")[~dup].tobytes()
     rep.kept = len(keys)
     if rep.leading_zero_strings:
         rep.notes.append(
@@ -394,7 +459,7 @@ def normalize_ids(
             f"{rep.typed_values} IDs were numbers, not text; they were written as their shortest "
             "decimal form (7.0 -> '7')"
         )
-    return NormalizedIds(keys=keys, rows=rows, report=rep, digests=kept_digests)
+    return NormalizedIds(keys=keys, rows=rows, report=rep)
 
 
 __all__ = [

@@ -68,7 +68,6 @@ def run_psi_keys(
     rejoin_s: float | None = None,
     keep_result: bool = False,
     link: Any = None,
-    digests: bytes | None = None,
 ) -> PsiResult:
     """Private set intersection of canonical, unique ``keys`` with ``peers``.
 
@@ -92,7 +91,6 @@ def run_psi_keys(
             between restarts into the result without its peers.
         link: for protocols rr22/kkrt, the :class:`psi.spu.SpuLink` (PSI endpoints and
             mutual-TLS files; ``SpuLink.from_federation(fed, name)``).
-        digests: ``NormalizedIds.digests`` of ``keys`` (rr22/kkrt reuse them; optional).
 
     Every run opens with the confirmed handshake of :mod:`party.handshake` (live
     incarnations, public config) and then confirms the session salt; a party that
@@ -121,7 +119,7 @@ def run_psi_keys(
     res = _run_psi_retrying(party, keys, peers=peers, config=config, session=session,
                             timeout_s=timeout_s, workers=workers, progress=progress,
                             checkpoint=checkpoint, rejoin_s=rejoin_s, keep_result=keep_result,
-                            link=link, digests=digests)
+                            link=link)
     res.protocol, res.join = config.protocol, config.join
     if config.join != "inner" and res.rows is not None:
         (peer,) = peers
@@ -144,7 +142,6 @@ def _run_psi_retrying(
     rejoin_s: float | None,
     keep_result: bool,
     link: Any,
-    digests: bytes | None = None,
 ) -> PsiResult:
     deadline = time.monotonic() + (rejoin_s if rejoin_s is not None else
                                    (REJOIN_S if checkpoint is not None else 0.0))
@@ -154,8 +151,7 @@ def _run_psi_retrying(
         try:
             return _run_psi_once(party, keys, peers=peers, config=config, session=session,
                                  timeout_s=timeout_s, workers=workers, progress=progress,
-                                 checkpoint=checkpoint, keep_result=keep_result, link=link,
-                                 digests=digests)
+                                 checkpoint=checkpoint, keep_result=keep_result, link=link)
         except PeerAborted:
             raise
         except RunMismatch as e:
@@ -220,7 +216,6 @@ def _run_psi_once(
     checkpoint: str | os.PathLike[str] | None,
     keep_result: bool = False,
     link: Any = None,
-    digests: bytes | None = None,
 ) -> PsiResult:
     tag = Tag("psi", session, 0, "")
     config = config or PsiConfig()
@@ -236,7 +231,7 @@ def _run_psi_once(
         from psi.spu import run_spu_keys
 
         res, transcript = run_spu_keys(party, keys, peers=peers, config=config, link=link,
-                                       session=session, timeout_s=timeout_s, digests=digests)
+                                       session=session, timeout_s=timeout_s)
         _complete(party, peers, tag, transcript, timeout_s)
         _save_result(ckpt, keep_result, keys, _result_key(party.name, parties, config, link),
                      res, res.run_id)
@@ -357,7 +352,7 @@ def run_psi(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        rejoin_s=rejoin_s, keep_result=keep_result, link=link, digests=norm.digests,
+        rejoin_s=rejoin_s, keep_result=keep_result, link=link,
     )
     if res.rows is not None:
         res.rows = map_rows(norm.rows, res.rows)

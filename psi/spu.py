@@ -11,12 +11,11 @@ One run, per party:
    left party, mode, receiver, normalisation, a hash of the salt, the spu version and
    both parties' PSI endpoints must agree, or both get a :class:`RunMismatch` naming the
    field before spu starts. Set sizes are then exchanged over the router.
-2. **Keys to spu.** Each canonical key becomes its ``BLAKE2b-128`` in hex (the digest
-   :mod:`psi.normalize` already made to find duplicates), one line of a CSV in a private
-   temporary directory (0700, removed afterwards). This is an encoding (fixed width,
-   nothing a CSV reader could misparse; a false match needs a 128-bit collision), not a
-   secret: spu's protocols hide non-shared items on their own, and the salt (compared
-   as a hash in step 1) only has to agree.
+2. **Keys to spu.** Each canonical key (:mod:`psi.normalize`) is written in hex, one line
+   of a CSV in a private temporary directory (0700, removed afterwards). This is an
+   encoding (nothing a CSV reader could misparse, and one-to-one, so no false match),
+   not a secret: spu's protocols hide non-shared items on their own, and the salt
+   (compared as a hash in step 1) only has to agree.
 3. **spu** runs in a worker process (:mod:`psi._spu_worker`): ``psi_execute`` with
    ``PROTOCOL_RR22`` or ``PROTOCOL_KKRT`` over spu's brpc link, **mutual TLS** with the
    federation's CA and the party's own certificate and key (both sides verify the other
@@ -24,8 +23,8 @@ One run, per party:
    handshake). The link is party to party (``[parties.<name>].psi_endpoint``), not
    through the router. The parent watches the peer over the router meanwhile: a peer
    that dies or aborts stops the worker at once (no waiting for spu's receive timeout).
-4. **Result.** The shared hashes come back in a CSV; sorted, they are the agreed order
-   (the same at both parties, from the keys alone). Both parties then confirm over the
+4. **Result.** The shared keys come back in a CSV; sorted (by their bytes), they are the
+   agreed order (the same at both parties, from the keys alone). Both parties then confirm over the
    router a digest of the run transcript and of the intersection: a different result
    (e.g. a third party of the federation that answered on the PSI endpoint in place of
    the peer) fails the run at both honest parties instead of writing an output.
@@ -39,7 +38,7 @@ What each party learns (semi-honest parties; spu's security proofs):
   (``broadcast_result``), so both learn it (as with ECDH mode both); in mode ``"one"``
   only ``receiver`` learns it and the other party learns only the size.
   ``"cardinality"`` is not offered (spu has no size-only variant).
-* Nothing about non-shared IDs beyond that; the hashes of step 2 never leave the owner
+* Nothing about non-shared IDs beyond that; the keys of step 2 never leave the owner
   in the clear (they are only the OPRF inputs).
 * Join types change only the local layout (:mod:`psi.join`): every join reveals what
   the inner join does.
@@ -96,6 +95,7 @@ from party.party import Party
 from party.transport import Tag
 from psi._spu_worker import SPU_VERSION, spu_problem
 from psi.messages import Count
+from psi.normalize import PackedKeys
 from psi.protocol import PsiConfig, PsiResult
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,6 @@ log = logging.getLogger(__name__)
 SPU_PROTOCOLS = ("rr22", "kkrt")
 #: None: this interpreter's; tests set another (major, minor) to see what users there get
 PYTHON_VERSION: tuple[int, int] | None = None
-KEY_HEX = 32  # BLAKE2b-128 in hex
 
 
 class SpuUnavailable(ConfigError):
@@ -170,50 +169,61 @@ def spu_public(config: PsiConfig, parties: Sequence[str], link: SpuLink) -> dict
     }
 
 
-def hash_keys(keys: Sequence[bytes], digests: bytes | None = None) -> np.ndarray:
-    """BLAKE2b-128 of each key in hex, as an ``S32`` array in key order.
-
-    ``digests``: the same digests, already made by :func:`psi.normalize.normalize_ids`
-    (``NormalizedIds.digests``), so they are not computed twice."""
-    if digests is None or len(digests) != 16 * len(keys):
-        digests = b"".join([hashlib.blake2b(k, digest_size=16).digest() for k in keys])
-    return np.frombuffer(binascii.hexlify(digests), dtype=f"S{KEY_HEX}")
+def hex_keys(keys: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
+    """Each key in hex, concatenated, and the offsets of the keys in it (n + 1)."""
+    pk = keys if isinstance(keys, PackedKeys) else PackedKeys.from_list(list(keys))
+    return binascii.hexlify(pk.data), pk.offsets * 2
 
 
-def write_keys(path: Path, hashes: np.ndarray) -> None:
-    """A one-column CSV (header ``k``) of the hex hashes."""
-    n = len(hashes)
-    lines = np.empty((n, KEY_HEX + 1), dtype=np.uint8)
-    lines[:, :KEY_HEX] = np.frombuffer(hashes.tobytes(), dtype=np.uint8).reshape(n, KEY_HEX)
-    lines[:, KEY_HEX] = ord("\n")
+def write_keys(path: Path, hexdata: bytes, offsets: np.ndarray) -> None:
+    """A one-column CSV (header ``k``) of the hex keys, one per line."""
+    body = np.insert(np.frombuffer(hexdata, dtype=np.uint8), offsets[1:], ord("\n"))
     with open(path, "wb") as f:
         f.write(b"k\n")
-        f.write(lines.tobytes())
+        f.write(body.tobytes())
 
 
-def read_keys(path: Path) -> np.ndarray:
-    """The hex hashes of spu's output CSV, as an ``S32`` array (header skipped, quotes removed)."""
-    data = path.read_bytes()
-    _, _, body = data.partition(b"\n")
-    vals = body.replace(b'"', b"").split()
-    out = np.array(vals, dtype=f"S{KEY_HEX}") if vals else np.empty(0, dtype=f"S{KEY_HEX}")
-    if any(len(v) != KEY_HEX for v in vals[:1]) or (len(vals) and out.dtype.itemsize != KEY_HEX):
-        raise RemoteProtocolError(f"spu output {path}: not a list of {KEY_HEX}-digit hashes")
-    return out
+def key_array(hexdata: bytes, offsets: np.ndarray) -> Any:
+    """The hex keys as an Arrow ``large_string`` array (no copy of the data)."""
+    import pyarrow as pa
+
+    return pa.Array.from_buffers(pa.large_string(), len(offsets) - 1,
+                                 [None, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(hexdata)])
 
 
-def shared_rows(own: np.ndarray, shared: np.ndarray) -> np.ndarray:
-    """Indices into ``own`` of the ``shared`` hashes, in the agreed order (sorted by hash)."""
-    order = np.argsort(own, kind="stable")
-    srt = own[order]
-    sh = np.sort(shared)
-    if len(sh) > 1 and not (sh[1:] > sh[:-1]).all():
+def read_keys(path: Path) -> Any:
+    """The hex keys of spu's output CSV (column ``k``), as an Arrow array."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={"k": pa.large_string()}, strings_can_be_null=False,
+            quoted_strings_can_be_null=False, null_values=[]))
+        return t.column("k").combine_chunks()
+    except (pa.ArrowException, KeyError) as e:
+        raise RemoteProtocolError(f"spu output {path} is not a list of keys: {e}") from None
+
+
+def shared_rows(own: Any, shared: Any) -> tuple[np.ndarray, bytes]:
+    """(indices into ``own`` of the ``shared`` keys in the agreed order, i.e. sorted by their
+    bytes; the sorted keys as bytes, for the digest both parties compare)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    srt = pa.concat_arrays([pc.take(shared, pc.sort_indices(shared))]) if len(shared) else shared
+    if len(srt) and pc.count_distinct(srt).as_py() != len(srt):
         raise RemoteProtocolError("spu returned a repeated shared key")
-    pos = np.searchsorted(srt, sh)
-    pos[pos >= len(srt)] = 0
-    if len(sh) and not (srt[pos] == sh).all():
+    idx = pc.index_in(srt, value_set=own)
+    if idx.null_count:
         raise RemoteProtocolError("spu returned a shared key this party does not hold")
-    return order[pos].astype(np.int64)
+    rows = idx.to_numpy(zero_copy_only=False).astype(np.int64)
+    blob = b""
+    if len(srt):  # the logical content (lengths, then bytes), whatever the buffers' padding
+        offs = np.frombuffer(srt.buffers()[1], dtype=np.int64, count=len(srt) + 1, offset=srt.offset * 8)
+        data = srt.buffers()[2].to_pybytes()[int(offs[0]):int(offs[-1])]
+        blob = np.diff(offs).tobytes() + data
+    return rows, blob
 
 
 def _raise_if_tls_refused(log_path: Path, me: str, peer: str, link: SpuLink) -> None:
@@ -274,7 +284,6 @@ def run_spu_keys(
     link: SpuLink | None,
     session: str,
     timeout_s: float,
-    digests: bytes | None = None,
 ) -> tuple[PsiResult, bytes]:
     """One spu PSI run (see the module docstring); returns the result and the run transcript.
 
@@ -314,11 +323,11 @@ def run_spu_keys(
         party.send(peer, tag.at("spu:size"), Count(len(keys)))
         peer_size = party.recv(peer, tag.at("spu:size"), Count, timeout_s=timeout_s).size
         report: dict[str, Any] = {"seconds": 0.0, "note": "an empty set: nothing to run"}
-        hashes = np.empty(0, dtype=f"S{KEY_HEX}")
+        hexdata, offsets = b"", np.zeros(1, dtype=np.int64)
         t_hash = 0.0
         if len(keys) and peer_size:  # spu 0.9.5 aborts on an empty input; both skip it
-            hashes = hash_keys(keys, digests)
-            write_keys(work / "in.csv", hashes)
+            hexdata, offsets = hex_keys(keys)
+            write_keys(work / "in.csv", hexdata, offsets)
             retry_ms = 200
             job = {
                 "protocol": config.protocol, "rank": rank, "link_id": f"tessera-psi-{run.run_id}",
@@ -368,11 +377,12 @@ def run_spu_keys(
         size: int | None = None
         digest = hashlib.sha256(b"tessera-psi spu result\x00" + run.transcript)
         if learns:
-            shared = read_keys(work / "out.csv") if hashes.size else hashes
-            rows = shared_rows(hashes, shared)
+            own = key_array(hexdata, offsets)
+            shared = read_keys(work / "out.csv") if len(offsets) > 1 else own
+            rows, blob = shared_rows(own, shared)
             size = len(rows)
             if config.mode == "both":
-                digest.update(np.sort(shared).tobytes())
+                digest.update(blob)
         mine = RunConfirm(digest.digest())
         party.send(peer, tag.at("spu:done"), mine)
         if peer_done is None:
@@ -408,5 +418,5 @@ def run_spu_keys(
     return res, run.transcript
 
 
-__all__ = ["SPU_PROTOCOLS", "SpuLink", "SpuUnavailable", "hash_keys", "require_spu",
+__all__ = ["SPU_PROTOCOLS", "SpuLink", "SpuUnavailable", "hex_keys", "require_spu",
            "run_spu_keys", "spu_public"]

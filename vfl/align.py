@@ -289,7 +289,7 @@ def align(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        keep_result=keep_result, link=link, digests=norm.digests,
+        keep_result=keep_result, link=link,
     )
     stats1 = party.transport.stats.snapshot()
     rows = None if res.rows is None else map_rows(norm.rows, res.rows)
