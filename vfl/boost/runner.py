@@ -8,8 +8,9 @@
 
 Every run opens with the confirmed handshake (``party.handshake.open_run``, one per passive
 party); a party that fails tells its peers (``tell_peers``). With ``checkpoint_dir`` each party
-saves its half after every complete tree; run both again with the same directories and
-training resumes from the last tree both have.
+saves its half after every complete tree: a peer that vanishes without a word (kill -9) is
+waited for up to ``rejoin_s`` (restart only it), and a run stopped on purpose resumes when
+both are started again with the same directories, in each case from the last tree both have.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import base64
 import json
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Generator
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from party.errors import ConfigError, TesseraError
+from party.errors import ConfigError, PartyUnavailable, PeerAborted, TesseraError
 from party.files import write_atomic
 from party.handshake import open_run, tell_peers
 from party.party import Party
@@ -50,8 +52,13 @@ ACTIVE_FORMAT = "tessera.boost.active/1"
 PASSIVE_FORMAT = "tessera.boost.passive/1"
 
 
+def _gone(e: BaseException) -> bool:
+    """A peer that vanished without a word (kill -9, a lost machine): it may come back."""
+    return isinstance(e, PartyUnavailable) and not isinstance(e, PeerAborted)
+
+
 def _drive_active(party: Party, gen: Generator[Exchange, dict[str, Any], Any], session: str,
-                  timeout_s: float) -> Any:
+                  timeout_s: float, *, rejoin: bool = False) -> Any:
     seq: dict[str, int] = defaultdict(int)
     try:
         ex = next(gen)
@@ -67,12 +74,13 @@ def _drive_active(party: Party, gen: Generator[Exchange, dict[str, Any], Any], s
     except StopIteration as e:
         return e.value
     except BaseException as e:
-        tell_peers(party, session, e)
+        if not (rejoin and _gone(e)):
+            tell_peers(party, session, e)
         raise
 
 
 def _serve_passive(party: Party, active: str, booster: PassiveBooster, session: str, timeout_s: float,
-                   last: type) -> None:
+                   last: type, *, rejoin: bool = False) -> None:
     r = 0
     try:
         while True:
@@ -84,8 +92,20 @@ def _serve_passive(party: Party, active: str, booster: PassiveBooster, session: 
             if isinstance(msg, last):
                 return
     except BaseException as e:
-        tell_peers(party, session, e)
+        if not (rejoin and _gone(e)):
+            tell_peers(party, session, e)
         raise
+
+
+def _wait_rejoin(party: Party, e: PartyUnavailable, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    wait_peer = getattr(party.transport, "wait_peer", None)
+    if wait_peer is None or left <= 0:
+        raise e
+    log.warning("%s: %s is gone (%s); waiting up to %.0f s for it to rejoin, then resuming from the last "
+                "complete tree", party.name, e.peer, e.reason, left)
+    time.sleep(min(0.5, left))  # the next attempt's handshake fails fast on a still-dead incarnation: no spin
+    wait_peer(e.peer, timeout_s=max(0.0, deadline - time.monotonic()))
 
 
 def _open(party: Party, peers: list[str], session: str, info: dict[str, Any], timeout_s: float) -> None:
@@ -98,8 +118,29 @@ def _open(party: Party, peers: list[str], session: str, info: dict[str, Any], ti
 
 def train_active(party: Party, passives: list[str], bins: Bins, y: Any, params: BoostParams, *,
                  scheme: str = "ou", key_bits: int = 2048, session: str = "boost", timeout_s: float = 600.0,
-                 checkpoint_dir: str | os.PathLike[str] | None = None, binner: Binner | None = None) -> ActiveModel:
-    """Train as the active party; returns its half (also checkpointed per tree if asked)."""
+                 checkpoint_dir: str | os.PathLike[str] | None = None, binner: Binner | None = None,
+                 rejoin_s: float = 300.0) -> ActiveModel:
+    """Train as the active party; returns its half (also checkpointed per tree if asked).
+
+    With ``checkpoint_dir``, a passive party that vanishes (kill -9, a lost machine) is waited
+    for up to ``rejoin_s``; restart only it and both resume from the last complete tree.
+    """
+    deadline = time.monotonic() + rejoin_s
+    while True:
+        try:
+            return _train_active_once(party, passives, bins, y, params, scheme=scheme, key_bits=key_bits,
+                                      session=session, timeout_s=timeout_s, checkpoint_dir=checkpoint_dir,
+                                      binner=binner, rejoin=bool(checkpoint_dir) and rejoin_s > 0)
+        except PartyUnavailable as e:
+            if not (checkpoint_dir and rejoin_s > 0 and _gone(e)):
+                raise
+            _wait_rejoin(party, e, deadline)
+
+
+def _train_active_once(party: Party, passives: list[str], bins: Bins, y: Any, params: BoostParams, *,
+                       scheme: str, key_bits: int, session: str, timeout_s: float,
+                       checkpoint_dir: str | os.PathLike[str] | None, binner: Binner | None,
+                       rejoin: bool) -> ActiveModel:
     ck = Path(checkpoint_dir) / f"{party.name}.boost.ckpt.json" if checkpoint_dir else None
     model = None
     try:  # bad input fails fast at the peers too, not at their handshake timeout
@@ -114,15 +155,33 @@ def train_active(party: Party, passives: list[str], bins: Bins, y: Any, params: 
         tell_peers(party, session, e)
         raise
     _open(party, list(passives), session, {"rows": len(bins), "role": "boost"}, timeout_s)
-    trained: ActiveModel = _drive_active(party, booster.train(), session, timeout_s)
+    trained: ActiveModel = _drive_active(party, booster.train(), session, timeout_s, rejoin=rejoin)
     trained.tree_seconds = list(booster.tree_seconds)
     return trained
 
 
 def train_passive(party: Party, active: str, bins: Bins, *, session: str = "boost", timeout_s: float = 600.0,
                   checkpoint_dir: str | os.PathLike[str] | None = None, binner: Binner | None = None,
-                  min_rows_floor: int = 1, salt: int = 1) -> PassiveBooster:
-    """Serve the active party's training as a passive party; returns this party's half."""
+                  min_rows_floor: int = 1, salt: int = 1, rejoin_s: float = 300.0) -> PassiveBooster:
+    """Serve the active party's training as a passive party; returns this party's half.
+
+    With ``checkpoint_dir``, an active party that vanishes is waited for up to ``rejoin_s``.
+    """
+    deadline = time.monotonic() + rejoin_s
+    while True:
+        try:
+            return _train_passive_once(party, active, bins, session=session, timeout_s=timeout_s,
+                                       checkpoint_dir=checkpoint_dir, binner=binner, min_rows_floor=min_rows_floor,
+                                       salt=salt, rejoin=bool(checkpoint_dir) and rejoin_s > 0)
+        except PartyUnavailable as e:
+            if not (checkpoint_dir and rejoin_s > 0 and _gone(e)):
+                raise
+            _wait_rejoin(party, e, deadline)
+
+
+def _train_passive_once(party: Party, active: str, bins: Bins, *, session: str, timeout_s: float,
+                        checkpoint_dir: str | os.PathLike[str] | None, binner: Binner | None,
+                        min_rows_floor: int, salt: int, rejoin: bool) -> PassiveBooster:
     ck = Path(checkpoint_dir) / f"{party.name}.boost.ckpt.json" if checkpoint_dir else None
     table, done = None, 0
     try:
@@ -136,7 +195,7 @@ def train_passive(party: Party, active: str, bins: Bins, *, session: str = "boos
         tell_peers(party, session, e)
         raise
     _open(party, [active], session, {"rows": len(bins), "role": "boost"}, timeout_s)
-    _serve_passive(party, active, booster, session, timeout_s, Finish)
+    _serve_passive(party, active, booster, session, timeout_s, Finish, rejoin=rejoin)
     return booster
 
 

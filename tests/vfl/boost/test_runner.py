@@ -165,3 +165,44 @@ def test_export_to_xgboost_needs_both_consents_and_predicts_the_same(tmp_path: P
     with pytest.raises(ConfigError, match="consent"):
         export_active(Party("bank", InMemoryNetwork(["bank"]).transport("bank")), m, consent=False,
                       binner=d["bina"])
+
+
+def test_only_the_killed_passive_party_is_restarted_and_the_active_one_waits(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from party import InMemoryNetwork
+
+    d = credit()
+    fresh = _fit(d, P)
+    net = InMemoryNetwork(["bank", "fintech"])
+    out: dict[str, Any] = {}
+
+    def bank() -> None:
+        try:
+            party = Party("bank", net.transport("bank"), role=Role.ACTIVE)
+            out["m"] = train_active(party, ["fintech"], d["ba"], d["y"], P, scheme="plaintext",
+                                    checkpoint_dir=tmp_path / "bank", timeout_s=60, rejoin_s=60)
+        except BaseException as e:
+            out["err"] = e
+
+    real_split = PassiveBooster._split
+
+    def killed_in_tree_2(self: PassiveBooster, m: Any) -> Any:
+        if m.tree == 2:
+            net.disconnect("fintech", "killed (kill -9)")  # dies without a word
+            raise SystemExit("killed")
+        return real_split(self, m)
+
+    th = threading.Thread(target=bank, daemon=True)
+    th.start()
+    monkeypatch.setattr(PassiveBooster, "_split", killed_in_tree_2)
+    with pytest.raises(SystemExit):
+        train_passive(Party("fintech", net.transport("fintech"), role=Role.PASSIVE), "bank", d["bp"],
+                      checkpoint_dir=tmp_path / "fintech", timeout_s=60)
+    monkeypatch.setattr(PassiveBooster, "_split", real_split)
+    b = train_passive(Party("fintech", net.transport("fintech"), role=Role.PASSIVE), "bank", d["bp"],
+                      checkpoint_dir=tmp_path / "fintech", timeout_s=60)  # the operator restarts it only
+    th.join(60)
+    assert "err" not in out, out.get("err")
+    assert _trees(out["m"]) == _trees(fresh["bank"][0])
+    assert b.table == fresh["fintech"].table
