@@ -26,6 +26,7 @@ Two ways to run it:
   A legacy app runs on :func:`hfl.server.start_server` / :func:`hfl.client.start_client`;
   a Message-API app runs ``main`` over a :class:`~hfl.server.grid.PartyGrid`.
 
+``--secure-agg`` (legacy apps) aggregates with SecAgg+, as ``start_server(secure_agg=True)``.
 ``--run-config "key=value key2=value2"`` overrides ``[tool.flwr.app.config]`` (values
 parsed as TOML: numbers, booleans, quoted strings). ``context.node_config`` has
 ``partition-id`` and ``num-partitions``; ``context.run_config`` the merged config.
@@ -129,7 +130,7 @@ def load_app(directory: str | Path, run_config_override: dict[str, Any] | None =
                int(n) if n is not None else None, fed.get("address"))
 
 
-def run_simulation(app: App, num_supernodes: int) -> Any:
+def run_simulation(app: App, num_supernodes: int, *, secure_agg: bool = False) -> Any:
     """Run the app with ``num_supernodes`` nodes in this process; returns the legacy History or None."""
     if num_supernodes < 1:
         raise ConfigError(f"--num-supernodes must be >= 1, got {num_supernodes}")
@@ -148,9 +149,12 @@ def run_simulation(app: App, num_supernodes: int) -> Any:
             return clientapp.client(context)
 
         return hfl.simulate(client_fn, num_supernodes, config=comps.config, strategy=comps.strategy,
-                            run_config=app.run_config)
+                            run_config=app.run_config, secure_agg=secure_agg)
     from hfl.server.grid import InMemoryGrid
 
+    if secure_agg:
+        raise ConfigError("--secure-agg runs legacy apps (ServerApp(server_fn=...)) only: a Message-API "
+                          "ServerApp's main() reads every reply, so the server would see each model")
     if app.clientapp.client_fn is not None:
         raise ConfigError("a Message-API ServerApp (@app.main) needs a ClientApp with @app.train() / "
                           "@app.evaluate() handlers, not client_fn")
@@ -160,7 +164,7 @@ def run_simulation(app: App, num_supernodes: int) -> Any:
 
 
 def run_server(app: App, *, server_address: str, federation: str | None, num_supernodes: int | None,
-               wait_for_clients_s: float) -> Any:
+               wait_for_clients_s: float, secure_agg: bool = False) -> Any:
     """This process as the app's server over the federation (gRPC, mutual TLS)."""
     context = Context(run_id=1, node_id=0, run_config=dict(app.run_config))
     if app.serverapp.is_legacy:
@@ -170,7 +174,10 @@ def run_server(app: App, *, server_address: str, federation: str | None, num_sup
         return hfl.server.start_server(server_address=server_address, config=comps.config,
                                        strategy=comps.strategy, federation=federation,
                                        wait_for_clients_s=wait_for_clients_s,
-                                       min_clients_at_start=num_supernodes or 0)
+                                       min_clients_at_start=num_supernodes or 0, secure_agg=secure_agg)
+    if secure_agg:
+        raise ConfigError("--secure-agg runs legacy apps (ServerApp(server_fn=...)) only: a Message-API "
+                          "ServerApp's main() reads every reply, so the server would see each model")
     from hfl.deploy import server_party
     from hfl.server import Server
     from hfl.server.grid import PartyGrid
@@ -223,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--server-address", default="0.0.0.0:8080", help="deployed: where the router listens")
     r.add_argument("--federation", default=None, help="deployed: federation TOML (default: development federation)")
     r.add_argument("--wait-for-clients-s", type=float, default=300.0)
+    r.add_argument("--secure-agg", action="store_true",
+                   help="legacy apps: SecAgg+ (the server sees only the sum of the updates)")
     s = sub.add_parser("supernode", help="one node of a deployed app")
     s.add_argument("app_dir", type=Path)
     s.add_argument("--partition-id", type=int, required=True)
@@ -241,10 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             if n is None:
                 raise SystemExit("--simulation needs --num-supernodes (or options.num-supernodes in "
                                  "[tool.flwr.federations.<default>])")
-            run_simulation(app, n)
+            run_simulation(app, n, secure_agg=args.secure_agg)
         else:
             run_server(app, server_address=args.server_address, federation=args.federation,
-                       num_supernodes=args.num_supernodes, wait_for_clients_s=args.wait_for_clients_s)
+                       num_supernodes=args.num_supernodes, wait_for_clients_s=args.wait_for_clients_s,
+                       secure_agg=args.secure_agg)
         return 0
     why = run_supernode(app, partition_id=args.partition_id, num_partitions=args.num_partitions,
                         server_address=args.server_address, federation=args.federation,

@@ -117,6 +117,18 @@ def test_legacy_app_in_simulation_is_hfl_simulate(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_legacy_app_with_secure_aggregation_gives_the_same_model(tmp_path: Path) -> None:
+    app = load_app(_app_dir(tmp_path, "secapp", LEGACY_APP, "rounds = 1"))
+    plain = run_simulation(app, 3)
+    secure = run_simulation(app, 3, secure_agg=True)
+    assert secure.rounds[0]["secure_agg"]["survivors"] == 3
+    for a, b in zip(plain.parameters, secure.parameters, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)  # SecAgg+ quantises the updates
+    msg = load_app(_app_dir(tmp_path, "msgsec", MESSAGE_APP, "num-server-rounds = 1\nlr = 0.5"))
+    with pytest.raises(ConfigError, match="legacy apps"):
+        run_simulation(msg, 3, secure_agg=True)
+
+
 def test_legacy_serverapp_over_a_grid_of_legacy_clientapps() -> None:
     client = ClientApp(client_fn=lambda context: linear_client_fn(
         str(context.node_config["partition-id"])).to_client())
