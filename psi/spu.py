@@ -176,11 +176,16 @@ def hex_keys(keys: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
 
 
 def write_keys(path: Path, hexdata: bytes, offsets: np.ndarray) -> None:
-    """A one-column CSV (header ``k``) of the hex keys, one per line."""
-    body = np.insert(np.frombuffer(hexdata, dtype=np.uint8), offsets[1:], ord("\n"))
-    with open(path, "wb") as f:
-        f.write(b"k\n")
-        f.write(body.tobytes())
+    """A CSV of the hex keys (column ``k``) and their index (column ``i``): spu carries ``i``
+    into its output, so the shared rows come back as numbers, not as keys to look up."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    n = len(offsets) - 1
+    t = pa.table({"k": key_array(hexdata, offsets), "i": pa.array(np.arange(n, dtype=np.int64))})
+    with open(path, "wb") as f:  # hex digits and numbers: nothing to quote
+        f.write(b"k,i\n")
+        pacsv.write_csv(t, f, write_options=pacsv.WriteOptions(quoting_style="none", include_header=False))
 
 
 def key_array(hexdata: bytes, offsets: np.ndarray) -> Any:
@@ -192,38 +197,43 @@ def key_array(hexdata: bytes, offsets: np.ndarray) -> Any:
 
 
 def read_keys(path: Path) -> Any:
-    """The hex keys of spu's output CSV (column ``k``), as an Arrow array."""
+    """spu's output CSV (columns ``k``, ``i``) as an Arrow table."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     try:
         t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            column_types={"k": pa.large_string()}, strings_can_be_null=False,
-            quoted_strings_can_be_null=False, null_values=[]))
-        return t.column("k").combine_chunks()
+            column_types={"k": pa.large_string(), "i": pa.int64()}, strings_can_be_null=False,
+            quoted_strings_can_be_null=False, null_values=[], include_columns=["k", "i"]))
+        return t.combine_chunks()
     except (pa.ArrowException, KeyError) as e:
         raise RemoteProtocolError(f"spu output {path} is not a list of keys: {e}") from None
 
 
 def shared_rows(own: Any, shared: Any) -> tuple[np.ndarray, bytes]:
     """(indices into ``own`` of the ``shared`` keys in the agreed order, i.e. sorted by their
-    bytes; the sorted keys as bytes, for the digest both parties compare)."""
+    bytes; the sorted keys as bytes, for the digest both parties compare).
+
+    ``shared`` is spu's output (:func:`read_keys`): every index is checked to be ours,
+    once, and to carry its own key."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    srt = pa.concat_arrays([pc.take(shared, pc.sort_indices(shared))]) if len(shared) else shared
-    if len(srt) and pc.count_distinct(srt).as_py() != len(srt):
-        raise RemoteProtocolError("spu returned a repeated shared key")
-    idx = pc.index_in(srt, value_set=own)
-    if idx.null_count:
-        raise RemoteProtocolError("spu returned a shared key this party does not hold")
-    rows = idx.to_numpy(zero_copy_only=False).astype(np.int64)
-    blob = b""
-    if len(srt):  # the logical content (lengths, then bytes), whatever the buffers' padding
-        offs = np.frombuffer(srt.buffers()[1], dtype=np.int64, count=len(srt) + 1, offset=srt.offset * 8)
-        data = srt.buffers()[2].to_pybytes()[int(offs[0]):int(offs[-1])]
-        blob = np.diff(offs).tobytes() + data
-    return rows, blob
+    if shared.num_rows == 0:
+        return np.zeros(0, dtype=np.int64), b""
+    order = pc.sort_indices(shared.column("k"))
+    srt = pa.concat_arrays([pc.take(shared.column("k"), order).combine_chunks()
+                            if isinstance(shared.column("k"), pa.ChunkedArray)
+                            else pc.take(shared.column("k"), order)])
+    rows = pc.take(shared.column("i"), order).to_numpy().astype(np.int64)
+    n = len(own)
+    if rows.min() < 0 or rows.max() >= n or np.bincount(rows, minlength=n).max() > 1:
+        raise RemoteProtocolError("spu returned a row index this party does not hold, or twice")
+    if not pc.all(pc.equal(pc.take(own, pa.array(rows)), srt)).as_py():
+        raise RemoteProtocolError("spu returned a key that is not the one of its row")
+    offs = np.frombuffer(srt.buffers()[1], dtype=np.int64, count=len(srt) + 1, offset=srt.offset * 8)
+    data = srt.buffers()[2].to_pybytes()[int(offs[0]):int(offs[-1])]
+    return rows, np.diff(offs).tobytes() + data  # lengths, then bytes: the logical content
 
 
 def _raise_if_tls_refused(log_path: Path, me: str, peer: str, link: SpuLink) -> None:
@@ -377,9 +387,9 @@ def run_spu_keys(
         size: int | None = None
         digest = hashlib.sha256(b"tessera-psi spu result\x00" + run.transcript)
         if learns:
-            own = key_array(hexdata, offsets)
-            shared = read_keys(work / "out.csv") if len(offsets) > 1 else own
-            rows, blob = shared_rows(own, shared)
+            rows, blob = np.zeros(0, dtype=np.int64), b""
+            if len(offsets) > 1 and peer_size:
+                rows, blob = shared_rows(key_array(hexdata, offsets), read_keys(work / "out.csv"))
             size = len(rows)
             if config.mode == "both":
                 digest.update(blob)
