@@ -32,8 +32,17 @@ class ClientApp:
     """Register ``train``/``evaluate``/``query`` handlers; call the app with a message."""
 
     def __init__(self, client_fn: Callable[..., Any] | None = None, mods: list[Any] | None = None) -> None:
-        if mods:
-            raise NotImplementedError("ClientApp mods are not available in tessera")
+        # mods: tessera runs its DP mods (fixedclipping_mod, adaptiveclipping_mod, LocalDpMod;
+        # hfl.client.mod) on a legacy client_fn's fit results; any other mod is refused here
+        self.mods = list(mods or [])
+        if self.mods:
+            from hfl.client.mod import check_mod
+
+            if client_fn is None:
+                raise NotImplementedError(
+                    "ClientApp mods run only with client_fn= in tessera (not with Message handlers)")
+            for m in self.mods:
+                check_mod(m)
         self.client_fn = client_fn
         self._handlers: dict[str, Handler] = {}
 
@@ -42,6 +51,14 @@ class ClientApp:
         if self.client_fn is None:
             raise ValueError("this ClientApp has Message handlers, not a client_fn")
         c = self.client_fn(context)
+        if self.mods:
+            from hfl.client.mod import with_mods
+            from hfl.client.numpy_client import NumPyClient
+
+            if not isinstance(c, NumPyClient):
+                raise NotImplementedError(
+                    "ClientApp mods need client_fn to return a NumPyClient (not .to_client())")
+            c = with_mods(c, *self.mods)
         return c.to_client() if hasattr(c, "to_client") else c
 
     def _register(self, kind: str, name: str | None) -> Callable[[Handler], Handler]:

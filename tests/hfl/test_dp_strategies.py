@@ -211,3 +211,23 @@ def test_history_plot_shows_the_privacy_spent():
     w_plain = mpimg.imread(BytesIO(plain.plot_png())).shape[1]
     w_dp = mpimg.imread(BytesIO(dp.plot_png())).shape[1]
     assert w_dp == pytest.approx(w_plain * 1.5, rel=0.01)  # a third panel: epsilon per round
+
+
+def test_client_app_runs_the_dp_mods_on_a_legacy_client():
+    import hfl
+    from hfl.client.mod import adaptiveclipping_mod
+    from hfl.clientapp import ClientApp
+    from hfl.common.message import Context
+
+    class Big(hfl.client.NumPyClient):
+        def fit(self, parameters, config):
+            return [parameters[0] + 3.0], 1, {}
+
+    app = ClientApp(client_fn=lambda ctx: Big(), mods=[adaptiveclipping_mod])
+    client = app.client(Context())
+    res = client.fit(hfl.common.FitIns(ndarrays_to_parameters([np.zeros(4)]),
+                                       {"clipping_norm": 1.0}))
+    out = parameters_to_ndarrays(res.parameters)[0]
+    assert np.linalg.norm(out) == pytest.approx(1.0) and res.metrics["norm_bit"] is False
+    with pytest.raises(NotImplementedError, match="tessera runs only its DP mods"):
+        ClientApp(client_fn=lambda ctx: Big(), mods=[print])
