@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                       lr_interactive=args.lr_interactive, momentum=args.momentum, patience=3)
     cond = {"rows_train": len(d["tr"]), "rows_test": len(d["te"]), "batch": cfg.batch_size,
             "epochs_max": cfg.epochs, "d": D, "k": K, "N": cfg.ckks.poly_modulus_degree,
-            "cores": os.cpu_count()}
+            "cores": os.cpu_count(), "load_avg_1m_start": round(os.getloadavg()[0], 1)}
     modes = args.modes.split(",")
     res: dict[str, Any] = {}
     if "bank" in modes:
