@@ -308,7 +308,7 @@ def run_spu_bench(args: argparse.Namespace) -> int:
         secs = max(r["seconds_end_to_end"] for r in reps.values())
         emit("psi_seconds", round(secs, 2), "s", **cond, what="vfl.align end to end (read CSV .. aligned CSV written), slower party",
              psi_process_seconds=round(max(wall.values()), 2),
-             spu_seconds={n: r["spu"]["spu_seconds"] for n, r in reps.items()},
+             spu={n: r["spu"] for n, r in reps.items()},
              align_seconds={n: r["seconds"] for n, r in reps.items()})
         for n in names:
             emit("psi_peak_rss_mb", round(rss[n], 1), "MB", **cond, party=n,

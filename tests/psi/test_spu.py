@@ -17,7 +17,7 @@ import pytest
 
 from party import InMemoryNetwork, Party
 from party.certs import init_certs
-from party.errors import AuthenticationError, PartyUnavailable, PeerAborted
+from party.errors import AuthenticationError, ConfigError, PartyUnavailable, PeerAborted
 from party.handshake import RunMismatch
 from party.testing import run_parties
 from psi import IdError, PsiConfig, run_psi
@@ -307,3 +307,12 @@ def test_results_that_differ_between_the_parties_fail_both(certs: Path, monkeypa
                   catch=(RemoteProtocolError, PeerAborted))
     assert all(isinstance(e, (RemoteProtocolError, PeerAborted)) for e in out.values()), out
     assert any(isinstance(e, RemoteProtocolError) and "differs" in str(e) for e in out.values())
+
+
+@needs_spu
+def test_rr22_with_three_parties_says_to_use_ecdh(certs: Path) -> None:
+    net = InMemoryNetwork(["a", "b", "c"])
+    party = Party("a", net.transport("a"))
+    with pytest.raises(ConfigError, match=r"exactly two parties.*'ecdh'"):
+        run_psi(party, ["x"], config=PsiConfig(protocol="rr22"), link=links(certs)["bank"], timeout_s=1)
+    assert net.transport("a").stats.snapshot()["messages_sent"] == 0
