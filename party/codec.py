@@ -290,7 +290,13 @@ def _checks_of(cls: type) -> dict[str, Check]:
     """The field checks of a @wire class, read once from its ``Annotated`` hints."""
     found = _CHECKS.get(cls)
     if found is None:
-        hints = typing.get_type_hints(cls, include_extras=True)
+        try:
+            hints = typing.get_type_hints(cls, include_extras=True)
+        except NameError:
+            raise  # a hint naming a class defined later: resolved again on first decode
+        except Exception:  # an annotation typing cannot evaluate carries no codec check
+            hints = {k: v for k, v in vars(cls).get("__annotations__", {}).items()
+                     if not isinstance(v, str)}
         found = {}
         for f in dataclasses.fields(cls):
             meta = getattr(hints.get(f.name), "__metadata__", ())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,13 @@ class TrainConfig:
         patience: stop after this many epochs without a better validation AUC.
         checkpoint_dir: per-party directory for epoch checkpoints (None: none).
         grad_noise: label-leakage defence, σ in units of 1/batch_rows (0: off).
+        label_epsilon, label_delta: label DP instead (None: off). The active party
+            noises the loss gradient at the logit, ``(p - y)/B + N(0, (z/B)²)``, and
+            everything (its own updates and what each passive party receives) follows
+            from the noised gradient; ``z`` is the smallest multiplier whose ε after
+            ``epochs`` epochs (each label used once per epoch, sensitivity 1/B) is at
+            most ``label_epsilon`` at ``label_delta`` (``dp.accounting``, RDP). Only
+            the active party uses it; it is never sent.
         timeout_s: per-message deadline.
         rejoin_s: when a peer's process dies mid-run (no abort: kill -9, a lost
             machine), how long the survivor waits for it to be restarted; it then
@@ -54,6 +62,8 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 3
     grad_noise: float = 0.0
+    label_epsilon: float | None = None
+    label_delta: float = 1e-5
     timeout_s: float = 600.0
     rejoin_s: float = 300.0
     session: str = "vfl"
@@ -66,11 +76,30 @@ class TrainConfig:
             raise ConfigError("epochs, batch_size and eval_batch_size must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.seed < 0:  # the shared schedules seed numpy with it (and the plan says so)
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.grad_noise < 0 or not math.isfinite(self.grad_noise):
             raise ConfigError("grad_noise must be >= 0")
+        if self.label_epsilon is not None:
+            if not (self.label_epsilon > 0 and math.isfinite(self.label_epsilon)):
+                raise ConfigError(f"label_epsilon must be > 0, got {self.label_epsilon}")
+            if not 0 < self.label_delta < 1:
+                raise ConfigError(f"label_delta must be in (0, 1), got {self.label_delta}")
+            if self.grad_noise > 0:
+                raise ConfigError("give grad_noise or label_epsilon, not both")
         if self.keep_checkpoints < 2:
             raise ConfigError("keep_checkpoints must be >= 2 (a crash between the parties' "
                               "writes needs the previous epoch)")
+
+
+    @functools.cached_property
+    def label_noise_multiplier(self) -> float:
+        """``z`` of the label-DP gradient noise (0 without ``label_epsilon``)."""
+        if self.label_epsilon is None:
+            return 0.0
+        from dp.accounting import central_noise_for
+
+        return central_noise_for(self.label_epsilon, self.label_delta, self.epochs, 1.0)
 
 
 @dataclass
