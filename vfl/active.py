@@ -68,6 +68,9 @@ class ActiveTrainer(TrainerBase):
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] | None = None
         self.best_epoch = -1
+        # label DP: the noise must be unpredictable to the passive parties, and the same
+        # when an epoch is redone after a crash (a second, fresh draw would leak more)
+        self._noise_key = [int.from_bytes(secrets.token_bytes(8), "big") for _ in range(2)]
 
     # -- setup ----------------------------------------------------------------
     def _fp(self) -> str:
@@ -142,7 +145,8 @@ class ActiveTrainer(TrainerBase):
     def _state(self, epoch: int) -> dict[str, Any]:
         return {"fingerprint": self._fp(), "epoch": epoch, **self._snapshot(),
                 "opt": self.opt.state_dict(), "history": self.history,
-                "best_epoch": self.best_epoch, "best": self.best}
+                "best_epoch": self.best_epoch, "best": self.best,
+                "noise_key": list(self._noise_key)}
 
     def _restore(self, st: dict[str, Any]) -> None:
         self.model.load_state_dict(st["model"])
@@ -151,6 +155,8 @@ class ActiveTrainer(TrainerBase):
         self.history = list(st["history"])
         self.best_epoch = int(st["best_epoch"])
         self.best = st["best"]
+        if "noise_key" in st:
+            self._noise_key = [int(v) for v in st["noise_key"]]
 
     # -- one batch ------------------------------------------------------------
     def _forward(self, tag: Tag, rows: int, train: bool) -> FloatArray:
@@ -171,9 +177,19 @@ class ActiveTrainer(TrainerBase):
         z = self._forward(tag, len(idx), train=True)
         zp = torch.tensor(z, dtype=torch.float32, requires_grad=True)
         logit = self.model(torch.from_numpy(self.x[idx]), zp)
-        loss = nn.functional.binary_cross_entropy_with_logits(logit, torch.from_numpy(self.y[idx]))
+        y = torch.from_numpy(self.y[idx])
+        loss = nn.functional.binary_cross_entropy_with_logits(logit, y)
         self.opt.zero_grad()
-        loss.backward()
+        if self.cfg.label_epsilon is None:
+            loss.backward()
+        else:  # label DP: every update and every gradient a passive sees follows from this
+            with torch.no_grad():
+                g = (torch.sigmoid(logit) - y) / len(idx)  # d(mean BCE)/d(logit)
+                rng = np.random.default_rng(np.random.SeedSequence(
+                    [*self._noise_key, epoch, step]))
+                sd = self.cfg.label_noise_multiplier / len(idx)  # sensitivity of a label: 1/B
+                g += torch.from_numpy(rng.normal(0.0, sd, size=tuple(g.shape))).to(g.dtype)
+            logit.backward(g)
         self.opt.step()
         assert zp.grad is not None
         self._backward(tag, zp.grad.double().numpy(), epoch, step)

@@ -43,7 +43,21 @@ Label-leakage defence (off by default): ``grad_noise = σ`` adds Gaussian noise 
 standard deviation ``σ / batch_rows`` to every entry of ``∂L/∂h`` before P sees it
 (``∂L/∂h`` of a mean loss is O(1/batch_rows) per row). It lowers the AUC of the
 norm/direction label attacks (Li et al. 2021) at a cost in model AUC; the
-benchmark reports both (``benchmarks/vfl.py``).
+benchmark reports both (``benchmarks/vfl.py``). It has no formal guarantee: P's gradient
+also carries W_P, which A does not know in HE mode.
+
+Label DP (``label_epsilon = ε``, off by default) is the calibrated version. A replaces
+the loss gradient at the logit by ``g = (σ(logit) - y)/B + N(0, (z/B)²)`` and
+back-propagates *that* (``logit.backward(g)``): its own updates and every value any
+passive party receives (``∂L/∂h``, the masked ``hᵀδ``) are functions of the noised
+``g``. Flipping one training label moves its row's ``g`` by exactly ``1/B`` and nothing
+else in that epoch, and each label is used once per epoch, so ``E`` epochs are ``E``
+Gaussian mechanisms with multiplier ``z``; ``z`` is the smallest one whose RDP ε after
+``epochs`` epochs is within ``ε`` at ``label_delta`` (``dp.accounting``). *P's whole view
+of training is (ε, δ)-label-DP for the training rows.* The noise comes from a secret of
+A's, kept in A's checkpoint, so a redone epoch after a crash repeats the same noise
+instead of releasing a second draw. Not covered: validation labels steer early stopping
+(P sees how many epochs ran) and the saved model's scores are A's.
 """
 
 from __future__ import annotations
