@@ -156,13 +156,14 @@ class _Side(Endpoint[Stage]):
         self.peer_hello: Hello | None = None
         self.start_epoch = start_epoch
         self._at: tuple[int, int] = (-1, -1)  # (epoch, step) of the step in progress
+        self._batch_cache: tuple[int, list[npt.NDArray[np.int64]]] | None = None
 
     def _n_overlap(self) -> int:
         return int(self.data.overlap.size)
 
     def _batches(self, epoch: int) -> list[npt.NDArray[np.int64]]:
         """This epoch's overlap batches (seeded, the same on both sides), computed once."""
-        cached = getattr(self, "_batch_cache", None)
+        cached = self._batch_cache
         if cached is None or cached[0] != epoch:
             cached = (epoch, epoch_batches(self._n_overlap(), self.params, epoch))
             self._batch_cache = cached
