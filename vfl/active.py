@@ -21,7 +21,7 @@ from vfl.checkpoints import fingerprint
 from vfl.config import EventFn, TrainConfig, TrainResult
 from vfl.interactive import ACTIVE_SIDES, ActiveSide
 from vfl.messages import Ack, EpochCommand, PlanAck, ScoreHelloAck, ScoreReady, TrainPlan
-from vfl.model_file import check_width, load_weights, read_model, saved_share, write_model
+from vfl.model_file import load_weights, read_model, saved_share, write_model
 from vfl.runner import FloatArray, TrainerBase, check_features, score_of
 from vfl.schedule import epoch_batches, grad_noise, split_rows
 from vfl.session import ActiveSession, Rows, id_digest
@@ -261,13 +261,7 @@ class ActiveTrainer(TrainerBase):
         After ``load_model`` the first call opens a scoring session (model IDs checked,
         fresh CKKS keys in HE mode); the passives' first ``predict`` answers it.
         """
-        xx = check_features(x, f"{self.party.name} features")
-        check_width(xx, self.n_features, self.party.name)
-        if self.loaded and not self._opened:
-            try:
-                self._open()
-            except (PartyUnavailable, PartyTimeout) as e:
-                raise self._interrupted(e, "opening the scoring session") from e
+        xx = self._rows_to_score(x)
         if self.session is None or not self.sides:
             raise LocalProtocolError(f"{self.party.name}: scoring needs fit() (key exchange) "
                                      "or load_model() first")

@@ -11,11 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 from party import Party, Tag
-from party.errors import LocalProtocolError, PartyUnavailable
+from party.errors import LocalProtocolError, PartyTimeout, PartyUnavailable
 from party.handshake import open_run, run_with_rejoin
 from vfl.checkpoints import Checkpoints
 from vfl.config import EventFn, TrainConfig, TrainingInterrupted, TrainResult
 from vfl.interactive import Link
+from vfl.model_file import check_width
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -43,6 +44,8 @@ def score_of(m: dict[str, float]) -> float:
 
 
 class TrainerBase:
+    n_features: int  # this party's feature columns (set by the role's __init__)
+
     def __init__(self, party: Party, config: TrainConfig, on_event: EventFn | None) -> None:
         self.party = party
         self.cfg = config
@@ -124,6 +127,21 @@ class TrainerBase:
 
     def _fit_once(self) -> TrainResult:
         raise NotImplementedError
+
+    def _open(self) -> None:
+        """Open the scoring session of loaded halves (model IDs checked, fresh HE keys)."""
+        raise NotImplementedError
+
+    def _rows_to_score(self, x: npt.ArrayLike) -> np.ndarray:
+        """The checked rows of a ``predict`` call; a loaded half first opens its session."""
+        xx = check_features(x, f"{self.party.name} features")
+        check_width(xx, self.n_features, self.party.name)
+        if self.loaded and not self._opened:
+            try:
+                self._open()
+            except (PartyUnavailable, PartyTimeout) as e:
+                raise self._interrupted(e, "opening the scoring session") from e
+        return xx
 
 
 __all__ = ["FloatArray", "TrainerBase", "check_features", "score_of"]
