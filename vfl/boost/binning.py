@@ -1,6 +1,7 @@
 """Quantile and categorical binning at each feature's owner (the bins never leave it).
 
-Numeric feature: at most ``max_bin`` bins cut at training-set quantiles (each distinct value
+Numeric feature: at most ``max_bin`` bins cut at training-set quantiles, each cut a data value
+(each distinct value
 its own bin when there are fewer distinct values than bins). Bin ``j`` holds
 ``cuts[j-1] <= x < cuts[j]``, so the split "bin <= b" is XGBoost's ``x < cuts[b]``.
 Categorical feature: one bin per category, most frequent first; categories beyond
@@ -82,7 +83,9 @@ def fit_numeric(x: npt.NDArray[np.float64], name: str, max_bin: int) -> FeatureB
     if len(u) <= max_bin:
         cuts = u[1:]
     else:
-        q = np.quantile(x, np.arange(1, max_bin) / max_bin, method="linear")
+        # cuts on data values (as XGBoost's sketch), not interpolated between them: on default_credit
+        # this is 0.7824 against 0.7798 test AUC (20 trees, 32 bins; benchmarks/README.md)
+        q = np.quantile(x, np.arange(1, max_bin) / max_bin, method="lower")
         cuts = np.unique(q)
         cuts = cuts[cuts > u[0]]
     return FeatureBins(name, "numeric", cuts=[float(c) for c in cuts])
