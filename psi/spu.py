@@ -236,6 +236,12 @@ def shared_rows(own: Any, shared: Any) -> tuple[np.ndarray, bytes]:
     return rows, np.diff(offs).tobytes() + data  # lengths, then bytes: the logical content
 
 
+def _spu_reason(err: str) -> str:
+    """spu's exception text without its C++ stack trace."""
+    head = err.split("stacktrace:", 1)[0].replace("RuntimeError: what:", "").strip()
+    return " ".join(head.split()) or err.strip()
+
+
 def _raise_if_tls_refused(log_path: Path, me: str, peer: str, link: SpuLink) -> None:
     hint = _ssl_hint(log_path)
     if hint is not None:
@@ -377,12 +383,16 @@ def run_spu_keys(
                 now = getattr(party.transport, "peer_incarnation", lambda _p: run.incarnations[peer])(peer)
                 if now != run.incarnations[peer]:
                     raise PartyUnavailable(peer, "left during the spu PSI run")
-                err = report.get("error", f"exit code {rc}")
+                err = _spu_reason(report.get("error", f"exit code {rc}"))
                 if "connect to mesh failed" in err:
                     raise PartyUnavailable(peer, f"no PSI link to {public['endpoints'][peer]} within "
                                            f"{link.connect_timeout_s:g} s (is the port open?)")
+                if "server failed start" in err:
+                    raise ConfigError(
+                        f"{party.name}'s PSI endpoint {public['endpoints'][party.name]} cannot be "
+                        "opened (the port is in use, or the host is not an address of this machine)")
                 raise TesseraError(f"spu {config.protocol} PSI failed at {party.name}: {err} "
-                                   f"(spu's log: {work / 'spu.log'})")
+                                   "(TESSERA_KEEP_SPU_LOG=1 keeps spu's log)")
         rows: np.ndarray | None = None
         size: int | None = None
         digest = hashlib.sha256(b"tessera-psi spu result\x00" + run.transcript)

@@ -316,3 +316,18 @@ def test_rr22_with_three_parties_says_to_use_ecdh(certs: Path) -> None:
     with pytest.raises(ConfigError, match=r"exactly two parties.*'ecdh'"):
         run_psi(party, ["x"], config=PsiConfig(protocol="rr22"), link=links(certs)["bank"], timeout_s=1)
     assert net.transport("a").stats.snapshot()["messages_sent"] == 0
+
+
+@needs_spu
+def test_an_endpoint_whose_port_is_taken_is_named(certs: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        lk = links(certs, timeout_s=5)
+        taken = f"127.0.0.1:{busy.getsockname()[1]}"
+        lk = {n: SpuLink({**lk[n].endpoints, "bank": taken}, lk[n].ca, lk[n].cert, lk[n].key,
+                         connect_timeout_s=5) for n in NAMES}
+        out = run_two({"bank": ["a", "b"], "fintech": ["b", "c"]},
+                      dict.fromkeys(NAMES, PsiConfig(protocol="rr22")), lk, catch=(ConfigError, PeerAborted))
+    assert isinstance(out["bank"], ConfigError) and taken in str(out["bank"]) and "in use" in str(out["bank"])
+    assert isinstance(out["fintech"], PeerAborted | ConfigError)
