@@ -9,7 +9,8 @@ Public API: :func:`run_psi` (raw IDs), :func:`run_psi_keys` (canonical keys),
 run. The ECDH protocol and its security argument are in :mod:`psi.protocol`; RR22/KKRT
 through spu, why spu, and what each party learns per protocol in :mod:`psi.spu`; the
 join layouts and what they reveal in :mod:`psi.join`; the one pipeline all protocols
-share in :mod:`psi.runner`.
+share in :mod:`psi.runner`; aligning tables (files in, aligned files out; ``python -m
+vfl.align``) in :mod:`psi.align`.
 
 Names are imported lazily, so the group worker processes (``python -m
 psi._worker``) load only :mod:`psi.ristretto`, not pandas or the party layer.
