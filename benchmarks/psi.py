@@ -231,8 +231,8 @@ cfg.input_params.keys_unique = True
 cfg.output_params.path = job["output"]
 rep = lp.psi_execute(cfg, ctx)
 secs = time.perf_counter() - t
-print(json.dumps({"seconds": secs, "shared": int(rep.intersection_count),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+open(job["result"], "w").write(json.dumps({"seconds": secs, "shared": int(rep.intersection_count),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 ctx.barrier()
 import os; os._exit(0)
 """
@@ -324,15 +324,20 @@ def run_spu_bench(args: argparse.Namespace) -> int:
                 "link_id": "bench-ref", "parties": [[m, eps[m]] for m in names], "rank": i,
                 "ca": str(dd / "certs" / "ca.pem"), "cert": str(dd / "certs" / f"{n}.pem"),
                 "key": str(dd / "certs" / f"{n}.key"), "protocol": args.protocol,
-                "input": str(dd / f"{n}.csv"), "output": str(dd / f"{n}_spu.csv")})],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": d})
+                "input": str(dd / f"{n}.csv"), "output": str(dd / f"{n}_spu.csv"),
+                "result": str(dd / f"{n}_spu.json")})],
+            cwd=ROOT, stdout=open(dd / f"{n}_spu.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            env={**os.environ, "TMPDIR": d})
             for i, n in enumerate(names)}
         outs = {}
+        from psi.spu import _remove_trace
+
         for n, p in refs.items():
-            out, _ = p.communicate()
+            p.wait()
+            _remove_trace(dd / f"{n}_spu.log")  # spu writes /tmp/psi_<id>.trace
             if p.returncode != 0:
                 raise SystemExit(f"spu reference {n} failed with exit code {p.returncode}")
-            outs[n] = json.loads(out.strip().splitlines()[-1])
+            outs[n] = json.loads((dd / f"{n}_spu.json").read_text())
         spu_secs = max(o["seconds"] for o in outs.values())
         ref = {**cond, "impl": f"spu {args.protocol} psi_execute, CSV in, aligned CSV out"}
         emit("psi_spu_seconds", round(spu_secs, 2), "s", **ref,
