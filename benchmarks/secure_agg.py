@@ -69,8 +69,9 @@ def run_tessera(args: argparse.Namespace, dropped: set[str]) -> dict[str, Any]:
         dropout_fraction=min(args.dropout, 0.45),
     )
     ids, weights = _vectors(n, p, args.seed)
-    clients = {u: SecAggClient(u, params=params, session="bench", round=1) for u in ids}
-    srv = SecAggServer(ids, params=params, session="bench", round=1)
+    clients = {u: SecAggClient(u, params=params, session="bench", round=1, clock=time.perf_counter)
+               for u in ids}
+    srv = SecAggServer(ids, params=params, session="bench", round=1, clock=time.perf_counter)
     sent = dict.fromkeys(ids, 0)
 
     adv = {}

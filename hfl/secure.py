@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from party import ConfigError, Party, PartyUnavailable, Tag, TesseraError
+from party import ConfigError, Party, PartyUnavailable, TesseraError
 
 log = logging.getLogger("hfl.secure")
 
@@ -275,15 +275,12 @@ def release_clients(party: Party, clients: list[str], *, session: str, reason: s
     round that cannot run secure aggregation, gets an ``Abort`` where it will look
     first, so it goes back to serving the server at once instead of waiting.
     """
-    from party.handshake import leave_out
-    from secure_agg.messages import Abort
-    from secure_agg.runner import PROTOCOL, _hs_session
+    from secure_agg import release_client
 
     for c in clients:
-        # the round's handshake is where it looks first; the Abort covers a client past it
-        leave_out(party, c, protocol=PROTOCOL, session=_hs_session(session, 0))
+        # the round's handshake leaves it out; an Abort waits for a client already past it
         with contextlib.suppress(PartyUnavailable):
-            party.send(c, Tag(PROTOCOL, session, 0, "public_keys"), Abort(session, 0, reason))
+            release_client(party, c, session=session, round=0, reason=reason)
 
 
 def server_round(party: Party, clients: list[str], *, session: str, params: Mapping[str, Any],
