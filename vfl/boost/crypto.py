@@ -16,7 +16,7 @@ Why HEU's OU and not TenSEAL's CKKS (measured on this workload on the 2-core mac
   encrypted sums decrypt to *exactly* the plaintext sums and the encrypted tree is identical
   to the plaintext one, split for split (tested). CKKS sums carry ~1e-6 noise that can flip
   near-tied gains.
-* OU encrypts about 15× faster than HEU's Paillier (ZPaillier) here with half the
+* OU encrypts about 14× faster than HEU's Paillier (ZPaillier) here with half the
   ciphertext size (2048-bit keys); Paillier stays selectable (``scheme="paillier"``).
   Pure-Python ``phe`` is the slow reference only (``--compare-he``).
 
