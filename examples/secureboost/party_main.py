@@ -54,6 +54,12 @@ def _load(role: str, rows: int) -> tuple[np.ndarray, np.ndarray | None, list[str
     return t[:, 1:], None, header[1:]
 
 
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _params(a: argparse.Namespace) -> BoostParams:
     return BoostParams(n_trees=a.trees, max_depth=a.depth, max_bin=32, learning_rate=0.3, min_rows=a.min_rows,
                        mode=a.mode, passive_depth=min(2, a.depth - 1))
@@ -99,7 +105,8 @@ def run(party: Any, a: argparse.Namespace) -> None:
             own = sigmoid(base + sum(t.predict(binner.transform(x[te])) for t in trees))
             summary = {"joint": {"auc": rep["auc"], "ks": rep["ks"]}, "bank_only": {"auc": auc(y[te], own),
                        "ks": ks(y[te], own)}, "train_s": train_s, "trees": p.n_trees,
-                       "s_per_tree": float(np.mean(m.tree_seconds)) if m.tree_seconds else None}
+                       "s_per_tree": float(np.mean(m.tree_seconds)) if m.tree_seconds else None,
+                       "peak_rss_mb": _rss_mb()}
             write_atomic(out / "summary.json", json.dumps(summary, indent=1))
             print(f"[bank] trained {p.n_trees} trees in {train_s:.1f} s; test AUC {rep['auc']:.4f} KS {rep['ks']:.3f} "
                   f"(bank features only: AUC {summary['bank_only']['auc']:.4f}); report in {out / 'report'}",
@@ -110,8 +117,8 @@ def run(party: Any, a: argparse.Namespace) -> None:
             save_passive(out / "fintech.boost.json", b)
             predict_passive(party, a.peer, b, binner.transform(x[te]))
             write_atomic(out / "importance.json", json.dumps(importance_passive(b, names), indent=1))
-            print(f"[fintech] kept {len(b.table)} split thresholds of its own; saved {out / 'fintech.boost.json'}",
-                  flush=True)
+            print(f"[fintech] kept {len(b.table)} split thresholds of its own; saved {out / 'fintech.boost.json'} "
+                  f"(peak RSS {_rss_mb():.0f} MB)", flush=True)
         return
     # score: fresh process, saved halves only
     if bank:

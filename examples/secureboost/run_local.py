@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n  model                        test AUC     KS\n"
           f"  SecureBoost, bank + fintech  {s['joint']['auc']:.4f}  {s['joint']['ks']:.3f}\n"
           f"  bank features only           {s['bank_only']['auc']:.4f}  {s['bank_only']['ks']:.3f}\n"
-          f"  from the saved halves        {scored['auc']:.4f}")
+          f"  from the saved halves        {scored['auc']:.4f}\n"
+          f"  {s['trees']} trees, {s['s_per_tree']:.1f} s per tree over gRPC + mTLS; bank peak RSS {s['peak_rss_mb']:.0f} MB")
     print(f"files: {work / 'bank'} (report/, bank_woe.csv, bank.boost.json), {work / 'fintech'} "
           f"(fintech_woe.csv, fintech.boost.json, importance.json); finished in {time.monotonic() - t0:.0f} s")
     return 0

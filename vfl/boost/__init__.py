@@ -12,5 +12,34 @@ from __future__ import annotations
 from vfl.boost.binning import Binner, FeatureBins
 from vfl.boost.params import BoostParams
 from vfl.boost.protocol import ActiveBooster, ActiveModel, PassiveBooster
+from vfl.boost.runner import (
+    export_active,
+    export_passive,
+    load_active,
+    load_passive,
+    predict_active,
+    predict_passive,
+    save_active,
+    save_passive,
+    train_active,
+    train_passive,
+)
 
-__all__ = ["ActiveBooster", "ActiveModel", "Binner", "BoostParams", "FeatureBins", "PassiveBooster"]
+__all__ = [
+    "ActiveBooster",
+    "ActiveModel",
+    "Binner",
+    "BoostParams",
+    "FeatureBins",
+    "PassiveBooster",
+    "export_active",
+    "export_passive",
+    "load_active",
+    "load_passive",
+    "predict_active",
+    "predict_passive",
+    "save_active",
+    "save_passive",
+    "train_active",
+    "train_passive",
+]
