@@ -206,3 +206,44 @@ def test_only_the_killed_passive_party_is_restarted_and_the_active_one_waits(tmp
     assert "err" not in out, out.get("err")
     assert _trees(out["m"]) == _trees(fresh["bank"][0])
     assert b.table == fresh["fintech"].table
+
+
+def test_only_the_killed_active_party_is_restarted_and_the_passive_one_waits(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    import vfl.boost.runner as runner
+    from party import InMemoryNetwork
+
+    d = credit()
+    fresh = _fit(d, P)
+    net = InMemoryNetwork(["bank", "fintech"])
+    out: dict[str, Any] = {}
+
+    def fintech() -> None:
+        try:
+            out["b"] = train_passive(Party("fintech", net.transport("fintech"), role=Role.PASSIVE), "bank",
+                                     d["bp"], checkpoint_dir=tmp_path / "fintech", timeout_s=60, rejoin_s=60)
+        except BaseException as e:
+            out["err"] = e
+
+    real_save = runner.save_active
+
+    def dies_after_tree_2(path: Any, model: Any, binner: Any, *, checkpoint: bool = False) -> None:
+        real_save(path, model, binner, checkpoint=checkpoint)
+        if len(model.trees) == 2:
+            net.disconnect("bank", "killed (kill -9)")  # dies without a word, its checkpoint written
+            raise SystemExit("killed")
+
+    th = threading.Thread(target=fintech, daemon=True)
+    th.start()
+    monkeypatch.setattr(runner, "save_active", dies_after_tree_2)
+    with pytest.raises(SystemExit):
+        train_active(Party("bank", net.transport("bank"), role=Role.ACTIVE), ["fintech"], d["ba"], d["y"], P,
+                     scheme="plaintext", checkpoint_dir=tmp_path / "bank", timeout_s=60)
+    monkeypatch.setattr(runner, "save_active", real_save)
+    m = train_active(Party("bank", net.transport("bank"), role=Role.ACTIVE), ["fintech"], d["ba"], d["y"], P,
+                     scheme="plaintext", checkpoint_dir=tmp_path / "bank", timeout_s=60)  # restarted alone
+    th.join(60)
+    assert "err" not in out, out.get("err")
+    assert _trees(m) == _trees(fresh["bank"][0])
+    assert out["b"].table == fresh["fintech"].table
