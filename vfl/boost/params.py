@@ -39,7 +39,7 @@ class BoostParams:
     base_score: float | None = None  # None: the label mean (XGBoost's intercept)
     mode: str = "classic"
     passive_depth: int = 2
-    min_rows: int = 1
+    min_rows: int = 20  # privacy: no decrypted sum over fewer rows (1 = XGBoost's candidate set exactly)
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -25,7 +25,7 @@ def _train(d, p, cipher=None, *, passive_bins=None, active_bins=None, y=None, se
 
 def test_single_tree_matches_the_plaintext_reference_split_for_split() -> None:
     d = credit()
-    p = BoostParams(n_trees=1, max_depth=3, max_bin=16)
+    p = BoostParams(n_trees=1, max_depth=3, max_bin=16, min_rows=1)
     _act, pas, m = _train(d, p)
     base, trees = fit_reference(np.concatenate([d["ba"], d["bp"]], 1), d["y"], p)
     assert global_splits(m, pas, d["ba"].shape[1]) == ref_splits(trees)
@@ -38,7 +38,7 @@ def test_single_tree_matches_the_plaintext_reference_split_for_split() -> None:
 
 def test_three_trees_and_prediction_routes_match_the_reference() -> None:
     d = credit()
-    p = BoostParams(n_trees=3, max_depth=3, max_bin=16, reg_lambda=2.0, min_child_weight=2.0, gamma=0.1)
+    p = BoostParams(n_trees=3, max_depth=3, max_bin=16, reg_lambda=2.0, min_child_weight=2.0, gamma=0.1, min_rows=1)
     act, pas, m = _train(d, p)
     joined = np.concatenate([d["ba"], d["bp"]], 1)
     base, trees = fit_reference(joined, d["y"], p)
@@ -55,7 +55,7 @@ def test_matches_xgboost_on_the_same_bins() -> None:
     xgb = pytest.importorskip("xgboost", reason="xgboost (extra 'boost') is the reference")
     d = credit()
     p = BoostParams(n_trees=3, max_depth=3, max_bin=16, reg_lambda=1.5, min_child_weight=1.0,
-                    learning_rate=0.3)
+                    learning_rate=0.3, min_rows=1)
     act, pas, _m = _train(d, p)
     ours = drive(act.predict(d["ba"]), {"fintech": pas})
     joined = np.concatenate([d["ba"], d["bp"]], 1).astype(np.float64)
@@ -68,7 +68,7 @@ def test_matches_xgboost_on_the_same_bins() -> None:
 def test_regression_objective_matches_the_reference() -> None:
     d = credit()
     y = d["xa"][:, 0] * 2.0 + d["xp"][:, 1]  # a target both parties' features explain
-    p = BoostParams(n_trees=2, max_depth=3, max_bin=16, objective="reg:squarederror")
+    p = BoostParams(n_trees=2, max_depth=3, max_bin=16, objective="reg:squarederror", min_rows=1)
     act, pas, m = _train(d, p, y=y)
     joined = np.concatenate([d["ba"], d["bp"]], 1)
     base, trees = fit_reference(joined, y, p)
@@ -79,7 +79,7 @@ def test_regression_objective_matches_the_reference() -> None:
 
 def test_encrypted_and_plaintext_training_give_identical_trees(ou) -> None:
     d = credit(200)
-    p = BoostParams(n_trees=2, max_depth=3, max_bin=16)
+    p = BoostParams(n_trees=2, max_depth=3, max_bin=16, min_rows=1)
     _, pas_he, he = _train(d, p, ou)
     _, pas_pt, pt = _train(d, p)
     assert [[nd.to_dict() for nd in t] for t in he.trees] == [[nd.to_dict() for nd in t] for t in pt.trees]
@@ -88,11 +88,11 @@ def test_encrypted_and_plaintext_training_give_identical_trees(ou) -> None:
 
 def test_row_and_column_subsampling_are_used_and_reproducible() -> None:
     d = credit()
-    p = BoostParams(n_trees=3, max_depth=3, max_bin=16, subsample=0.6, colsample_bytree=0.5, seed=3)
+    p = BoostParams(n_trees=3, max_depth=3, max_bin=16, subsample=0.6, colsample_bytree=0.5, seed=3, min_rows=1)
     _, pas1, m1 = _train(d, p)
     _, pas2, m2 = _train(d, p)
     assert global_splits(m1, pas1, 13) == global_splits(m2, pas2, 13)
-    _, pas3, m3 = _train(d, BoostParams(n_trees=3, max_depth=3, max_bin=16))
+    _, pas3, m3 = _train(d, BoostParams(n_trees=3, max_depth=3, max_bin=16, min_rows=1))
     assert global_splits(m1, pas1, 13) != global_splits(m3, pas3, 13)
     starts = [x for x in pas1.received if isinstance(x, M.TreeStart)]
     assert all(0.4 * 300 < len(s.rows) < 0.8 * 300 for s in starts)  # about 60 % of the rows sampled
@@ -118,7 +118,7 @@ def test_a_constant_passive_feature_and_a_single_bin_are_never_split() -> None:
     bp = d["bp"].copy()
     bp[:, 0] = 0  # a constant feature: all rows in one bin
     bp[:, 1] = 5  # all rows in one (non-zero) bin
-    _, pas, _m = _train(d, BoostParams(n_trees=2, max_depth=3, max_bin=16), passive_bins=bp)
+    _, pas, _m = _train(d, BoostParams(n_trees=2, max_depth=3, max_bin=16, min_rows=1), passive_bins=bp)
     assert {f for f, _b, _t in pas.table.values()}.isdisjoint({0, 1})
     assert Binner.fit(np.ones((10, 1)), max_bin=8).features[0].n_bins == 1
 
@@ -126,7 +126,7 @@ def test_a_constant_passive_feature_and_a_single_bin_are_never_split() -> None:
 def test_a_passive_party_with_no_candidates_in_any_node_sends_empty_sums() -> None:
     d = credit()
     bp = np.zeros_like(d["bp"])
-    _act, pas, m = _train(d, BoostParams(n_trees=2, max_depth=3, max_bin=16), passive_bins=bp)
+    _act, pas, m = _train(d, BoostParams(n_trees=2, max_depth=3, max_bin=16, min_rows=1), passive_bins=bp)
     hists = [x for x in pas.received if isinstance(x, M.NodeRequest)]
     assert hists and not pas.table
     assert all(nd.owner in ("", "bank") for t in m.trees for nd in t)
@@ -139,13 +139,13 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="labels for"):
         ActiveBooster(d["ba"], d["y"][:-1], ["fintech"], BoostParams(), PlainCipher())
     with pytest.raises(ConfigError, match="max_bin"):
-        BoostParams(max_bin=200)
+        BoostParams(max_bin=200, min_rows=1)
     with pytest.raises(ConfigError, match="passive_depth"):
-        BoostParams(mode="layered", max_depth=3, passive_depth=3)
+        BoostParams(mode="layered", max_depth=3, passive_depth=3, min_rows=1)
     with pytest.raises(ConfigError, match="missing or infinite"):
         Binner.fit(np.array([[1.0], [np.nan]]))
     with pytest.raises(ConfigError, match="rows"):  # the passive party has other rows
-        _train(d, BoostParams(n_trees=1, max_depth=2, max_bin=16), passive_bins=d["bp"][:-1])
+        _train(d, BoostParams(n_trees=1, max_depth=2, max_bin=16, min_rows=1), passive_bins=d["bp"][:-1])
     act = ActiveBooster(d["ba"], d["y"], ["fintech"], BoostParams(n_trees=1, max_bin=16, min_rows=5),
                         PlainCipher())
     with pytest.raises(ConfigError, match="min_rows >= 20"):
@@ -158,7 +158,7 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
 def test_a_forged_split_index_is_a_remote_protocol_error() -> None:
     d = credit()
     pas = PassiveBooster(d["bp"], name="fintech")
-    act = ActiveBooster(d["ba"], d["y"], ["fintech"], BoostParams(n_trees=1, max_depth=2, max_bin=16), PlainCipher())
+    act = ActiveBooster(d["ba"], d["y"], ["fintech"], BoostParams(n_trees=1, max_depth=2, max_bin=16, min_rows=1), PlainCipher())
     gen = act.train()
     ex = next(gen)
     ex = gen.send({"fintech": pas.handle(ex.sends["fintech"])})
@@ -171,7 +171,7 @@ def test_a_forged_split_index_is_a_remote_protocol_error() -> None:
 
 def test_every_message_survives_the_codec() -> None:
     d = credit(100)
-    act = ActiveBooster(d["ba"], d["y"], ["fintech"], BoostParams(n_trees=2, max_depth=2, max_bin=16), PlainCipher())
+    act = ActiveBooster(d["ba"], d["y"], ["fintech"], BoostParams(n_trees=2, max_depth=2, max_bin=16, min_rows=1), PlainCipher())
     pas = PassiveBooster(d["bp"], name="fintech")
     gen = act.train()
     seen = set()
@@ -196,7 +196,7 @@ def test_every_message_survives_the_codec() -> None:
 
 def test_two_passive_parties_match_the_reference_on_the_joined_table() -> None:
     d = credit()
-    p = BoostParams(n_trees=2, max_depth=3, max_bin=16)
+    p = BoostParams(n_trees=2, max_depth=3, max_bin=16, min_rows=1)
     b1, b2 = np.ascontiguousarray(d["bp"][:, :5]), np.ascontiguousarray(d["bp"][:, 5:])
     act = ActiveBooster(d["ba"], d["y"], ["p1", "p2"], p, PlainCipher(), name="bank")
     pas = {"p1": PassiveBooster(b1, name="p1", salt=1), "p2": PassiveBooster(b2, name="p2", salt=2)}

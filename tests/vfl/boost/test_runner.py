@@ -29,7 +29,7 @@ from vfl.boost.runner import (
 )
 
 ROLES = {"bank": Role.ACTIVE, "fintech": Role.PASSIVE}
-P = BoostParams(n_trees=3, max_depth=3, max_bin=16)
+P = BoostParams(n_trees=3, max_depth=3, max_bin=16, min_rows=1)
 
 
 def _fit(d: dict[str, Any], p: BoostParams, *, ck: Path | None = None, transport: str = "inmemory",
@@ -104,7 +104,7 @@ def test_a_half_of_another_model_is_refused(tmp_path: Path) -> None:
 @pytest.mark.grpc
 def test_over_grpc_with_mtls_equals_in_memory() -> None:
     d = credit(200)
-    p = BoostParams(n_trees=2, max_depth=3, max_bin=16)
+    p = BoostParams(n_trees=2, max_depth=3, max_bin=16, min_rows=1)
     over = _fit(d, p, transport="grpc")
     mem = _fit(d, p)
     assert _trees(over["bank"][0]) == _trees(mem["bank"][0])
@@ -131,7 +131,7 @@ def test_a_peer_that_leaves_mid_tree_resumes_from_the_last_complete_tree(tmp_pat
     assert _trees(resumed["bank"][0]) == _trees(fresh["bank"][0])
     assert resumed["fintech"].table == fresh["fintech"].table
     np.testing.assert_array_equal(resumed["bank"][1], fresh["bank"][1])
-    other = BoostParams(n_trees=3, max_depth=2, max_bin=16)
+    other = BoostParams(n_trees=3, max_depth=2, max_bin=16, min_rows=1)
     with pytest.raises(ConfigError, match="another training"):
         _fit(d, other, ck=tmp_path)
 

@@ -80,7 +80,7 @@ def test_mix_mode_builds_each_tree_from_one_party() -> None:
 
 def test_the_passive_party_never_receives_labels_gradients_or_thresholds(ou) -> None:
     d = credit(120)
-    p = BoostParams(n_trees=1, max_depth=2, max_bin=16)
+    p = BoostParams(n_trees=1, max_depth=2, max_bin=16, min_rows=1)
     act = ActiveBooster(d["ba"], d["y"], ["fintech"], p, ou, name="bank")
     pas = PassiveBooster(d["bp"], name="fintech")
     drive(act.train(), {"fintech": pas})
