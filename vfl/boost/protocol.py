@@ -295,8 +295,11 @@ class PassiveBooster:
                 derived.append((big, parent, small))
                 paired |= {lft, rgt}
         direct += [n for n in m.nodes if n not in paired]
+        if not len(self._features):  # no columns (none, or none sampled): no candidates anywhere
+            self._hist, self._cands = {}, {n: [] for n in m.nodes}
+            return Histograms(m.tree, list(m.nodes), [b""] * len(m.nodes), [0] * len(m.nodes))
         groups = [(spos == n).astype(np.int8) for n in direct]
-        hists = self._summer.bucket_sums(self._ct, groups, sbins, nb) if len(self._features) else []
+        hists = self._summer.bucket_sums(self._ct, groups, sbins, nb)
         new_hist = dict(zip(direct, hists, strict=True))
         for big, parent, small in derived:
             new_hist[big] = self._summer.sub(self._hist[parent], new_hist[small])

@@ -130,6 +130,9 @@ def test_a_passive_party_with_no_candidates_in_any_node_sends_empty_sums() -> No
     hists = [x for x in pas.received if isinstance(x, M.NodeRequest)]
     assert hists and not pas.table
     assert all(nd.owner in ("", "bank") for t in m.trees for nd in t)
+    _, pas0, m0 = _train(d, BoostParams(n_trees=1, max_depth=3, max_bin=16, min_rows=1),
+                         passive_bins=np.zeros((len(d["y"]), 0), np.int8))  # a party with no columns at all
+    assert not pas0.table and all(nd.owner in ("", "bank") for nd in m0.trees[0])
 
 
 def test_bad_input_is_refused_with_a_clear_error() -> None:
