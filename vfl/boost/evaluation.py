@@ -156,3 +156,48 @@ def importance_passive(booster: Any, feature_names: list[str]) -> dict[str, dict
         e["splits"] += booster.record_count.get(rid, 0)
         e["gain"] += booster.record_gain.get(rid, 0.0)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vfl.boost.evaluation --scores S.csv --labels L.csv --out DIR``: the report for any
+    model's scores (e.g. the split NN demo's ``scores_he.csv``), joined to the labels by ID, at the
+    label holder."""
+    import argparse
+    import sys
+
+    import pandas as pd
+
+    from party.errors import TesseraError
+
+    ap = argparse.ArgumentParser(description="AUC, KS, ROC/KS/lift/gains (PNG + JSON) for scored customers")
+    ap.add_argument("--scores", required=True, help="CSV with an ID column and a score column")
+    ap.add_argument("--labels", required=True, help="the label holder's CSV with the ID and 0/1 label columns")
+    ap.add_argument("--id-column", default="id")
+    ap.add_argument("--score-column", default="score")
+    ap.add_argument("--label-column", default="y")
+    ap.add_argument("--name", default="model")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    try:
+        try:
+            s = pd.read_csv(a.scores, dtype={a.id_column: str})
+            lab = pd.read_csv(a.labels, dtype={a.id_column: str})
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read the inputs: {e}") from e
+        for df, col, f in ((s, a.id_column, a.scores), (s, a.score_column, a.scores), (lab, a.id_column, a.labels),
+                           (lab, a.label_column, a.labels)):
+            if col not in df.columns:
+                raise ConfigError(f"{f} has no column {col!r} (columns: {list(df.columns)[:8]})")
+        j = s[[a.id_column, a.score_column]].merge(lab[[a.id_column, a.label_column]], on=a.id_column, how="inner")
+        if len(j) == 0:
+            raise ConfigError("no scored ID has a label")
+        r = write_report(j[a.label_column].to_numpy(), j[a.score_column].to_numpy(), a.out, name=a.name)
+    except TesseraError as e:
+        print(f"vfl.boost.evaluation: {e}", file=sys.stderr)
+        return 2
+    print(f"{a.name}: {r['rows']} customers, AUC {r['auc']:.4f}, KS {r['ks']:.3f} -> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -102,3 +102,20 @@ def test_evaluation_report_matches_sklearn_and_writes_pngs(tmp_path: Path) -> No
     assert json.loads((tmp_path / "report.json").read_text())["auc"] == pytest.approx(r["auc"])
     with pytest.raises(ConfigError, match="both classes"):
         auc(np.ones(5), np.arange(5.0))
+
+
+def test_the_report_cli_joins_any_models_scores_to_the_labels_by_id(tmp_path: Path) -> None:
+    from vfl.boost.evaluation import main
+
+    rng = np.random.default_rng(1)
+    ids = [f"c{i:04d}" for i in range(300)]
+    y = rng.integers(0, 2, 300)
+    pd.DataFrame({"id": ids, "y": y, "x": rng.random(300)}).to_csv(tmp_path / "bank.csv", index=False)
+    score = y * 0.4 + rng.random(300)
+    pd.DataFrame({"id": ids[::-1], "score": score[::-1]}).iloc[:200].to_csv(tmp_path / "scores.csv", index=False)
+    assert main(["--scores", str(tmp_path / "scores.csv"), "--labels", str(tmp_path / "bank.csv"),
+                 "--name", "split NN", "--out", str(tmp_path / "rep")]) == 0
+    r = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert r["rows"] == 200 and r["auc"] == pytest.approx(auc(y[100:], score[100:]))
+    assert main(["--scores", str(tmp_path / "scores.csv"), "--labels", str(tmp_path / "bank.csv"),
+                 "--label-column", "default", "--out", str(tmp_path / "rep2")]) == 2
