@@ -331,3 +331,21 @@ def test_an_endpoint_whose_port_is_taken_is_named(certs: Path) -> None:
                       dict.fromkeys(NAMES, PsiConfig(protocol="rr22")), lk, catch=(ConfigError, PeerAborted))
     assert isinstance(out["bank"], ConfigError) and taken in str(out["bank"]) and "in use" in str(out["bank"])
     assert isinstance(out["fintech"], PeerAborted | ConfigError)
+
+
+def test_psi_endpoints_come_from_the_federation_toml(tmp_path: Path) -> None:
+    from party.config import load_federation
+
+    base = '[federation]\nname = "t"\nrouter = "127.0.0.1:1"\n[tls]\nca = "certs/ca.pem"\n'
+    (tmp_path / "fed.toml").write_text(
+        base + '[parties.bank]\nrole = "active"\npsi_endpoint = "10.0.0.5:61001"\n'
+        '[parties.fintech]\nrole = "passive"\n')
+    fed = load_federation(tmp_path / "fed.toml")
+    link = SpuLink.from_federation(fed, "bank")
+    assert link.endpoint("bank") == "10.0.0.5:61001"
+    assert link.ca.is_absolute() and link.cert.is_absolute() and link.key.is_absolute()  # spu wants them
+    with pytest.raises(ConfigError, match=r"\[parties.fintech\].psi_endpoint is not set"):
+        link.endpoint("fintech")
+    (tmp_path / "bad.toml").write_text(base + '[parties.bank]\nrole = "active"\npsi_endpoint = "nohost"\n')
+    with pytest.raises(ConfigError, match=r"psi_endpoint.*not a host:port"):
+        load_federation(tmp_path / "bad.toml")
