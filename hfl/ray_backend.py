@@ -471,12 +471,18 @@ class _Running:
     abandoned: bool = False
 
 
-class _ServerTransport:
-    """The server's in-memory transport, with what it sends virtual clients diverted to Ray."""
+class _Fast:
+    """An in-memory transport whose ``recv`` checks membership in a set.
 
-    def __init__(self, inner: Any, engine: _Engine) -> None:
+    ``InMemoryTransport.recv`` checks the sender against a fresh list of every party's
+    name, O(N) per receive: with 10,000 clients the server's poll of their hellos and the
+    clients' handshakes became O(N²). Everything else is the wrapped transport's.
+    """
+
+    def __init__(self, inner: Any, members: frozenset[str]) -> None:
         self._inner = inner
-        self._engine = engine
+        self._members = members
+        self._peers = sorted(members - {inner.name})
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self._inner, item)
@@ -487,7 +493,7 @@ class _ServerTransport:
 
     @property
     def peers(self) -> list[str]:
-        return list(self._inner.peers)
+        return list(self._peers)
 
     @property
     def stats(self) -> TransportStats:
@@ -496,6 +502,32 @@ class _ServerTransport:
     @property
     def incarnation(self) -> int:
         return int(self._inner.incarnation)
+
+    def send(self, dst: str, tag: Tag, payload: bytes | bytearray) -> None:
+        self._inner.send(dst, tag, payload)
+
+    def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
+        box = getattr(self._inner, "_box", None)
+        if box is None or getattr(self._inner, "_closed", True):
+            return self._inner.recv(src, tag, timeout_s=timeout_s)  # type: ignore[no-any-return]
+        if src not in self._members:
+            raise PartyUnavailable(src, "not a member of this federation")
+        data: bytearray = box.get(src, tag, timeout_s)
+        self._inner.stats.on_recv(len(data))
+        return data
+
+
+class _ServerTransport(_Fast):
+    """The server's in-memory transport, with what it sends virtual clients diverted to Ray."""
+
+    def __init__(self, inner: Any, engine: _Engine) -> None:
+        super().__init__(inner, frozenset(engine.net.names))
+        self._engine = engine
+
+    def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
+        if self._engine.dropped and tag == self._engine.hello_tag:
+            self._engine.reconnect_dropped()  # the server is between rounds: let them back in
+        return super().recv(src, tag, timeout_s=timeout_s)
 
     def send(self, dst: str, tag: Tag, payload: bytes | bytearray) -> None:
         if self._engine.intercept(dst, tag, payload):
@@ -542,7 +574,7 @@ class _Lane:
             self.inbound.append((c, token, _tag_tuple(tag), bytes(payload)))
             self.lock.notify_all()
 
-    def replace(self, gen: int, why: str) -> None:
+    def replace(self, gen: int, why: str, exc: BaseException | None = None) -> None:
         """The actor of generation ``gen`` is dead or hung: kill it, start a fresh one."""
         ray = self.engine.ray
         with self.lock:
@@ -562,7 +594,9 @@ class _Lane:
         with contextlib.suppress(Exception):
             ray.kill(old, no_restart=True)
         for c in hosted:
-            self.engine.drop_client(c, why)
+            # each client hosted there (SecAgg+ steps, or queued) leaves, named with the cause
+            self.engine.drop_client(c, describe_failure(exc, c, self.engine.resources)
+                                    if exc is not None else f"client {c}: {why}")
 
     def _jobs(self) -> None:
         """Keep up to ``_DEPTH`` jobs queued at the actor (it runs them one at a time), so it
@@ -683,7 +717,7 @@ class _Lane:
             try:
                 ray.get(actor.deliver.remote(batch), timeout=120.0)
             except Exception as e:
-                self.replace(gen, f"its Ray actor failed to take messages: {_first_line(e)}")
+                self.replace(gen, f"its Ray actor failed to take messages: {_first_line(e)}", e)
 
     def _out(self) -> None:
         """Relay what the clients hosted in the actor send the server."""
@@ -698,9 +732,8 @@ class _Lane:
             try:
                 out, finished = ray.get(actor.exchange.remote(_POLL_S), timeout=_POLL_S + 120.0)
             except Exception as e:
-                why = (describe_failure(e, "(secure aggregation step)", eng.resources)
-                       if isinstance(e, ray.exceptions.RayError) else _first_line(e))
-                self.replace(gen, f"its Ray actor failed during secure aggregation: {why}")
+                self.replace(gen, f"its Ray actor failed during secure aggregation: "
+                                  f"{type(e).__name__}: {_first_line(e)}", e)
                 continue
             for c, kind, a, b, data in out:
                 sess = eng.sessions.get(c)
@@ -721,18 +754,21 @@ class _Engine:
     def __init__(self, ray: Any, client_fn: Callable[..., Any], names: Sequence[str], *,
                  resources: dict[str, float], pool: int, timeout_s: float,
                  run_config: dict[str, Any], context_cls: type) -> None:
-        from hfl.messages import PROTOCOL
+        from hfl.messages import HELLO_TAG, PROTOCOL
 
         self.ray = ray
         self.hfl = PROTOCOL
+        self.hello_tag = HELLO_TAG
         self.names = list(names)
         self.resources = resources
         self.timeout_s = timeout_s
         self.stopping = False
         self.net = InMemoryNetwork([SERVER, *self.names])
+        self.members = frozenset(self.net.names)
         self.server_transport = _ServerTransport(self.net.transport(SERVER), self)
         self.server_inc = int(self.server_transport.incarnation)
         self.sessions: dict[str, _Session] = {}
+        self.dropped: set[str] = set()  # disconnected mid-round; they reconnect between rounds
         self.index = {n: i for i, n in enumerate(self.names)}
         self.state: dict[str, dict[str, Any]] = {}
         self.route: dict[str, tuple[_Lane, int]] = {}
@@ -789,7 +825,7 @@ class _Engine:
         t = self.net.transport(name)
         inc = uuid.uuid4().hex[:16]
         self.sessions[name] = _Session(name, self.index[name], t, inc)
-        party = Party(name, t, role=Role.CLIENT)
+        party = Party(name, _Fast(t, self.members), role=Role.CLIENT)
         try:
             party.send(SERVER, HELLO_TAG, Hello(inc))
             open_run(party, [SERVER], protocol=self.hfl, session=inc,
@@ -799,13 +835,24 @@ class _Engine:
                 log.warning("virtual client %s could not connect: %s", name, e)
 
     def drop_client(self, name: str, why: str) -> None:
-        """``name``'s actor died while it was in a SecAgg+ round: it leaves and comes back."""
+        """``name``'s actor died while it was in a SecAgg+ round: it leaves, and comes back
+        (a new incarnation, as a restarted process) once the server polls for clients again.
+
+        Not at once: SecAgg+ must see it gone for the rest of this round (a dropout), not
+        wait for a hello from an incarnation that was never in the round."""
         sess = self.sessions.get(name)
         if sess is None or self.stopping:
             return
         sess.dead = True
         self.net.disconnect(name, why)
-        self.connector.submit(self.connect, name)
+        with self._cache_lock:
+            self.dropped.add(name)
+
+    def reconnect_dropped(self) -> None:
+        with self._cache_lock:
+            names, self.dropped = sorted(self.dropped), set()
+        for n in names:
+            self.connector.submit(self.connect, n)
 
     # -- what the server sends ----------------------------------------------------------------
     def intercept(self, dst: str, tag: Tag, payload: bytes | bytearray) -> bool:

@@ -61,13 +61,13 @@ class Client(hfl.NumPyClient):
     def _fault(self, rnd: int) -> None:
         if not self.marker_dir:
             return
-        plan = {3: "kill", 4: "memory", 2: "hang"}
+        plan = {3: "kill", 4: "memory", 2: "hang", 5: "die"}
         what = plan.get(self.i)
         marker = Path(self.marker_dir) / f"{self.i}"
-        if what is None or rnd != 1 or marker.exists() or what not in self.marker_dir:
+        if what is None or rnd != 1 or marker.exists() or what not in Path(self.marker_dir).name:
             return
         marker.write_text(str(os.getpid()))
-        if what == "kill":
+        if what in ("kill", "die"):
             os.kill(os.getpid(), signal.SIGKILL)  # the actor process dies mid-round
         if what == "memory":
             raise MemoryError("cannot allocate the client's batch")
@@ -231,3 +231,27 @@ def test_hung_actor_is_timed_out_by_the_round_timeout(ray_cluster: Any, tmp_path
     assert "straggler" in r1["fit_failures"]["client_2"]
     assert r2["fit_results"] == n  # the hung actor was killed and replaced
     assert time.monotonic() - t0 < 300
+
+
+@pytest.mark.slow
+def test_actor_killed_during_secure_aggregation(ray_cluster: Any, tmp_path: Path) -> None:
+    """client_5 kills its actor while training: it fails; clients whose SecAgg+ steps waited in
+    that actor are dropouts of the round (SecAgg+ goes on without them, or aborts below its
+    threshold), then reconnect: the next round has everyone."""
+    n = 10
+    marker = tmp_path / "die"
+    marker.mkdir()
+    h = hfl.simulate(client_fn, n, strategy=_strategy(n, min_fit=3), backend="ray", num_rounds=2,
+                     secure_agg=True, config=hfl.ServerConfig(round_timeout=120.0),
+                     run_config={"marker_dir": str(marker)})
+    r1, r2 = h.rounds
+    # its reply (a Failure) or the disconnect of its SecAgg+ session: either names the death
+    assert "client_5: its Ray actor died mid-round" in r1["fit_failures"]["client_5"]
+    assert list(r1["fit_failures"]) == ["client_5"]
+    sa = r1["secure_agg"]
+    if isinstance(sa, dict):  # the survivors' sum; the actor's other clients dropped out
+        assert "client_5" not in sa["dropped"] and sa["survivors"] + len(sa["dropped"]) == n - 1
+    else:
+        assert sa.startswith(("aborted:", "skipped:")), sa
+    assert r2["secure_agg"] == {"survivors": n, "dropped": {}}
+    assert all(np.isfinite(a).all() for a in h.parameters)
