@@ -102,6 +102,15 @@ def test_a_half_of_another_model_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.grpc
+def test_ou_ciphertexts_over_grpc_give_the_plaintext_trees() -> None:
+    d = credit(150)
+    p = BoostParams(n_trees=1, max_depth=2, max_bin=16, min_rows=1)
+    over = _fit(d, p, transport="grpc", scheme="ou")
+    mem = _fit(d, p)
+    assert _trees(over["bank"][0]) == _trees(mem["bank"][0])
+
+
+@pytest.mark.grpc
 def test_over_grpc_with_mtls_equals_in_memory() -> None:
     d = credit(200)
     p = BoostParams(n_trees=2, max_depth=3, max_bin=16, min_rows=1)
