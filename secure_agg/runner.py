@@ -314,17 +314,14 @@ def _collect(
     srv: SecAggServer,
     stream: Callable[[str, Any], Any] | None = None,
 ) -> Mapping[str, T]:
-    deadline = time.monotonic() + timeout_s
     out: dict[str, T] = {}
-    for s in srcs:
-        left = max(0.0, deadline - time.monotonic())
-        try:
-            msg = party.recv(s, tag, timeout_s=left)
-        except (PartyTimeout, PartyUnavailable) as e:
-            log.info("secagg %s: %s dropped out at %s (%s)", tag.session, s, tag.step, e)
+    for s, msg, err in party.collect(srcs, tag, timeout_s=timeout_s,
+                                     catch=(PartyTimeout, PartyUnavailable, RemoteProtocolError)):
+        if isinstance(err, RemoteProtocolError):  # malformed payload: a dropout with a reason
+            srv.reject(s, tag.step, str(err))
             continue
-        except RemoteProtocolError as e:  # malformed payload: a dropout with a reason
-            srv.reject(s, tag.step, str(e))
+        if err is not None:
+            log.info("secagg %s: %s dropped out at %s (%s)", tag.session, s, tag.step, err)
             continue
         if isinstance(msg, Abort):
             srv.reject(s, tag.step, f"client aborted: {msg.reason}")

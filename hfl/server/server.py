@@ -132,27 +132,26 @@ class PartyClientProxy(ClientProxy):
         self.node_id = node_id
         self._server = server
 
-    def _one(self, msg: Any, timeout: float | None) -> Any:
+    def _one(self, msg: Any, timeout: float | None, kind: type | None = None) -> Any:
+        """The client's reply to ``msg`` (of type ``kind`` if given), or ClientFailure."""
         replies, failures = self._server.ask([(self.cid, msg)], self._server._timeout(timeout))
         if self.cid not in replies:
             raise ClientFailure(self.cid, failures.get(self.cid, "no reply"))
         r = replies[self.cid]
         if isinstance(r, wire.Failure):
             raise ClientFailure(self.cid, f"client error: {r.message}")
+        if kind is not None and not isinstance(r, kind):
+            raise ClientFailure(self.cid, f"sent {type(r).__name__} instead of {kind.__name__}")
         return r
 
     def get_properties(self, ins: GetPropertiesIns, timeout: float | None,
                        group_id: int | None) -> GetPropertiesRes:
-        r = self._one(wire.GetPropertiesIns(dict(ins.config)), timeout)
-        if not isinstance(r, wire.GetPropertiesRes):
-            raise ClientFailure(self.cid, f"sent {type(r).__name__} instead of GetPropertiesRes")
+        r = self._one(wire.GetPropertiesIns(dict(ins.config)), timeout, wire.GetPropertiesRes)
         return GetPropertiesRes(OK, dict(r.properties))
 
     def get_parameters(self, ins: GetParametersIns, timeout: float | None,
                        group_id: int | None) -> GetParametersRes:
-        r = self._one(wire.GetParametersIns(dict(ins.config)), timeout)
-        if not isinstance(r, wire.GetParametersRes):
-            raise ClientFailure(self.cid, f"sent {type(r).__name__} instead of GetParametersRes")
+        r = self._one(wire.GetParametersIns(dict(ins.config)), timeout, wire.GetParametersRes)
         return GetParametersRes(OK, ndarrays_to_parameters(r.parameters))
 
     def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
@@ -465,18 +464,21 @@ class Server:
         replies: dict[str, Any] = {}
         if not expect_reply:
             return replies, failures
-        deadline = time.monotonic() + timeout_s
-        for c, tag in sent:
-            try:
-                replies[c] = party.recv(c, tag.at("res"), timeout_s=max(0.0, deadline - time.monotonic()))
-            except PartyTimeout:
+        # one reply tag per send, in send order (collect asks for each once, in that order)
+        res_tags = iter([tag.at("res") for _, tag in sent])
+        for c, reply, err in party.collect(
+                [c for c, _ in sent], lambda _c: next(res_tags), timeout_s=timeout_s,
+                catch=(PartyTimeout, PartyUnavailable, RemoteProtocolError)):
+            if err is None:
+                replies[c] = reply
+            elif isinstance(err, PartyTimeout):
                 failures[c] = f"straggler: no reply within the round timeout of {timeout_s:g} s"
                 log.warning("client %s dropped: %s", c, failures[c])
-            except PartyUnavailable as e:
-                failures[c] = f"disconnected mid-round ({e.reason})"
-                self._lost(c, str(e))
-            except RemoteProtocolError as e:
-                failures[c] = f"malformed reply: {e}"
+            elif isinstance(err, PartyUnavailable):
+                failures[c] = f"disconnected mid-round ({err.reason})"
+                self._lost(c, str(err))
+            else:
+                failures[c] = f"malformed reply: {err}"
                 log.warning("client %s: %s", c, failures[c])
         return replies, failures
 
