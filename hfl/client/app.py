@@ -1,20 +1,7 @@
 """Client side: Flower's ``NumPyClient`` API, the instruction loop, and ``start_client``.
 
-A Flower client ports by changing imports::
-
-    import hfl as fl                       # was: import flwr as fl
-
-    class FlowerClient(fl.client.NumPyClient):
-        def get_parameters(self, config): ...
-        def fit(self, parameters, config): ...       # -> (parameters, num_examples, metrics)
-        def evaluate(self, parameters, config): ...  # -> (loss, num_examples, metrics)
-
-    fl.client.start_client(server_address="127.0.0.1:8080", client=FlowerClient().to_client(),
-                           federation="federation.toml", name="bank_a")
-
-What the server learns from a client: its parameters after local training, its
-example count and the metrics it returns; with ``secure_agg`` on, only the sum of
-all clients' weighted updates (plus example counts and metrics, which stay in the clear).
+How a Flower client ports, and what the server learns from a client: see :mod:`hfl.client`
+(the package's docstring), which re-exports this module's public names.
 """
 
 from __future__ import annotations

@@ -38,6 +38,14 @@ class TypedDict(MutableMapping[K, V], Generic[K, V]):
         self.__dict__["_check_value_fn"] = check_value_fn
         self.__dict__["_data"] = {}
 
+    def _take(self, items: dict[Any, Any] | None, keep_input: bool) -> None:
+        """Check and store every entry of ``items`` (then empty it unless ``keep_input``)."""
+        if items:
+            for k in list(items):
+                self[k] = items[k]
+            if not keep_input:
+                items.clear()
+
     def __setitem__(self, key: K, value: V) -> None:
         self._check_key_fn(key)
         self._check_value_fn(value)
@@ -275,11 +283,7 @@ class MetricRecord(TypedDict[str, Any]):
 
     def __init__(self, metric_dict: dict[str, Any] | None = None, keep_input: bool = True) -> None:
         super().__init__(_check_str_key, _check_metric_value)
-        if metric_dict:
-            for k in list(metric_dict):
-                self[k] = metric_dict[k]
-            if not keep_input:
-                metric_dict.clear()
+        self._take(metric_dict, keep_input)
 
     def count_bytes(self) -> int:
         return sum(len(k) + (8 * len(v) if isinstance(v, list) else 8) for k, v in self.items())
@@ -294,11 +298,7 @@ class ConfigRecord(TypedDict[str, Any]):
 
     def __init__(self, config_dict: dict[str, Any] | None = None, keep_input: bool = True) -> None:
         super().__init__(_check_str_key, _check_config_value)
-        if config_dict:
-            for k in list(config_dict):
-                self[k] = config_dict[k]
-            if not keep_input:
-                config_dict.clear()
+        self._take(config_dict, keep_input)
 
     def count_bytes(self) -> int:
         def size(x: Any) -> int:

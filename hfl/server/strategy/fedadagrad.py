@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.typing import MetricsAggregationFn, NDArrays, Parameters, Scalar
 from hfl.server.strategy.fedavg import EvaluateFn
 from hfl.server.strategy.fedopt import FedOpt
@@ -33,16 +34,7 @@ class FedAdagrad(FedOpt):
         eta_l: float = 1e-1,
         tau: float = 1e-9,
     ) -> None:
-        super().__init__(
-            fraction_fit=fraction_fit, fraction_evaluate=fraction_evaluate,
-            min_fit_clients=min_fit_clients, min_evaluate_clients=min_evaluate_clients,
-            min_available_clients=min_available_clients, evaluate_fn=evaluate_fn,
-            on_fit_config_fn=on_fit_config_fn, on_evaluate_config_fn=on_evaluate_config_fn,
-            accept_failures=accept_failures, initial_parameters=initial_parameters,
-            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
-            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
-            eta=eta, eta_l=eta_l, beta_1=0.0, beta_2=0.0, tau=tau,
-        )
+        super().__init__(**parent_kwargs(FedOpt.__init__, locals(), beta_1=0.0, beta_2=0.0))
 
     def second_moment(self, v: NDArrays, delta_t: NDArrays) -> NDArrays:
         return [x + np.multiply(y, y) for x, y in zip(v, delta_t, strict=True)]

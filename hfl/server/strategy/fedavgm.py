@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
 from hfl.common.typing import FitRes, MetricsAggregationFn, NDArrays, Parameters, Scalar
 from hfl.server.strategy.aggregate import aggregate
@@ -46,15 +47,7 @@ class FedAvgM(FedAvg):
         server_learning_rate: float = 1.0,
         server_momentum: float = 0.0,
     ) -> None:
-        super().__init__(
-            fraction_fit=fraction_fit, fraction_evaluate=fraction_evaluate,
-            min_fit_clients=min_fit_clients, min_evaluate_clients=min_evaluate_clients,
-            min_available_clients=min_available_clients, evaluate_fn=evaluate_fn,
-            on_fit_config_fn=on_fit_config_fn, on_evaluate_config_fn=on_evaluate_config_fn,
-            accept_failures=accept_failures, initial_parameters=initial_parameters,
-            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
-            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
-        )
+        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
         self.server_learning_rate = server_learning_rate
         self.server_momentum = server_momentum
         self.server_opt: bool = (self.server_momentum != 0.0) or (self.server_learning_rate != 1.0)

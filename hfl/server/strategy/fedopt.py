@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
 from hfl.common.typing import FitRes, MetricsAggregationFn, NDArrays, Parameters, Scalar
 from hfl.server.strategy.fedavg import SECURE_AGGREGATE_FITS, EvaluateFn, FedAvg
@@ -53,15 +54,7 @@ class FedOpt(FedAvg):
         beta_2: float = 0.0,
         tau: float = 1e-9,
     ) -> None:
-        super().__init__(
-            fraction_fit=fraction_fit, fraction_evaluate=fraction_evaluate,
-            min_fit_clients=min_fit_clients, min_evaluate_clients=min_evaluate_clients,
-            min_available_clients=min_available_clients, evaluate_fn=evaluate_fn,
-            on_fit_config_fn=on_fit_config_fn, on_evaluate_config_fn=on_evaluate_config_fn,
-            accept_failures=accept_failures, initial_parameters=initial_parameters,
-            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
-            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
-        )
+        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
         if not (0.0 <= beta_1 < 1.0 and 0.0 <= beta_2 < 1.0) or tau <= 0 or eta <= 0:
             raise ValueError(f"need 0 <= beta_1, beta_2 < 1, tau > 0, eta > 0; got "
                              f"beta_1={beta_1}, beta_2={beta_2}, tau={tau}, eta={eta}")

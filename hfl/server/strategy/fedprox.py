@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.typing import FitIns, MetricsAggregationFn, Parameters, Scalar
 from hfl.server.strategy.fedavg import EvaluateFn, FedAvg
 
@@ -41,15 +42,7 @@ class FedProx(FedAvg):
     ) -> None:
         if proximal_mu < 0:
             raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
-        super().__init__(
-            fraction_fit=fraction_fit, fraction_evaluate=fraction_evaluate,
-            min_fit_clients=min_fit_clients, min_evaluate_clients=min_evaluate_clients,
-            min_available_clients=min_available_clients, evaluate_fn=evaluate_fn,
-            on_fit_config_fn=on_fit_config_fn, on_evaluate_config_fn=on_evaluate_config_fn,
-            accept_failures=accept_failures, initial_parameters=initial_parameters,
-            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
-            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
-        )
+        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
         self.proximal_mu = proximal_mu
 
     def configure_fit(self, server_round: int, parameters: Parameters,

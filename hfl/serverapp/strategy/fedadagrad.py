@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.typing import NDArray
 from hfl.serverapp.strategy.fedopt import FedOpt
 
@@ -17,13 +18,7 @@ class FedAdagrad(FedOpt):
                  configrecord_key: str = "config", train_metrics_aggr_fn: Any = None,
                  evaluate_metrics_aggr_fn: Any = None, eta: float = 1e-1, eta_l: float = 1e-1,
                  tau: float = 1e-3) -> None:
-        super().__init__(fraction_train=fraction_train, fraction_evaluate=fraction_evaluate,
-                         min_train_nodes=min_train_nodes, min_evaluate_nodes=min_evaluate_nodes,
-                         min_available_nodes=min_available_nodes, weighted_by_key=weighted_by_key,
-                         arrayrecord_key=arrayrecord_key, configrecord_key=configrecord_key,
-                         train_metrics_aggr_fn=train_metrics_aggr_fn,
-                         evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
-                         eta=eta, eta_l=eta_l, beta_1=0.0, beta_2=0.0, tau=tau)
+        super().__init__(**parent_kwargs(FedOpt.__init__, locals(), beta_1=0.0, beta_2=0.0))
 
     def _second_moment(self, v: NDArray, d: NDArray) -> NDArray:
         return v + d**2  # type: ignore[no-any-return]

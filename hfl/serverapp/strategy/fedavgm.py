@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.message import Message
 from hfl.common.record import Array, ArrayRecord, ConfigRecord, MetricRecord
 from hfl.common.typing import NDArrays
@@ -27,12 +28,7 @@ class FedAvgM(FedAvg):
                  configrecord_key: str = "config", train_metrics_aggr_fn: Any = None,
                  evaluate_metrics_aggr_fn: Any = None, server_learning_rate: float = 1.0,
                  server_momentum: float = 0.0) -> None:
-        super().__init__(fraction_train=fraction_train, fraction_evaluate=fraction_evaluate,
-                         min_train_nodes=min_train_nodes, min_evaluate_nodes=min_evaluate_nodes,
-                         min_available_nodes=min_available_nodes, weighted_by_key=weighted_by_key,
-                         arrayrecord_key=arrayrecord_key, configrecord_key=configrecord_key,
-                         train_metrics_aggr_fn=train_metrics_aggr_fn,
-                         evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn)
+        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
         self.server_learning_rate = server_learning_rate
         self.server_momentum = server_momentum
         self.server_opt: bool = (self.server_momentum != 0.0) or (self.server_learning_rate != 1.0)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.message import Message
 from hfl.common.record import Array, ArrayRecord, ConfigRecord, MetricRecord
 from hfl.common.typing import NDArray
@@ -31,12 +32,7 @@ class FedOpt(FedAvg):
                  configrecord_key: str = "config", train_metrics_aggr_fn: Any = None,
                  evaluate_metrics_aggr_fn: Any = None, eta: float = 1e-1, eta_l: float = 1e-1,
                  beta_1: float = 0.0, beta_2: float = 0.0, tau: float = 1e-3) -> None:
-        super().__init__(fraction_train=fraction_train, fraction_evaluate=fraction_evaluate,
-                         min_train_nodes=min_train_nodes, min_evaluate_nodes=min_evaluate_nodes,
-                         min_available_nodes=min_available_nodes, weighted_by_key=weighted_by_key,
-                         arrayrecord_key=arrayrecord_key, configrecord_key=configrecord_key,
-                         train_metrics_aggr_fn=train_metrics_aggr_fn,
-                         evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn)
+        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
         self.current_arrays: dict[str, NDArray] | None = None
         self.eta = eta
         self.eta_l = eta_l

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.message import Message
 from hfl.common.record import ArrayRecord, ConfigRecord
 from hfl.serverapp.grid import Grid
@@ -19,12 +20,7 @@ class FedProx(FedAvg):
                  weighted_by_key: str = "num-examples", arrayrecord_key: str = "arrays",
                  configrecord_key: str = "config", train_metrics_aggr_fn: Any = None,
                  evaluate_metrics_aggr_fn: Any = None, proximal_mu: float = 0.0) -> None:
-        super().__init__(fraction_train=fraction_train, fraction_evaluate=fraction_evaluate,
-                         min_train_nodes=min_train_nodes, min_evaluate_nodes=min_evaluate_nodes,
-                         min_available_nodes=min_available_nodes, weighted_by_key=weighted_by_key,
-                         arrayrecord_key=arrayrecord_key, configrecord_key=configrecord_key,
-                         train_metrics_aggr_fn=train_metrics_aggr_fn,
-                         evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn)
+        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
         if proximal_mu < 0:
             raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
         self.proximal_mu = proximal_mu

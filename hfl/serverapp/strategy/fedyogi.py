@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from hfl._kwargs import parent_kwargs
 from hfl.common.typing import NDArray
 from hfl.serverapp.strategy.fedopt import FedOpt
 
@@ -20,13 +21,7 @@ class FedYogi(FedOpt):
                  evaluate_metrics_aggr_fn: Any = None, eta: float = 1e-2, eta_l: float = 0.0316,
                  beta_1: float = 0.9, beta_2: float = 0.99,
                  tau: float = 1e-3) -> None:
-        super().__init__(fraction_train=fraction_train, fraction_evaluate=fraction_evaluate,
-                         min_train_nodes=min_train_nodes, min_evaluate_nodes=min_evaluate_nodes,
-                         min_available_nodes=min_available_nodes, weighted_by_key=weighted_by_key,
-                         arrayrecord_key=arrayrecord_key, configrecord_key=configrecord_key,
-                         train_metrics_aggr_fn=train_metrics_aggr_fn,
-                         evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
-                         eta=eta, eta_l=eta_l, beta_1=beta_1, beta_2=beta_2, tau=tau)
+        super().__init__(**parent_kwargs(FedOpt.__init__, locals()))
 
     def _second_moment(self, v: NDArray, d: NDArray) -> NDArray:
         return v - (1.0 - self.beta_2) * d**2 * np.sign(v - d**2)  # type: ignore[no-any-return]
