@@ -81,6 +81,7 @@ from typing import Any, Literal
 import numpy as np
 
 from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from party.fsm import Machine, Table, transition
 from psi.checkpoint import Checkpoint, input_digest
 from psi.group import POINT_BYTES, SUITE, GroupEngine, InvalidPoint, random_scalar
 from psi.messages import Count, Hello, Points
@@ -210,15 +211,34 @@ class Stage(enum.Enum):
     READY = "ready"  # config agreed, salt known
     RUNNING = "running"  # own set sent; receiving streams
     DONE = "done"
+    ABORTED = "aborted"  # a peer sent something illegal; secrets forgotten
 
 
-#: method -> (stage it requires, stage it leaves); the tests walk this table.
-TRANSITIONS: dict[str, tuple[Stage, Stage]] = {
-    "hello": (Stage.IDLE, Stage.HELLO),
-    "on_hello": (Stage.HELLO, Stage.HELLO),  # READY once every peer's hello is in
-    "own_chunks": (Stage.READY, Stage.RUNNING),
-    "receive": (Stage.RUNNING, Stage.RUNNING),  # DONE after the last expected message
+#: event -> {stage it may happen in: stage it leaves} (party.fsm); the tests walk this table.
+#: ``[last]`` is the hello / message that completes what the stage waits for; ``[done]``
+#: is a resumed run whose every stream was saved (nothing left to receive).
+TRANSITIONS: Table[Stage] = {
+    "hello": {Stage.IDLE: Stage.HELLO},
+    "on_hello[more]": {Stage.HELLO: Stage.HELLO},
+    "on_hello[last]": {Stage.HELLO: Stage.READY},
+    "own_chunks[send]": {Stage.READY: Stage.RUNNING},
+    "own_chunks[done]": {Stage.READY: Stage.DONE},
+    "receive[more]": {Stage.RUNNING: Stage.RUNNING},
+    "receive[last]": {Stage.RUNNING: Stage.DONE},
 }
+
+
+def _hello_variant(s: PsiSession, src: str, msg: Any) -> str:
+    return "last" if len(s._nonces) + (src not in s._nonces) == s.n else "more"
+
+
+def _own_variant(s: PsiSession) -> str:
+    return "send" if s._expect else "done"
+
+
+def _receive_variant(s: PsiSession, src: str, step: str, msg: Any) -> str:
+    last = isinstance(msg, Count) or getattr(msg, "last", False) is True
+    return "last" if last and len(s._expect) == 1 else "more"
 
 
 @dataclass(frozen=True)
@@ -288,7 +308,7 @@ def _take(keys: Sequence[bytes], idx: np.ndarray) -> list[bytes]:
     return [keys[j] for j in idx.tolist()]
 
 
-class PsiSession:
+class PsiSession(Machine[Stage]):
     """One party's side of one PSI run; no I/O (the runner moves :class:`Send` s).
 
     Call :meth:`hello`, feed every peer's hello to :meth:`on_hello`, stream
@@ -302,7 +322,15 @@ class PsiSession:
             unique.
         config: shared settings.
         engine: where group operations run (inline by default).
+
+    The stages follow :data:`TRANSITIONS` through :mod:`party.fsm`'s guard: a call
+    in another stage is a :class:`party.fsm.StageError`; a peer's illegal message
+    (:class:`RemoteProtocolError`) aborts the session (stage ``ABORTED``, the scalar
+    and the buffers forgotten; the checkpoint on disk is kept).
     """
+
+    transitions = TRANSITIONS
+    aborted = Stage.ABORTED
 
     def __init__(
         self,
@@ -370,12 +398,13 @@ class PsiSession:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _require(self, method: str) -> None:
-        want, _ = TRANSITIONS[method]
-        if self.stage is not want:
-            raise LocalProtocolError(
-                f"PSI {self.me}: {method}() needs stage {want.value}, but the stage is {self.stage.value}"
-            )
+    def _label(self) -> str:
+        return f"PSI {self.me}"
+
+    def _on_abort(self, error: BaseException | None) -> None:
+        self._scalar = bytes(len(self._scalar))
+        self._buffers.clear()
+        self._perm = None
 
     def _stream(self, dst: str, step: str, data: bytes | bytearray, *, sort: bool = False) -> Iterator[Send]:
         """The chunks of one stream, made as they are sent (one chunk in memory at a time)."""
@@ -392,17 +421,16 @@ class PsiSession:
 
     # -- stage 0: hello --------------------------------------------------------------------
 
+    @transition("hello")
     def hello(self) -> list[Send]:
         """The hello for every peer."""
-        self._require("hello")
-        self.stage = Stage.HELLO
         msg = Hello(config=self.public, n_items=len(self.keys), nonce=self._nonce,
                     resume=self._resume_ids[self.me], have=sorted(self._have[self.me]))
         return [Send(p, "hello", msg) for p in self.peers]
 
+    @transition("on_hello", _hello_variant)
     def on_hello(self, src: str, msg: Hello) -> None:
         """Check a peer's hello; after the last one the session salt is fixed."""
-        self._require("on_hello")
         if src not in self.peers or src in self._nonces:
             raise RemoteProtocolError(f"unexpected hello from {src!r}", peer=src)
         if not isinstance(msg, Hello):
@@ -427,13 +455,14 @@ class PsiSession:
                 + b"".join(self._nonces[p] for p in self.parties)
             ).digest()[:32]
             self.dst = b"TESSERA-PSI-V1-" + SUITE + b"-" + salt.hex().encode()
-            self.stage = Stage.READY
             self._plan()
 
     def salt_proof(self) -> bytes:
         """SHA-256 of the session DST: parties compare it before any point is sent."""
         if self.stage is Stage.IDLE or self.stage is Stage.HELLO:
             raise LocalProtocolError(f"PSI {self.me}: salt_proof() before every hello arrived")
+        if self.stage is Stage.ABORTED:
+            raise LocalProtocolError(f"PSI {self.me}: salt_proof() after the session aborted")
         return hashlib.sha256(b"tessera-psi salt proof\x00" + self.dst).digest()
 
     def _decide_resume(self) -> None:
@@ -499,27 +528,36 @@ class PsiSession:
 
     # -- stage 1: own set ------------------------------------------------------------------
 
+    @transition("own_chunks", _own_variant)
     def own_chunks(self) -> Iterator[Send]:
-        """Hash, shuffle and mask this party's IDs; one :class:`Send` per chunk, lazily."""
-        self._require("own_chunks")
-        self.stage = Stage.RUNNING
+        """Hash, shuffle and mask this party's IDs; one :class:`Send` per chunk, lazily.
+
+        The stage changes at once (a resumed run whose every stream was saved finishes
+        here); the own chunks are hashed and masked as the returned iterator is consumed
+        (send them all before the next call)."""
         n = len(self.keys)
         self._perm = np.random.Generator(np.random.PCG64(self._perm_seed)).permutation(n)
         c = self.config.chunk_points
         n_chunks = 0 if self.me in self._skip_chain else _chunks_of(n, c)
+        out: Iterator[Send] = self._own_sends(n_chunks)
+        for o in sorted(self._skip_chain):  # resumed: pass on saved full values
+            if self._holder_of(o) == self.me:
+                out = itertools.chain(out, self._on_full(o))
+        if not self._expect:  # resumed with everything saved
+            if self.me == self.leader:
+                out = itertools.chain(out, self._intersect())
+            else:
+                self._finish()
+        return out
+
+    def _own_sends(self, n_chunks: int) -> Iterator[Send]:
+        assert self._perm is not None
+        c = self.config.chunk_points
         for k in range(n_chunks):
             idx = self._perm[k * c : (k + 1) * c]
             pts = self.engine.hash_to_group(_take(self.keys, idx), self.dst)
             masked = self.engine.mask(pts, self._scalar)
             yield Send(self.next, f"chain:{self.me}:1", Points(k, k == n_chunks - 1, masked))
-        for o in sorted(self._skip_chain):  # resumed: pass on saved full values
-            if self._holder_of(o) == self.me:
-                yield from self._on_full(o)
-        if not self._expect:  # resumed with everything saved
-            if self.me == self.leader:
-                yield from self._intersect()
-            else:
-                self._finish()
 
     # -- stages 2-4: streams ---------------------------------------------------------------
 
@@ -538,12 +576,12 @@ class PsiSession:
             return self.sizes[self.me]
         return None
 
+    @transition("receive", _receive_variant)
     def receive(self, src: str, step: str, msg: Points | Count) -> Iterable[Send]:
         """Handle one message of the stream :meth:`next_expected` named.
 
         The state changes at once; the returned sends are produced as they are
         iterated (send them all before the next call)."""
-        self._require("receive")
         want = self.next_expected()
         if (src, step) != want:
             raise LocalProtocolError(f"PSI {self.me}: got {(src, step)}, expected {want}")
@@ -694,12 +732,14 @@ class PsiSession:
             mode=mode,
             group_ops=self.engine.ops,
         )
-        self.stage = Stage.DONE
 
     def result(self) -> PsiResult:
         """What this party learned (after :attr:`done`)."""
         if self._result is None:
             raise LocalProtocolError(f"PSI {self.me}: result() before the protocol finished")
+        # the whole run's count: a resumed run that had every stream saved finishes in
+        # own_chunks(), before its own chunks are hashed as they are sent
+        self._result.group_ops = self.engine.ops
         return self._result
 
 
