@@ -23,12 +23,10 @@ import numpy as np
 
 from party.errors import (
     ConfigError,
-    PartyTimeout,
     PartyUnavailable,
-    PeerAborted,
     RemoteProtocolError,
 )
-from party.handshake import RunConfirm, RunMismatch, confirm_digest, open_run, tell_peers
+from party.handshake import RunConfirm, RunMismatch, confirm_digest, open_run, run_with_rejoin
 from party.party import Party
 from party.transport import Tag
 from psi.checkpoint import Checkpoint, input_digest
@@ -143,40 +141,25 @@ def _run_psi_retrying(
     keep_result: bool,
     link: Any,
 ) -> PsiResult:
-    deadline = time.monotonic() + (rejoin_s if rejoin_s is not None else
-                                   (REJOIN_S if checkpoint is not None else 0.0))
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return _run_psi_once(party, keys, peers=peers, config=config, session=session,
-                                 timeout_s=timeout_s, workers=workers, progress=progress,
-                                 checkpoint=checkpoint, keep_result=keep_result, link=link)
-        except PeerAborted:
-            raise
-        except RunMismatch as e:
-            tell_peers(party, session, e)
-            if "info.protocol" in str(e) or "info.join" in str(e):
-                err = RunMismatch(f"{e} (None: the default, protocol 'ecdh' and join 'inner'; "
-                                  "every party must pass the same --protocol and --join)")
-                err.peer = e.peer
-                raise err from None
-            raise
-        except PartyUnavailable as e:
-            left = deadline - time.monotonic()
-            if checkpoint is None or left <= 0 or e.peer not in peers:
-                tell_peers(party, session, e)
-                raise
-            log.warning("psi %s: %s (%s); waiting up to %.0f s for it to rejoin, then resuming "
-                        "from the checkpoint", party.name, e.peer, e.reason, left)
-            try:
-                party.transport.wait_peer(e.peer, timeout_s=left)  # type: ignore[attr-defined]
-            except PartyTimeout:
-                raise PartyUnavailable(e.peer, f"did not rejoin within the reconnect window "
-                                       f"({e.reason})") from None
-        except BaseException as e:
-            tell_peers(party, session, e)
-            raise
+    # without a checkpoint a lost peer fails the run at once (a window of 0 s)
+    window = rejoin_s if rejoin_s is not None else REJOIN_S
+    try:
+        return run_with_rejoin(
+            party,
+            lambda: _run_psi_once(party, keys, peers=peers, config=config, session=session,
+                                  timeout_s=timeout_s, workers=workers, progress=progress,
+                                  checkpoint=checkpoint, keep_result=keep_result, link=link),
+            peers=peers, session=session, rejoin_s=window if checkpoint is not None else 0.0,
+            gone=lambda peer, cause: PartyUnavailable(
+                peer, f"did not rejoin within the reconnect window ({cause.reason})"),
+            tell_on_peer_abort=False, then="resuming from the checkpoint")
+    except RunMismatch as e:  # the peers were told (the original error)
+        if "info.protocol" in str(e) or "info.join" in str(e):
+            err = RunMismatch(f"{e} (None: the default, protocol 'ecdh' and join 'inner'; "
+                              "every party must pass the same --protocol and --join)")
+            err.peer = e.peer
+            raise err from None
+        raise
 
 
 def _result_key(me: str, parties: list[str], config: PsiConfig, link: Any) -> dict[str, Any]:
