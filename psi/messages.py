@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from party.codec import wire
+from psi.ristretto import POINT_BYTES
 
-POINT_BYTES = 32
 NONCE_BYTES = 32
 
 
