@@ -151,7 +151,7 @@ def _tessera(args: argparse.Namespace, backend: str, secure: bool) -> dict[str, 
 
     strategy = hfl.FedAvg(fraction_fit=args.fraction, min_fit_clients=1,
                           min_available_clients=args.clients, fraction_evaluate=0.0,
-                          initial_parameters=get_parameters(make_model(MODEL)),
+                          initial_parameters=hfl.ndarrays_to_parameters(get_parameters(make_model(MODEL))),
                           on_fit_config_fn=_fit_config, fit_metrics_aggregation_fn=collect)
     kw: dict[str, Any] = {}
     if backend == "ray":

@@ -692,7 +692,7 @@ class _Lane:
             why = describe_failure(e, job.client, eng.resources)
             log.error("%s", why)
             if dead:
-                self.replace(r.gen, why)
+                self.replace(r.gen, why, e)
             reply, state = encode(Failure(why)), None
         finally:
             if not hosted:
