@@ -35,7 +35,7 @@ methods (pure: messages in, messages out, no I/O, no clock) carry ``@transition`
 thin runner that moves the messages over a ``party.Party``, and two tests:
 ``check_transitions`` (every pair) and a traced run with ``uncovered(...) == []``.
 Users today: ``secure_agg.client``/``server``, ``he.endpoint`` (``vfl.he.layer``,
-``ftl.protocol``) and ``vfl.session``.
+``ftl.protocol``), ``vfl.session`` and ``psi.protocol``.
 """
 
 from __future__ import annotations
