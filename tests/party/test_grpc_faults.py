@@ -191,7 +191,12 @@ def _exchange_200mb(config: FederationConfig) -> None:
 
 PEER = textwrap.dedent(
     """
-    import sys, time, numpy as np
+    import signal, sys, time, numpy as np
+    # Ctrl-C as a shell delivers it: an earlier test in the same pytest process can leave
+    # SIGINT ignored or blocked, and a child inherits both (Python then raises no
+    # KeyboardInterrupt); seen in full-suite runs only
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from party.config import load_federation
     from party.grpc_transport import connect
     from party import Tag
