@@ -17,7 +17,13 @@ import pytest
 
 from party import InMemoryNetwork, Party
 from party.certs import init_certs
-from party.errors import AuthenticationError, ConfigError, PartyUnavailable, PeerAborted
+from party.errors import (
+    AuthenticationError,
+    ClosedTransport,
+    ConfigError,
+    PartyUnavailable,
+    PeerAborted,
+)
 from party.handshake import RunMismatch
 from party.testing import run_parties
 from psi import IdError, PsiConfig, run_psi
@@ -255,7 +261,7 @@ def test_resume_after_a_kill_during_spu(certs: Path, tmp_path: Path, monkeypatch
     caplog.set_level(logging.WARNING, logger="psi.runner")
     th = threading.Thread(target=bank, daemon=True)
     th.start()
-    with pytest.raises(Exception):
+    with pytest.raises(ClosedTransport, match="killed"):  # the kill -9 of the fault injection
         run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, link=lk["fintech"],
                 checkpoint=tmp_path / "fin", timeout_s=60, keep_result=True)
     out["fintech"] = run_psi(Party("fintech", net.transport("fintech")), b, config=cfg,

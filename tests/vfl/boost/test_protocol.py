@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from party.codec import decode, encode
-from party.errors import ConfigError, RemoteProtocolError
+from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from tests.vfl.boost.helpers import credit, global_splits, ref_splits
 from vfl.boost import ActiveBooster, Binner, BoostParams, PassiveBooster
 from vfl.boost import messages as M
@@ -154,7 +154,7 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="min_rows >= 20"):
         drive(act.train(), {"fintech": PassiveBooster(d["bp"], name="fintech", min_rows_floor=20)})
     pas = PassiveBooster(d["bp"], name="fintech")
-    with pytest.raises(Exception, match="before the plan"):
+    with pytest.raises(LocalProtocolError, match="before the plan"):
         pas.handle(M.SplitRequest(0, [0], [0]))
 
 

@@ -130,7 +130,7 @@ def test_a_peer_that_leaves_mid_tree_resumes_from_the_last_complete_tree(tmp_pat
         return real_split(self, m)
 
     monkeypatch.setattr(PassiveBooster, "_split", dies_in_tree_1)
-    with pytest.raises(Exception, match="went down"):
+    with pytest.raises(RuntimeError, match="went down"):
         _fit(d, P, ck=tmp_path)
     assert load_passive(tmp_path / "fintech.boost.ckpt.json").done_trees == 1
     assert len(load_active(tmp_path / "bank.boost.ckpt.json")[0].trees) == 1
