@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,14 +110,22 @@ def central_noise_for(
     _check(delta, rounds)
     if target_epsilon <= 0:
         raise ConfigError(f"target_epsilon must be > 0, got {target_epsilon}")
+    return smallest_noise(
+        lambda z: central_epsilon(z, sampling_rate, rounds, delta), target_epsilon
+    )
+
+
+def smallest_noise(epsilon_of: Callable[[float], float], target_epsilon: float) -> float:
+    """The smallest noise multiplier ``z`` with ``epsilon_of(z) <= target_epsilon`` (bisection,
+    relative tolerance 1e-4; ``epsilon_of`` must fall as ``z`` grows)."""
     lo, hi = 1e-3, 1.0
-    while central_epsilon(hi, sampling_rate, rounds, delta) > target_epsilon:
-        hi *= 2
+    while epsilon_of(hi) > target_epsilon:
+        lo, hi = hi, hi * 2
         if hi > 1e6:
             raise ConfigError(f"no noise multiplier reaches epsilon {target_epsilon}")
     for _ in range(60):
         mid = (lo + hi) / 2
-        if central_epsilon(mid, sampling_rate, rounds, delta) > target_epsilon:
+        if epsilon_of(mid) > target_epsilon:
             lo = mid
         else:
             hi = mid

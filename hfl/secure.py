@@ -181,17 +181,12 @@ def _dp_cached(key: tuple[tuple[str, Any], ...], dim: int, clients: int, thresho
         return DistributedDP(dim=dim, clients=clients, threshold=threshold,
                              noise_multiplier=z, **kw)
 
-    lo, hi = 0.0, 1.0
-    while make(hi).epsilon(rounds, delta) > target:
-        lo, hi = hi, hi * 2
-        if hi > 1e4:
-            raise ConfigError(f"secure_agg: no noise multiplier reaches epsilon {target}")
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        if make(mid).epsilon(rounds, delta) > target:
-            lo = mid
-        else:
-            hi = mid
+    from dp.accounting import smallest_noise
+
+    try:
+        hi = smallest_noise(lambda z: make(z).epsilon(rounds, delta), target)
+    except ConfigError as e:
+        raise ConfigError(f"secure_agg: {e}") from None
     log.info("distributed DP: noise multiplier %.4f gives epsilon <= %g after %d rounds "
              "(delta %g, %d clients, threshold %d)", hi, target, rounds, delta, clients, threshold)
     return make(hi)

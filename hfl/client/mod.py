@@ -51,23 +51,25 @@ def _norm(config: dict[str, Any], who: str) -> float:
     return float(config[KEY_CLIPPING_NORM])
 
 
+def _clipped(sent: NDArrays, got: NDArrays, norm: float) -> tuple[NDArrays, bool]:
+    """``sent + clip(got - sent)`` in ``got``'s dtypes, and whether the update was clipped."""
+    out = [np.array(a, dtype=np.float64) for a in got]
+    clipped = compute_adaptive_clip_model_update(out, [np.asarray(a, np.float64) for a in sent],
+                                                 norm)
+    return [o.astype(np.asarray(g).dtype) for o, g in zip(out, got, strict=True)], clipped
+
+
 def fixedclipping_mod(sent: NDArrays, got: NDArrays, config: dict[str, Any],
                       metrics: dict[str, Any]) -> tuple[NDArrays, dict[str, Any]]:
     """Clip the update to the server's ``clipping_norm``."""
-    out = [np.array(a, dtype=np.float64) for a in got]
-    compute_adaptive_clip_model_update(out, [np.asarray(a, np.float64) for a in sent],
-                                       _norm(config, "fixedclipping_mod"))
-    return [o.astype(np.asarray(g).dtype) for o, g in zip(out, got, strict=True)], metrics
+    return _clipped(sent, got, _norm(config, "fixedclipping_mod"))[0], metrics
 
 
 def adaptiveclipping_mod(sent: NDArrays, got: NDArrays, config: dict[str, Any],
                          metrics: dict[str, Any]) -> tuple[NDArrays, dict[str, Any]]:
     """Clip the update and report ``norm_bit`` (True: its norm was at most the bound)."""
-    out = [np.array(a, dtype=np.float64) for a in got]
-    clipped = compute_adaptive_clip_model_update(
-        out, [np.asarray(a, np.float64) for a in sent], _norm(config, "adaptiveclipping_mod"))
-    return ([o.astype(np.asarray(g).dtype) for o, g in zip(out, got, strict=True)],
-            {**metrics, KEY_NORM_BIT: not clipped})
+    out, clipped = _clipped(sent, got, _norm(config, "adaptiveclipping_mod"))
+    return out, {**metrics, KEY_NORM_BIT: not clipped}
 
 
 class LocalDpMod:
@@ -95,17 +97,16 @@ class LocalDpMod:
 
     def __call__(self, sent: NDArrays, got: NDArrays, config: dict[str, Any],
                  metrics: dict[str, Any]) -> tuple[NDArrays, dict[str, Any]]:
-        base = [np.asarray(a, np.float64) for a in sent]
         out = [np.array(a, dtype=np.float64) for a in got]
-        compute_adaptive_clip_model_update(out, base, self.clipping_norm)
-        update = [o - b for o, b in zip(out, base, strict=True)]
-        add_gaussian_noise_inplace(update, self.stddev)
+        compute_adaptive_clip_model_update(out, [np.asarray(a, np.float64) for a in sent],
+                                           self.clipping_norm)
+        add_gaussian_noise_inplace(out, self.stddev)  # sent + clipped update + noise
         self.rounds += 1
         log.info("LocalDpMod: update clipped to %g, noise stddev %.4g added: (%g, %g)-DP this "
                  "round, (%g, %g) over %d rounds by basic composition", self.clipping_norm,
                  self.stddev, self.epsilon, self.delta, self.rounds * self.epsilon,
                  self.rounds * self.delta, self.rounds)
-        res = [(b + u).astype(np.asarray(g).dtype) for b, u, g in zip(base, update, got, strict=True)]
+        res = [o.astype(np.asarray(g).dtype) for o, g in zip(out, got, strict=True)]
         return res, metrics
 
 

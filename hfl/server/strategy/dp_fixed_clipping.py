@@ -41,7 +41,7 @@ import numpy as np
 from hfl.common.differential_privacy import (
     CLIENTS_DISCREPANCY_WARNING,
     KEY_CLIPPING_NORM,
-    add_gaussian_noise_inplace,
+    add_gaussian_noise_to_params,
     compute_clip_model_update,
     compute_stdv,
 )
@@ -179,11 +179,10 @@ class _CentralDP(Strategy):
         if params is None:
             return None
         assert self.noise_multiplier is not None
-        arrays = parameters_to_ndarrays(params)
-        std = compute_stdv(self.noise_multiplier, clip, self.num_sampled_clients)
-        add_gaussian_noise_inplace(arrays, std)
-        log.info("aggregate_fit: central DP noise with %.4f stdev added", std)
-        return ndarrays_to_parameters(arrays)
+        log.info("aggregate_fit: central DP noise with %.4f stdev added",
+                 compute_stdv(self.noise_multiplier, clip, self.num_sampled_clients))
+        return add_gaussian_noise_to_params(params, self.noise_multiplier, clip,
+                                            self.num_sampled_clients)
 
     def _account(self, server_round: int, metrics: dict[str, Scalar]) -> dict[str, Scalar]:
         assert self.noise_multiplier is not None
