@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -215,7 +215,7 @@ def _run_psi_once(
 
         res, transcript = run_spu_keys(party, keys, peers=peers, config=config, link=link,
                                        session=session, timeout_s=timeout_s)
-        _complete(party, peers, tag, transcript, timeout_s)
+        _complete(party, peers, tag.at, transcript, timeout_s)
         _save_result(ckpt, keep_result, keys, _result_key(party.name, parties, config, link),
                      res, res.run_id)
         log.info("psi %s: %s run %s, %d own, peers %s, shared %s, %.1f s", party.name,
@@ -227,17 +227,22 @@ def _run_psi_once(
     bar = None
     t0 = time.perf_counter()
 
-    def send(s: Send) -> None:
-        party.send(s.dst, tag.at(s.step), s.msg)
-
     try:
         # who takes part (live incarnations) and the public config, confirmed before any PSI message
         run = open_run(party, peers, protocol="psi", session=session,
                        info={**config.run_info(parties), "psi": sess.public}, timeout_s=timeout_s)
+        # Every message of the run is tagged with its run id. A survivor's send to a
+        # crashed peer is held for the peer's next incarnation (the delivery contract);
+        # under the old tag the restarted peer read that stale chunk as its run's first.
+        at = run_steps(tag, run.run_id)
+
+        def send(s: Send) -> None:
+            party.send(s.dst, at(s.step), s.msg)
+
         for s in sess.hello():
             send(s)
         for p in sess.peers:
-            sess.on_hello(p, party.recv(p, tag.at("hello"), Hello, timeout_s=timeout_s))
+            sess.on_hello(p, party.recv(p, at("hello"), Hello, timeout_s=timeout_s))
         # every party derived the same session salt (hence DST), or nobody computes anything
         confirm_digest(party, peers, session=session, step=f"psi:salt:{run.run_id}",
                        digest=sess.salt_proof(), what="PSI session salt", timeout_s=timeout_s)
@@ -250,7 +255,7 @@ def _run_psi_once(
         while not sess.done:
             src, step = sess.next_expected()
             kind: type[Points] | type[Count] = Count if step == "result" and sess.config.mode == "cardinality" else Points
-            msg = party.recv(src, tag.at(step), kind, timeout_s=timeout_s)
+            msg = party.recv(src, at(step), kind, timeout_s=timeout_s)
             for s in sess.receive(src, step, msg):
                 send(s)
             if bar is not None and step.startswith("chain:") and isinstance(msg, Points):
@@ -265,7 +270,7 @@ def _run_psi_once(
     # checkpoints (the survivor re-sends what the peer lacks); afterwards the outcome is
     # saved, so a kill before the caller wrote its output restarts into the result
     # without the peers (who may have finished and left).
-    _complete(party, peers, tag, run.transcript, timeout_s)
+    _complete(party, peers, at, run.transcript, timeout_s)
     _save_result(ckpt, keep_result, keys, _result_key(party.name, parties, config, link), res,
                  run.run_id)
     res.worker_peak_rss_mb = engine.worker_peak_rss_mb
@@ -277,12 +282,18 @@ def _run_psi_once(
     return res
 
 
-def _complete(party: Party, peers: list[str], tag: Tag, transcript: bytes, timeout_s: float) -> None:
+def run_steps(tag: Tag, run_id: str) -> Callable[[str], Tag]:
+    """The tags of one confirmed run: ``step`` prefixed by the run id (see _run_psi_once)."""
+    return lambda step: tag.at(f"{run_id}:{step}")
+
+
+def _complete(party: Party, peers: list[str], at: Callable[[str], Tag], transcript: bytes,
+              timeout_s: float) -> None:
     """Every party tells the others it has its result (see the comment in _run_psi_once)."""
     for p in peers:
-        party.send(p, tag.at("done"), RunConfirm(transcript))
+        party.send(p, at("done"), RunConfirm(transcript))
     for p in peers:
-        got = party.recv(p, tag.at("done"), RunConfirm, timeout_s=timeout_s)
+        got = party.recv(p, at("done"), RunConfirm, timeout_s=timeout_s)
         if got.transcript != transcript:
             raise RemoteProtocolError("completion for another run", peer=p)
 

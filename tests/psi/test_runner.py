@@ -78,12 +78,14 @@ def test_peer_disconnecting_mid_run_gives_a_clear_error() -> None:
     from party.transport import Tag
     from psi.messages import Hello
     from psi.protocol import PsiSession
+    from psi.runner import run_steps
 
     s = PsiSession("fintech", ["bank", "fintech"], [b"x"], PsiConfig(chunk_points=50))
-    open_run(fintech, protocol="psi", session="psi", info={"psi": s.public}, timeout_s=10)
+    run = open_run(fintech, protocol="psi", session="psi", info={"psi": s.public}, timeout_s=10)
+    at = run_steps(Tag("psi", "psi", 0), run.run_id)
     for snd in s.hello():
-        fintech.send(snd.dst, Tag("psi", "psi", 0, snd.step), snd.msg)
-    fintech.recv("bank", Tag("psi", "psi", 0, "hello"), Hello, timeout_s=10)
+        fintech.send(snd.dst, at(snd.step), snd.msg)
+    fintech.recv("bank", at("hello"), Hello, timeout_s=10)
     net.disconnect("fintech")
     t.join(20)
     assert not t.is_alive()
@@ -207,14 +209,29 @@ def test_surviving_party_resumes_on_its_own_when_the_crashed_one_restarts(
             if calls["n"] == 8:  # mid-chain: the fintech process "dies"
                 calls["n"] = -1
                 net.disconnect("fintech", "killed")
+                # the race CI hit: a chunk the bank sends now is held for the fintech's next
+                # incarnation; the restarted run must not read it as its own first chunk
+                tag, payload = sent_to_fintech[-1]
+                net.deliver("bank", "fintech", tag, bytearray(payload))
                 raise SystemExit("killed")
         return real(self, src, step, msg)
 
     monkeypatch.setattr(PsiSession, "receive", crash_once)
     out: dict[str, object] = {}
 
+    sent_to_fintech: list[tuple[object, bytes]] = []
+    bank_transport = net.transport("bank")
+    real_send = bank_transport.send
+
+    def spy_send(dst: str, tag, payload) -> None:  # type: ignore[no-untyped-def]
+        if dst == "fintech" and "chain:" in tag.step:
+            sent_to_fintech.append((tag, bytes(payload)))
+        real_send(dst, tag, payload)
+
+    bank_transport.send = spy_send  # type: ignore[method-assign]
+
     def bank() -> None:
-        out["bank"] = run_psi(Party("bank", net.transport("bank")), a, config=cfg, workers=0,
+        out["bank"] = run_psi(Party("bank", bank_transport), a, config=cfg, workers=0,
                               checkpoint=tmp_path / "bank", rejoin_s=30, timeout_s=30)
 
     th = threading.Thread(target=bank)
@@ -280,8 +297,19 @@ def test_a_peer_killed_before_the_last_message_rejoins_and_the_finished_survivor
     monkeypatch.setattr(PsiSession, "receive", crash)
     out: dict[str, object] = {}
 
+    sent_to_fintech: list[tuple[object, bytes]] = []
+    bank_transport = net.transport("bank")
+    real_send = bank_transport.send
+
+    def spy_send(dst: str, tag, payload) -> None:  # type: ignore[no-untyped-def]
+        if dst == "fintech" and "chain:" in tag.step:
+            sent_to_fintech.append((tag, bytes(payload)))
+        real_send(dst, tag, payload)
+
+    bank_transport.send = spy_send  # type: ignore[method-assign]
+
     def bank() -> None:
-        out["bank"] = run_psi(Party("bank", net.transport("bank")), a, config=cfg, workers=0,
+        out["bank"] = run_psi(Party("bank", bank_transport), a, config=cfg, workers=0,
                               checkpoint=tmp_path / "bank", rejoin_s=30, timeout_s=30)
 
     th = threading.Thread(target=bank, daemon=True)

@@ -278,11 +278,12 @@ def test_peer_disconnect_leaves_no_output_and_keeps_old_file(tmp_path: Path) -> 
     from party.handshake import open_run
     from party.transport import Tag
     from psi.protocol import PsiConfig, PsiSession
+    from psi.runner import run_steps
 
     fin = Party("fintech", net.transport("fintech"))  # joins the run, then dies mid-PSI
     pub = PsiSession("fintech", ["bank", "fintech"], [b"x"], PsiConfig()).public
-    open_run(fin, protocol="psi", session="align", info={"psi": pub}, timeout_s=10)
-    fin.recv("bank", Tag("psi", "align", 0, "hello"), timeout_s=10)
+    run = open_run(fin, protocol="psi", session="align", info={"psi": pub}, timeout_s=10)
+    fin.recv("bank", run_steps(Tag("psi", "align", 0), run.run_id)("hello"), timeout_s=10)
     net.disconnect("fintech")
     t.join(20)
     assert errors and isinstance(errors[0], PartyUnavailable)
