@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -69,6 +69,27 @@ def _as_parameters(p: Parameters | NDArrays | None) -> Parameters | None:
         return ndarrays_to_parameters(list(p))
     raise TypeError(f"initial_parameters must be Parameters (ndarrays_to_parameters(...)), "
                     f"got {type(p).__name__}")
+
+
+class FedAvgOptions(TypedDict, total=False):
+    """FedAvg's constructor arguments that its subclasses forward as ``**kwargs`` (all but ``inplace``).
+
+    The types only: the defaults are FedAvg's, and ``hfl._kwargs.extends`` shows them in
+    each subclass's signature.
+    """
+
+    fraction_fit: float
+    fraction_evaluate: float
+    min_fit_clients: int
+    min_evaluate_clients: int
+    min_available_clients: int
+    evaluate_fn: EvaluateFn | None
+    on_fit_config_fn: Callable[[int], dict[str, Scalar]] | None
+    on_evaluate_config_fn: Callable[[int], dict[str, Scalar]] | None
+    accept_failures: bool
+    initial_parameters: Parameters | None
+    fit_metrics_aggregation_fn: MetricsAggregationFn | None
+    evaluate_metrics_aggregation_fn: MetricsAggregationFn | None
 
 
 class FedAvg(Strategy):
@@ -170,20 +191,21 @@ class FedAvg(Strategy):
         results: list[tuple[ClientProxy, FitRes]],
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """Aggregate fit results using weighted average."""
+        """Aggregate fit results using weighted average, then the server's step (:meth:`server_update`)."""
         if not results:
             return None, {}
         if not self.accept_failures and failures:
             return None, {}
+        return self.aggregate_mean(server_round, self.weighted_mean(results),
+                                   sum(r.num_examples for _, r in results),
+                                   [(res.num_examples, res.metrics) for _, res in results])
+
+    def weighted_mean(self, results: list[tuple[ClientProxy, FitRes]]) -> NDArrays:
+        """Σ_k n_k w_k / Σ_k n_k (in place unless ``inplace=False``, as Flower)."""
         if self.inplace:
-            aggregated_ndarrays = aggregate_inplace(results)
-        else:
-            weights_results = [(parameters_to_ndarrays(fit_res.parameters), fit_res.num_examples)
-                               for _, fit_res in results]
-            aggregated_ndarrays = aggregate(weights_results)
-        parameters_aggregated = ndarrays_to_parameters(aggregated_ndarrays)
-        return parameters_aggregated, self._fit_metrics(
-            server_round, [(res.num_examples, res.metrics) for _, res in results])
+            return aggregate_inplace(results)
+        return aggregate([(parameters_to_ndarrays(fit_res.parameters), fit_res.num_examples)
+                          for _, fit_res in results])
 
     def _fit_metrics(self, server_round: int, fit_metrics: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
         if self.fit_metrics_aggregation_fn:
@@ -215,14 +237,14 @@ class FedAvg(Strategy):
 
     # -- tessera: secure aggregation ------------------------------------------------------
     def server_update(self, server_round: int, fedavg_result: NDArrays) -> NDArrays:
-        """The server's step from the weighted mean (FedAvg: the mean itself)."""
+        """The server's step from the weighted mean (FedAvg: the mean itself; FedAvgM, FedOpt: theirs)."""
         return fedavg_result
 
     def aggregate_mean(
         self, server_round: int, mean: NDArrays, num_examples: int,
         metrics: list[tuple[int, Metrics]],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """What :meth:`aggregate_fit` returns, given only the clients' weighted mean."""
+        """What :meth:`aggregate_fit` returns, given only the clients' weighted mean (secure aggregation)."""
         new = self.server_update(server_round, [np.asarray(m) for m in mean])
         return ndarrays_to_parameters(new), self._fit_metrics(server_round, metrics)
 

@@ -10,16 +10,15 @@ got from a client before round 1 (Flower would fail its assertion there).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import numpy as np
 
-from hfl._kwargs import parent_kwargs
+from hfl._kwargs import extends
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
-from hfl.common.typing import FitRes, MetricsAggregationFn, NDArrays, Parameters, Scalar
+from hfl.common.typing import FitRes, NDArrays, Parameters
 from hfl.server.strategy.aggregate import aggregate
-from hfl.server.strategy.fedavg import SECURE_AGGREGATE_FITS, EvaluateFn, FedAvg
+from hfl.server.strategy.fedavg import FedAvg, FedAvgOptions
 
 if TYPE_CHECKING:
     from hfl.server.client_manager import ClientManager
@@ -29,25 +28,10 @@ if TYPE_CHECKING:
 class FedAvgM(FedAvg):
     """Federated Averaging with server momentum (Flower's arguments and defaults)."""
 
-    def __init__(
-        self,
-        *,
-        fraction_fit: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_fit_clients: int = 2,
-        min_evaluate_clients: int = 2,
-        min_available_clients: int = 2,
-        evaluate_fn: EvaluateFn | None = None,
-        on_fit_config_fn: Callable[[int], dict[str, Scalar]] | None = None,
-        on_evaluate_config_fn: Callable[[int], dict[str, Scalar]] | None = None,
-        accept_failures: bool = True,
-        initial_parameters: Parameters | None = None,
-        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        server_learning_rate: float = 1.0,
-        server_momentum: float = 0.0,
-    ) -> None:
-        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
+    @extends(FedAvg.__init__, without=("inplace",))
+    def __init__(self, *, server_learning_rate: float = 1.0, server_momentum: float = 0.0,
+                 **kwargs: Unpack[FedAvgOptions]) -> None:
+        super().__init__(**kwargs)
         self.server_learning_rate = server_learning_rate
         self.server_momentum = server_momentum
         self.server_opt: bool = (self.server_momentum != 0.0) or (self.server_learning_rate != 1.0)
@@ -57,24 +41,12 @@ class FedAvgM(FedAvg):
         """Initialize global model parameters (kept: they are w_1 of the update)."""
         return self.initial_parameters
 
-    def aggregate_fit(
-        self,
-        server_round: int,
-        results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
-    ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """Aggregate fit results using weighted average, then the momentum step."""
-        if not results:
-            return None, {}
-        if not self.accept_failures and failures:
-            return None, {}
-        weights_results = [(parameters_to_ndarrays(fit_res.parameters), fit_res.num_examples)
-                           for _, fit_res in results]
-        fedavg_result = self.server_update(server_round, aggregate(weights_results))
-        return ndarrays_to_parameters(fedavg_result), self._fit_metrics(
-            server_round, [(res.num_examples, res.metrics) for _, res in results])
+    def weighted_mean(self, results: list[tuple[ClientProxy, FitRes]]) -> NDArrays:
+        """Flower's FedAvgM averages with ``aggregate`` (not in place): the same numbers."""
+        return aggregate([(parameters_to_ndarrays(r.parameters), r.num_examples) for _, r in results])
 
     def server_update(self, server_round: int, fedavg_result: NDArrays) -> NDArrays:
+        """The momentum step from the weighted mean (none unless server_opt)."""
         if not self.server_opt:
             return fedavg_result
         if self.initial_parameters is None:
@@ -113,5 +85,3 @@ class FedAvgM(FedAvg):
         if "current" in state:
             self.initial_parameters = ndarrays_to_parameters(state["current"])
 
-
-SECURE_AGGREGATE_FITS.add(FedAvgM.aggregate_fit)

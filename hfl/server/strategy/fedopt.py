@@ -16,45 +16,32 @@ server hands the strategy the model it got from a client before round 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import inspect
+from collections.abc import Mapping
+from typing import Any, Unpack
 
 import numpy as np
 
-from hfl._kwargs import parent_kwargs
-from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
-from hfl.common.typing import FitRes, MetricsAggregationFn, NDArrays, Parameters, Scalar
-from hfl.server.strategy.fedavg import SECURE_AGGREGATE_FITS, EvaluateFn, FedAvg
-
-if TYPE_CHECKING:
-    from hfl.server.client_proxy import ClientProxy
+from hfl._kwargs import extends, with_signature
+from hfl.common.parameter import parameters_to_ndarrays
+from hfl.common.typing import NDArrays
+from hfl.server.strategy.fedavg import FedAvg, FedAvgOptions
 
 
 class FedOpt(FedAvg):
-    """Federated Optim strategy: the base of FedAdagrad, FedAdam and FedYogi."""
+    """Federated Optim strategy: the base of FedAdagrad, FedAdam and FedYogi.
 
-    def __init__(
-        self,
-        *,
-        fraction_fit: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_fit_clients: int = 2,
-        min_evaluate_clients: int = 2,
-        min_available_clients: int = 2,
-        evaluate_fn: EvaluateFn | None = None,
-        on_fit_config_fn: Callable[[int], dict[str, Scalar]] | None = None,
-        on_evaluate_config_fn: Callable[[int], dict[str, Scalar]] | None = None,
-        accept_failures: bool = True,
-        initial_parameters: Parameters | None = None,
-        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        eta: float = 1e-1,
-        eta_l: float = 1e-1,
-        beta_1: float = 0.0,
-        beta_2: float = 0.0,
-        tau: float = 1e-9,
-    ) -> None:
-        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
+    A rule is a subclass with its :meth:`second_moment` (and :meth:`step_size`, if it
+    scales η) that states its own defaults, or fixes arguments it does not take, as class
+    keywords: ``class FedYogi(FedOpt, eta=1e-2, ..., tau=1e-3)``,
+    ``class FedAdagrad(FedOpt, fixed={"beta_1": 0.0, "beta_2": 0.0})``. Its constructor
+    then shows Flower's signature for it, defaults included (``inspect.signature``).
+    """
+
+    @extends(FedAvg.__init__, without=("inplace",))
+    def __init__(self, *, eta: float = 1e-1, eta_l: float = 1e-1, beta_1: float = 0.0, beta_2: float = 0.0,
+                 tau: float = 1e-9, **kwargs: Unpack[FedAvgOptions]) -> None:
+        super().__init__(**kwargs)
         if not (0.0 <= beta_1 < 1.0 and 0.0 <= beta_2 < 1.0) or tau <= 0 or eta <= 0:
             raise ValueError(f"need 0 <= beta_1, beta_2 < 1, tau > 0, eta > 0; got "
                              f"beta_1={beta_1}, beta_2={beta_2}, tau={tau}, eta={eta}")
@@ -68,6 +55,26 @@ class FedOpt(FedAvg):
         self.m_t: NDArrays | None = None
         self.v_t: NDArrays | None = None
 
+    def __init_subclass__(cls, *, fixed: Mapping[str, float] | None = None, **defaults: float) -> None:
+        super().__init_subclass__()
+        if not fixed and not defaults:
+            return
+        fixed = dict(fixed or {})
+        parent = inspect.signature(cls.__init__)
+        unknown = sorted((set(defaults) | set(fixed)) - set(_RULE_ARGUMENTS))
+        if unknown:
+            raise TypeError(f"{cls.__name__}: FedOpt's class keywords are {', '.join(_RULE_ARGUMENTS)}, "
+                            f"not {', '.join(unknown)}")
+        sig = parent.replace(parameters=[p.replace(default=defaults.get(p.name, p.default))
+                                         for p in parent.parameters.values() if p.name not in fixed])
+        base_init = super(cls, cls).__init__
+
+        def __init__(self: FedOpt, **kwargs: Any) -> None:
+            base_init(self, **{**defaults, **kwargs, **fixed})
+
+        __init__.__qualname__, __init__.__module__ = f"{cls.__qualname__}.__init__", cls.__module__
+        cls.__init__ = with_signature(__init__, sig)  # type: ignore[method-assign]
+
     def second_moment(self, v: NDArrays, delta_t: NDArrays) -> NDArrays:
         """v_t from v_{t−1} and Δ_t (each subclass's rule)."""
         raise NotImplementedError(f"{type(self).__name__} defines no second-moment rule; "
@@ -76,21 +83,8 @@ class FedOpt(FedAvg):
     def step_size(self, server_round: int) -> float:
         return self.eta
 
-    def aggregate_fit(
-        self,
-        server_round: int,
-        results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
-    ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """Aggregate fit results using weighted average, then the adaptive step."""
-        fedavg_parameters_aggregated, metrics_aggregated = super().aggregate_fit(
-            server_round=server_round, results=results, failures=failures)
-        if fedavg_parameters_aggregated is None:
-            return None, {}
-        new = self.server_update(server_round, parameters_to_ndarrays(fedavg_parameters_aggregated))
-        return ndarrays_to_parameters(new), metrics_aggregated
-
     def server_update(self, server_round: int, fedavg_result: NDArrays) -> NDArrays:
+        """The adaptive step from the weighted mean."""
         if self.current_weights is None:
             raise RuntimeError(
                 f"{type(self).__name__} needs the current model: pass "
@@ -129,4 +123,5 @@ class FedOpt(FedAvg):
             self.current_weights = [np.asarray(a) for a in state["current_weights"]]
 
 
-SECURE_AGGREGATE_FITS.add(FedOpt.aggregate_fit)
+#: The arguments a FedOpt rule may give its own defaults or fix (class keywords).
+_RULE_ARGUMENTS = ("eta", "eta_l", "beta_1", "beta_2", "tau")

@@ -8,12 +8,11 @@ to the loss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
-from hfl._kwargs import parent_kwargs
-from hfl.common.typing import FitIns, MetricsAggregationFn, Parameters, Scalar
-from hfl.server.strategy.fedavg import EvaluateFn, FedAvg
+from hfl._kwargs import extends
+from hfl.common.typing import FitIns, Parameters
+from hfl.server.strategy.fedavg import FedAvg, FedAvgOptions
 
 if TYPE_CHECKING:
     from hfl.server.client_manager import ClientManager
@@ -23,26 +22,11 @@ if TYPE_CHECKING:
 class FedProx(FedAvg):
     """Federated Optimization strategy with a proximal term (Flower's arguments)."""
 
-    def __init__(
-        self,
-        *,
-        fraction_fit: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_fit_clients: int = 2,
-        min_evaluate_clients: int = 2,
-        min_available_clients: int = 2,
-        evaluate_fn: EvaluateFn | None = None,
-        on_fit_config_fn: Callable[[int], dict[str, Scalar]] | None = None,
-        on_evaluate_config_fn: Callable[[int], dict[str, Scalar]] | None = None,
-        accept_failures: bool = True,
-        initial_parameters: Parameters | None = None,
-        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        proximal_mu: float,
-    ) -> None:
+    @extends(FedAvg.__init__, without=("inplace",))
+    def __init__(self, *, proximal_mu: float, **kwargs: Unpack[FedAvgOptions]) -> None:
         if proximal_mu < 0:
             raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
-        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
+        super().__init__(**kwargs)
         self.proximal_mu = proximal_mu
 
     def configure_fit(self, server_round: int, parameters: Parameters,
