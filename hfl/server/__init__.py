@@ -7,6 +7,7 @@ module paths Flower's code imports (``hfl.server.server``, ``.history``,
 """
 
 from hfl.server import strategy as strategy
+from hfl.server.app import start_server
 from hfl.server.client_manager import ClientManager, SimpleClientManager
 from hfl.server.client_proxy import ClientProxy
 from hfl.server.criterion import Criterion
@@ -21,7 +22,6 @@ from hfl.server.server import (
     ServerConfig,
     evaluate_clients,
     fit_clients,
-    start_server,
 )
 from hfl.server.server_app import ServerApp, ServerAppComponents
 from party import ClosedTransport

@@ -196,7 +196,8 @@ class GridClientProxy(ClientProxy):
 
 def _run_legacy_over_grid(comps: ServerAppComponents, grid: Grid) -> Any:
     from hfl.server.client_manager import SimpleClientManager
-    from hfl.server.server import Server, ServerConfig
+    from hfl.server.server import Server
+    from hfl.server.server_config import ServerConfig
 
     if comps.server is not None:
         raise ValueError("ServerAppComponents(server=...) is not supported: pass strategy= and config=")
