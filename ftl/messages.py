@@ -36,13 +36,20 @@ class Hello:
     key_id: Text
 
 
-@wire("ftl.host_forward", version=2)
 @dataclass(frozen=True)
-class HostForward:
-    """Step 1, B -> A: Enc_B(U_B), Enc_B(U_BᵀU_B / n), Enc_B(b), Enc_B(U_Bᵀb / n)."""
+class StepMessage:
+    """The (epoch, step) of the training step a message belongs to: the first fields of the
+    four step messages, which each side checks against the step it is in."""
 
     epoch: NonNegInt
     step: NonNegInt
+
+
+@wire("ftl.host_forward", version=2)
+@dataclass(frozen=True)
+class HostForward(StepMessage):
+    """Step 1, B -> A: Enc_B(U_B), Enc_B(U_BᵀU_B / n), Enc_B(b), Enc_B(U_Bᵀb / n)."""
+
     key_id: Text
     x: Ciphertexts     # U_B, U_BᵀU_B/n, b, U_Bᵀb/n packed together (ftl.he.Packing)
     stats: Stats       # (1, 2): Σ‖u_B‖², ‖θ_B‖² (for the loss value only)
@@ -51,33 +58,27 @@ class HostForward:
 
 @wire("ftl.guest_forward", version=2)
 @dataclass(frozen=True)
-class GuestForward:
+class GuestForward(StepMessage):
     """Step 2, A -> B, under B's key: Enc_B(U_Bᵀ[a, Y] + R1), Enc_B(SΦᵀ/n + R2) (uniform
     masks), Enc_B(bᵀC + Z1), Enc_B((M/n)ᵀQ + Z2) (zero-sum masks), packed together."""
 
-    epoch: NonNegInt
-    step: NonNegInt
     prod: Ciphertexts  # products of HostForward.x (ftl.he.masked_product_many)
 
 
 @wire("ftl.host_backward", version=2)
 @dataclass(frozen=True)
-class HostBackward:
+class HostBackward(StepMessage):
     """Step 3, B -> A: the released (rounded, flooded) masked sums of A's two products."""
 
-    epoch: NonNegInt
-    step: NonNegInt
     t_sum: Matrix
     s_phi_sum: Matrix
 
 
 @wire("ftl.guest_backward", version=2)
 @dataclass(frozen=True)
-class GuestBackward:
+class GuestBackward(StepMessage):
     """Step 4, A -> B: the step's loss (B's side of the step is done by then)."""
 
-    epoch: NonNegInt
-    step: NonNegInt
     loss: FiniteFloat
 
 
@@ -149,4 +150,5 @@ __all__ = [
     "PredictRequest",
     "PredictRounds",
     "PredictSums",
+    "StepMessage",
 ]

@@ -87,6 +87,7 @@ from ftl.messages import (
     PredictMasked,
     PredictRequest,
     PredictSums,
+    StepMessage,
 )
 from ftl.model import (
     CrossForGuest,
@@ -148,9 +149,16 @@ class _Side(Endpoint[Stage]):
     data: GuestData | HostData
     model: GuestModel | HostModel
 
-    def __init__(self, params: FtlParams, ckks: CkksParams | None,
-                 rng: np.random.Generator | None, start_epoch: int, predict_only: bool) -> None:
+    def __init__(self, data: GuestData | HostData, model: GuestModel | HostModel, params: FtlParams,
+                 ckks: CkksParams | None, rng: np.random.Generator | None, start_epoch: int,
+                 predict_only: bool) -> None:
         super().__init__(ckks or CkksParams(), rng, Stage.NEW)
+        if model.net.n_features != data.x.shape[1]:
+            raise ConfigError(f"{self.role} model expects {model.net.n_features} features, "
+                              f"data has {data.x.shape[1]}")
+        if not predict_only:
+            schedule(model, int(data.overlap.size))
+        self.data, self.model = data, model
         self.params = params
         self.predict_only = predict_only
         self.peer_hello: Hello | None = None
@@ -224,10 +232,10 @@ class _Side(Endpoint[Stage]):
         self._load_peer(msg.context, msg.key_id)
         self.peer_hello = msg
 
-    def _check_step(self, epoch: int, step: int) -> None:
+    def _check_step(self, msg: StepMessage) -> None:
         """The peer's answer must be for the step we are in."""
-        if (epoch, step) != self._at:
-            raise RemoteProtocolError(f"{self.peer_name} answered step {(epoch, step)}, "
+        if (msg.epoch, msg.step) != self._at:
+            raise RemoteProtocolError(f"{self.peer_name} answered step {(msg.epoch, msg.step)}, "
                                       f"expected {self._at}", peer=self.peer_name)
 
     def _check_shape(self, name: str, a: FloatArray, shape: tuple[int, ...]) -> None:
@@ -247,14 +255,8 @@ class FtlHost(_Side):
     def __init__(self, data: HostData, params: FtlParams, *, ckks: CkksParams | None = None,
                  model: HostModel | None = None, start_epoch: int = 0,
                  rng: np.random.Generator | None = None, predict_only: bool = False) -> None:
-        super().__init__(params, ckks, rng, start_epoch, predict_only)
-        self.data = data
-        self.model = model or HostModel(data.x.shape[1], params)
-        if self.model.net.n_features != data.x.shape[1]:
-            raise ConfigError(f"host model expects {self.model.net.n_features} features, "
-                              f"data has {data.x.shape[1]}")
-        if not predict_only:
-            schedule(self.model, int(data.overlap.size))
+        super().__init__(data, model or HostModel(data.x.shape[1], params), params, ckks, rng,
+                         start_epoch, predict_only)
         self._batch: HostBatch | None = None
         self._pred_mask: FloatArray | None = None  # prediction: our masks of the scores
         self._pred: FloatArray | None = None
@@ -291,7 +293,7 @@ class FtlHost(_Side):
         with Cᵀb and Q·M (the open, zero-sum-masked blocks)."""
         hb = self._batch
         assert hb is not None
-        self._check_step(msg.epoch, msg.step)
+        self._check_step(msg)
         n = hb.u.shape[0]
         shapes, ks = self._shapes(n)
         t_sum, s_phi_sum, btc, mq = he.decrypt_many(self.keys, msg.prod, shapes, ks, self.rng,
@@ -303,7 +305,7 @@ class FtlHost(_Side):
     @transition("on_guest_backward")
     def on_guest_backward(self, msg: GuestBackward) -> float:
         """Step 4 (B's half): the step's loss, as A computed it; returns it."""
-        self._check_step(msg.epoch, msg.step)
+        self._check_step(msg)
         self._batch = None
         self.last_loss = msg.loss
         return msg.loss
@@ -357,15 +359,9 @@ class FtlGuest(_Side):
                  rng: np.random.Generator | None = None, predict_only: bool = False) -> None:
         if not params.taylor:
             raise ConfigError("the encrypted mode needs taylor=True (the Taylor form of the loss)")
-        super().__init__(params, ckks, rng, start_epoch, predict_only)
-        self.data = data
+        super().__init__(data, model or GuestModel(data.x.shape[1], params), params, ckks, rng,
+                         start_epoch, predict_only)
         self.ys = label_matrix(data.y, params.n_classes)
-        self.model = model or GuestModel(data.x.shape[1], params)
-        if self.model.net.n_features != data.x.shape[1]:
-            raise ConfigError(f"guest model expects {self.model.net.n_features} features, "
-                              f"data has {data.x.shape[1]}")
-        if not predict_only:
-            schedule(self.model, int(data.overlap.size))
         self._batch: GuestBatch | None = None
         self._masks: tuple[FloatArray, FloatArray] | None = None
         self._stats: FloatArray | None = None
@@ -406,7 +402,7 @@ class FtlGuest(_Side):
         """Step 4: unmask our aggregates, take our optimiser step; send the step's loss."""
         gb, masks, stats = self._batch, self._masks, self._stats
         assert gb is not None and masks is not None and stats is not None
-        self._check_step(msg.epoch, msg.step)
+        self._check_step(msg)
         n, d = gb.u_c.shape
         lc = self.params.label_columns
         self._check_shape("t_sum", msg.t_sum, (d, self.model.width + lc))

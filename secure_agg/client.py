@@ -308,11 +308,9 @@ class SecAggClient(Machine[Stage]):
         self._wipe()
 
     def _check_head(self, msg: PublicKeys | ForwardedShares | UnmaskRequest, what: str) -> None:
-        if msg.session != self.session or msg.round != self.round:
-            raise ClientAborted(
-                f"{what} for session {msg.session!r} round {msg.round}, but this client is in "
-                f"session {self.session!r} round {self.round} (replayed or out-of-round message)"
-            )
+        why = msg.out_of_round(self.session, self.round)
+        if why is not None:
+            raise ClientAborted(f"{what} {why}")
 
     def _wipe(self) -> None:
         self._enc = self._mask = None

@@ -30,24 +30,35 @@ Seed = Annotated[bytes, Bytes(size=32)]
 MaskedVector = Annotated[np.ndarray, Array((np.uint32, np.uint64), ndim=1)]
 
 
-@wire("secagg.advertise_keys", version=1)
 @dataclass(frozen=True, slots=True)
-class AdvertiseKeys:
-    """Client -> server, stage 0: the round's two X25519 public keys."""
+class InRound:
+    """The (session, round) every SecAgg message starts with; the base of them all."""
 
     session: Text
     round: NonNegInt
+
+    def out_of_round(self, session: str, round: int) -> str | None:
+        """Why this message does not belong to round ``round`` of ``session`` (None: it does)."""
+        if self.session == session and self.round == round:
+            return None
+        return (f"for session {self.session!r} round {self.round} (replayed or out-of-round "
+                f"message; this round is session {session!r} round {round})")
+
+
+@wire("secagg.advertise_keys", version=1)
+@dataclass(frozen=True, slots=True)
+class AdvertiseKeys(InRound):
+    """Client -> server, stage 0: the round's two X25519 public keys."""
+
     enc_public: PublicKey
     mask_public: PublicKey
 
 
 @wire("secagg.public_keys", version=1)
 @dataclass(frozen=True, slots=True)
-class PublicKeys:
+class PublicKeys(InRound):
     """Server -> clients, after stage 0: the roster (index = position + 1), keys and graph seed."""
 
-    session: Text
-    round: NonNegInt
     clients: Names
     enc_public: Annotated[np.ndarray, ByteRows(KEY_BYTES, rows_like="clients")]  # (m, 32) uint8
     mask_public: Annotated[np.ndarray, ByteRows(KEY_BYTES, rows_like="clients")]
@@ -56,54 +67,44 @@ class PublicKeys:
 
 @wire("secagg.encrypted_shares", version=1)
 @dataclass(frozen=True, slots=True)
-class EncryptedShares:
+class EncryptedShares(InRound):
     """Client -> server, stage 1: one share ciphertext per neighbour (row i for dsts[i])."""
 
-    session: Text
-    round: NonNegInt
     dsts: Names
     ciphertexts: Annotated[np.ndarray, ByteRows(CIPHERTEXT_BYTES, rows_like="dsts")]
 
 
 @wire("secagg.forwarded_shares", version=1)
 @dataclass(frozen=True, slots=True)
-class ForwardedShares:
+class ForwardedShares(InRound):
     """Server -> client, after stage 1: the ciphertexts addressed to it (row i from srcs[i])."""
 
-    session: Text
-    round: NonNegInt
     srcs: Names
     ciphertexts: Annotated[np.ndarray, ByteRows(CIPHERTEXT_BYTES, rows_like="srcs")]
 
 
 @wire("secagg.masked_input", version=1)
 @dataclass(frozen=True, slots=True)
-class MaskedInput:
+class MaskedInput(InRound):
     """Client -> server, stage 2: y_u = [w_u q(x_u), w_u] + masks, mod 2**bits."""
 
-    session: Text
-    round: NonNegInt
     y: MaskedVector  # (d + 1,) uint32 or uint64
 
 
 @wire("secagg.unmask_request", version=1)
 @dataclass(frozen=True, slots=True)
-class UnmaskRequest:
+class UnmaskRequest(InRound):
     """Server -> client, after stage 2: which of its holders' peers survived or dropped."""
 
-    session: Text
-    round: NonNegInt
     survivors: Names
     dropped: Names
 
 
 @wire("secagg.unmask_shares", version=1)
 @dataclass(frozen=True, slots=True)
-class UnmaskShares:
+class UnmaskShares(InRound):
     """Client -> server, stage 3: self-mask shares of survivors, mask-key shares of the dropped."""
 
-    session: Text
-    round: NonNegInt
     survivors: Names
     self_mask_shares: Annotated[np.ndarray, ByteRows(SHARE_BYTES, rows_like="survivors")]
     dropped: Names
@@ -112,29 +113,23 @@ class UnmaskShares:
 
 @wire("secagg.excluded", version=1)
 @dataclass(frozen=True, slots=True)
-class Excluded:
+class Excluded(InRound):
     """Server -> client: the round goes on without you (you were late or sent something invalid)."""
 
-    session: Text
-    round: NonNegInt
     reason: Text
 
 
 @wire("secagg.abort", version=1)
 @dataclass(frozen=True, slots=True)
-class Abort:
+class Abort(InRound):
     """Server -> clients: the round is aborted (fewer than the threshold remain); nothing applied."""
 
-    session: Text
-    round: NonNegInt
     reason: Text
 
 
 @wire("secagg.finished", version=1)
 @dataclass(frozen=True, slots=True)
-class Finished:
+class Finished(InRound):
     """Server -> clients: the round completed over ``num_survivors`` inputs."""
 
-    session: Text
-    round: NonNegInt
     num_survivors: NonNegInt

@@ -40,6 +40,7 @@ from secure_agg.messages import (
     AdvertiseKeys,
     EncryptedShares,
     ForwardedShares,
+    InRound,
     MaskedInput,
     PublicKeys,
     UnmaskRequest,
@@ -49,7 +50,7 @@ from secure_agg.params import SecAggParams
 
 log = logging.getLogger("secure_agg")
 
-T = TypeVar("T")
+T = TypeVar("T", bound=InRound)
 
 
 class ServerStage(enum.Enum):
@@ -393,12 +394,8 @@ class SecAggServer(Machine[ServerStage]):
                 continue
             if not isinstance(m, kind):
                 self._reject(u, stage, f"sent {type(m).__name__}, expected {kind.__name__}")
-            elif m.session != self.session or m.round != self.round:  # type: ignore[attr-defined]
-                self._reject(
-                    u, stage,
-                    f"message for session {m.session!r} round {m.round} "  # type: ignore[attr-defined]
-                    "(replayed or out-of-round)",
-                )
+            elif (why := m.out_of_round(self.session, self.round)) is not None:
+                self._reject(u, stage, f"message {why}")
             else:
                 out[u] = m
         return out
