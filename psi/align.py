@@ -53,7 +53,7 @@ from party.errors import ConfigError, TesseraError
 from party.files import atomic_path, write_atomic
 from party.party import Party
 from psi.normalize import Duplicates, IdError, NormalizedIds, NormalizeOptions, normalize_ids
-from psi.protocol import JOINS, PROTOCOLS, PsiConfig
+from psi.protocol import JOINS, MODES, PHASES, PROTOCOLS, PsiConfig
 from psi.runner import map_rows, run_psi_keys
 
 log = logging.getLogger(__name__)
@@ -251,6 +251,7 @@ def align(
     keep_result: bool = False,
     link: Any = None,
     normalized: NormalizedIds | None = None,
+    cache: str | Path | None = None,
 ) -> AlignResult:
     """Keep the rows of ``table`` whose IDs every party holds, in the agreed order.
 
@@ -271,6 +272,10 @@ def align(
             (``SpuLink.from_federation(fed, name)``).
         normalized: the result of ``normalize_ids`` on these columns with this config
             and ``duplicates`` (the CLI checks the input with it first; not redone).
+        cache: with ``config.mode="unbalanced"``, this party's private cache directory
+            (:mod:`psi.unbalanced`); the offline phase (``config.phase="offline"``) fills
+            it and aligns nothing (``table`` and ``rows`` are None), the online phase
+            queries it.
 
     ``config.protocol`` picks the PSI protocol and ``config.join`` the join type; with
     an outer join the table holds placeholder rows (every column empty, NaN) where
@@ -293,7 +298,7 @@ def align(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        keep_result=keep_result, link=link,
+        keep_result=keep_result, link=link, cache=cache,
     )
     stats1 = party.transport.stats.snapshot()
     rows = None if res.rows is None else map_rows(norm.rows, res.rows)
@@ -302,6 +307,7 @@ def align(
         "party": party.name,
         "peers": res.peer_sizes,
         "mode": config.mode,
+        **({"phase": config.phase} if config.mode == "unbalanced" else {}),
         "protocol": config.protocol,
         "join": config.join,
         "output_rows": None if rows is None else len(rows),
@@ -315,7 +321,8 @@ def align(
         "bytes_sent": stats1["bytes_sent"] - stats0["bytes_sent"],
         "bytes_received": stats1["bytes_received"] - stats0["bytes_received"],
         "group_ops": res.group_ops,
-        **({"spu": res.backend} if res.backend else {}),
+        **({"unbalanced" if config.mode == "unbalanced" else "spu": res.backend}
+           if res.backend else {}),
         "normalization": {
             "options": config.normalize.public(),
             **{k: v for k, v in norm.report.as_dict().items() if k not in ("rows", "kept")},
@@ -399,7 +406,14 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--output", help="aligned rows (.csv or .parquet); not written in cardinality mode")
     ap.add_argument("--report", help="JSON report path")
     ap.add_argument("--peers", help="comma-separated peers (default: every other party)")
-    ap.add_argument("--mode", choices=["both", "one", "cardinality"], default="both")
+    ap.add_argument("--mode", choices=list(MODES), default="both",
+                    help="who learns what: both (default), one (--receiver), cardinality, or "
+                         "unbalanced (a large party's one-time offline phase, then short online "
+                         "queries by its peer; both learn the intersection; needs --cache)")
+    ap.add_argument("--phase", choices=list(PHASES), default="online",
+                    help="with --mode unbalanced: offline (build the cache, once; both parties) "
+                         "or online (query it; the default)")
+    ap.add_argument("--cache", help="with --mode unbalanced: this party's private cache directory")
     ap.add_argument("--protocol", choices=list(PROTOCOLS), default="ecdh",
                     help="PSI protocol: ecdh (any number of parties, through the router) or "
                          "rr22/kkrt (SecretFlow's, two parties, needs tessera[psi] on Python 3.11 "
@@ -466,12 +480,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             fed.party(p)
         if args.mode != "one" and args.receiver:
             raise ConfigError("--receiver needs --mode one")
+        if args.mode == "unbalanced" and not args.cache:
+            raise ConfigError("--mode unbalanced needs --cache DIR (private to this party, kept "
+                              "from the offline phase to the online phase)")
+        if args.mode != "unbalanced" and (args.cache or args.phase != "online"):
+            raise ConfigError("--cache and --phase need --mode unbalanced")
         config = PsiConfig(
             mode=args.mode,
             receiver=args.receiver,
             protocol=args.protocol,
             join=args.join,
             left=args.left,
+            phase=args.phase,
             normalize=NormalizeOptions(
                 strip=not args.no_strip,
                 casefold=not args.no_casefold,
@@ -480,8 +500,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             salt=args.salt.encode(),
         )
-        if args.output is None and args.mode != "cardinality":
-            raise ConfigError("--output is required (except with --mode cardinality)")
+        offline = args.mode == "unbalanced" and args.phase == "offline"
+        if args.output is None and args.mode != "cardinality" and not offline:
+            raise ConfigError("--output is required (except with --mode cardinality and "
+                              "--phase offline)")
         link = None
         if args.protocol != "ecdh":
             from psi.spu import SpuLink, require_spu
@@ -507,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duplicates=args.duplicates, session=args.session, timeout_s=timeout_s,
                 workers=args.workers, progress=False if args.no_progress else None,
                 source=args.input, checkpoint=args.checkpoint, keep_result=True, link=link,
-                normalized=norm,
+                normalized=norm, cache=args.cache,
             )
         report = _write_outputs(result, args.input, args.output, args.report, t_start)
         _clear_checkpoint(args.checkpoint)
@@ -516,6 +538,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for note in report["normalization"]["notes"]:
         print(f"vfl.align: note: {note}", file=sys.stderr)
+    if report.get("phase") == "offline":
+        ub = report.get("unbalanced", {})
+        print(f"{args.party}: unbalanced offline phase done as {ub.get('role')}: a cache of "
+              f"{ub.get('cache_items')} tags in {ub.get('cache')} ({report['seconds']:.1f} s)")
+        return 0
     shared = report["shared_rows"]
     where = f" -> {report['output']}" if report["output"] else ""
     print(

@@ -41,8 +41,8 @@ def check_join(join: str, parties: Sequence[str], mode: str) -> None:
     if join != "inner" and len(parties) != 2:
         raise ConfigError(f"join {join!r} needs exactly two parties, not {len(parties)} "
                           f"({', '.join(sorted(parties))}); n-party runs use join 'inner'")
-    if join != "inner" and mode != "both":
-        raise ConfigError(f"join {join!r} needs mode 'both', not {mode!r}")
+    if join != "inner" and mode not in ("both", "unbalanced"):
+        raise ConfigError(f"join {join!r} needs mode 'both' or 'unbalanced', not {mode!r}")
 
 
 def join_rows(shared: np.ndarray, own_size: int, peer_size: int, *, join: str,

@@ -37,6 +37,16 @@ class Hello:
             raise ValueError(f"nonce must be {NONCE_BYTES} bytes")
 
 
+def _check_chunk(index: Any, last: Any, data: Any, unit: int) -> None:
+    """The fields of one chunk of a stream of ``unit``-byte items (ValueError if malformed)."""
+    if not isinstance(index, int) or index < 0:
+        raise ValueError(f"index must be a non-negative int, not {index!r}")
+    if not isinstance(last, bool):
+        raise ValueError("last must be a bool")
+    if not isinstance(data, bytes) or len(data) % unit:
+        raise ValueError(f"data must be bytes, a multiple of {unit} long")
+
+
 @wire("psi.points", version=1)
 @dataclass(frozen=True)
 class Points:
@@ -47,12 +57,7 @@ class Points:
     data: bytes
 
     def __post_init__(self) -> None:
-        if not isinstance(self.index, int) or self.index < 0:
-            raise ValueError(f"index must be a non-negative int, not {self.index!r}")
-        if not isinstance(self.last, bool):
-            raise ValueError("last must be a bool")
-        if not isinstance(self.data, bytes) or len(self.data) % POINT_BYTES:
-            raise ValueError(f"data must be bytes, a multiple of {POINT_BYTES} long")
+        _check_chunk(self.index, self.last, self.data, POINT_BYTES)
 
     @property
     def count(self) -> int:
@@ -71,4 +76,40 @@ class Count:
             raise ValueError(f"size must be a non-negative int, not {self.size!r}")
 
 
-__all__ = ["Count", "Hello", "Points"]
+#: Bytes of one unbalanced-PSI tag (the truncated OPRF output, :mod:`psi.unbalanced`).
+TAG_BYTES = 16
+
+
+@wire("psi.tags", version=1)
+@dataclass(frozen=True)
+class Tags:
+    """One chunk of a stream of 16-byte OPRF tags (:mod:`psi.unbalanced`)."""
+
+    index: int
+    last: bool
+    data: bytes
+
+    def __post_init__(self) -> None:
+        _check_chunk(self.index, self.last, self.data, TAG_BYTES)
+
+    @property
+    def count(self) -> int:
+        return len(self.data) // TAG_BYTES
+
+
+@wire("psi.ub_offer", version=1)
+@dataclass(frozen=True)
+class UbOffer:
+    """The server's announcement of a new unbalanced-PSI cache: its id and its size."""
+
+    cache_id: bytes
+    n_items: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cache_id, bytes) or len(self.cache_id) != 32:
+            raise ValueError("cache_id must be 32 bytes")
+        if not isinstance(self.n_items, int) or self.n_items < 0:
+            raise ValueError(f"n_items must be a non-negative int, not {self.n_items!r}")
+
+
+__all__ = ["TAG_BYTES", "Count", "Hello", "Points", "Tags", "UbOffer"]

@@ -90,8 +90,11 @@ from psi.normalize import NormalizeOptions, PackedKeys
 log = logging.getLogger(__name__)
 
 PROTOCOL = "tessera-psi/1"
-Mode = Literal["both", "one", "cardinality"]
-MODES: tuple[str, ...] = ("both", "one", "cardinality")
+Mode = Literal["both", "one", "cardinality", "unbalanced"]
+MODES: tuple[str, ...] = ("both", "one", "cardinality", "unbalanced")
+#: The phases of mode "unbalanced" (:mod:`psi.unbalanced`).
+Phase = Literal["offline", "online"]
+PHASES: tuple[str, ...] = ("offline", "online")
 #: The PSI protocols: this module's ECDH, and spu's RR22 and KKRT (:mod:`psi.spu`).
 Protocol = Literal["ecdh", "rr22", "kkrt"]
 PROTOCOLS: tuple[str, ...] = ("ecdh", "rr22", "kkrt")
@@ -118,7 +121,12 @@ class PsiConfig:
 
     Args:
         mode: ``"both"`` (all learn the intersection), ``"one"`` (only
-            ``receiver``), or ``"cardinality"`` (all learn only its size).
+            ``receiver``), ``"cardinality"`` (all learn only its size), or
+            ``"unbalanced"`` (two parties, both learn the intersection: the larger
+            party's one-time offline phase, then short online queries; ECDH-OPRF with
+            a cache, :mod:`psi.unbalanced`).
+        phase: with mode ``"unbalanced"``: ``"offline"`` (build the cache) or
+            ``"online"`` (query it; the default).
         receiver: who learns in mode ``"one"`` (default: the first party by name).
         normalize: ID normalisation (see :mod:`psi.normalize`).
         salt: a shared secret or label agreed out of band (optional; fresh
@@ -141,17 +149,26 @@ class PsiConfig:
     protocol: Protocol = "ecdh"
     join: Join = "inner"
     left: str | None = None
+    phase: Phase = "online"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.phase not in PHASES:
+            raise ConfigError(f"phase must be one of {', '.join(PHASES)}, not {self.phase!r}")
+        if self.phase != "online" and self.mode != "unbalanced":
+            raise ConfigError(f"phase {self.phase!r} is only meaningful in mode 'unbalanced' "
+                              f"(mode is {self.mode!r})")
+        if self.mode == "unbalanced" and self.protocol != "ecdh":
+            raise ConfigError(f"mode 'unbalanced' runs its own ECDH-OPRF (protocol 'ecdh'), not "
+                              f"protocol {self.protocol!r}")
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
         if self.join not in JOINS:
             raise ConfigError(f"join must be one of {', '.join(JOINS)}, not {self.join!r}")
-        if self.join != "inner" and self.mode != "both":
-            raise ConfigError(f"join {self.join!r} needs mode 'both' (every party learns the "
-                              f"intersection), not mode {self.mode!r}")
+        if self.join != "inner" and self.mode not in ("both", "unbalanced"):
+            raise ConfigError(f"join {self.join!r} needs mode 'both' or 'unbalanced' (every party "
+                              f"learns the intersection), not mode {self.mode!r}")
         if self.left is not None and self.join not in ("left", "right", "full"):
             raise ConfigError(f"left is only meaningful with join left, right or full (join is {self.join!r})")
         if self.protocol != "ecdh" and self.mode == "cardinality":
@@ -183,6 +200,8 @@ class PsiConfig:
         info: dict[str, Any] = {}
         if self.protocol != "ecdh" or self.join != "inner":
             info["protocol"] = self.protocol
+        if self.mode == "unbalanced":
+            info["mode"] = self.mode
         if self.join != "inner":
             info["join"] = self.join
             info["left"] = self.left_party(parties)

@@ -117,6 +117,13 @@ def random_scalar() -> bytes:
             return s
 
 
+def invert_scalar(s: bytes) -> bytes:
+    """``1/s`` mod the group order (``s`` non-zero): masking with it undoes a mask with ``s``."""
+    if len(s) != SCALAR_BYTES or s == bytes(SCALAR_BYTES):
+        raise ValueError("scalar must be 32 bytes and not zero")
+    return bytes(rbcl.crypto_core_ristretto255_scalar_invert(s))
+
+
 def mask(points: bytes, scalar: bytes, *, start_index: int = 0) -> bytes:
     """Each point raised to ``scalar``; :class:`InvalidPoint` on a bad or identity point."""
     if len(points) % POINT_BYTES:
@@ -152,6 +159,7 @@ __all__ = [
     "expand_message_xmd",
     "from_uniform",
     "hash_to_group",
+    "invert_scalar",
     "is_valid_point",
     "mask",
     "random_scalar",

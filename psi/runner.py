@@ -6,8 +6,9 @@ normalisation and the duplicates policy (:mod:`psi.normalize`), the run handshak
 (a checkpoint; a crashed peer is waited for and the run resumed or redone), the
 completion exchange and the saved result, and the join layout (:mod:`psi.join`).
 The backends only turn canonical keys into the indices of the shared keys in the
-agreed order: :class:`psi.protocol.PsiSession` (ECDH, any number of parties) and
-:func:`psi.spu.run_spu_keys` (spu's RR22 / KKRT, two parties).
+agreed order: :class:`psi.protocol.PsiSession` (ECDH, any number of parties),
+:func:`psi.spu.run_spu_keys` (spu's RR22 / KKRT, two parties) and
+:func:`psi.unbalanced.run_ub_keys` (mode ``"unbalanced"``: ECDH-OPRF with a cache).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def run_psi_keys(
     rejoin_s: float | None = None,
     keep_result: bool = False,
     link: Any = None,
+    cache: str | os.PathLike[str] | None = None,
 ) -> PsiResult:
     """Private set intersection of canonical, unique ``keys`` with ``peers``.
 
@@ -89,6 +91,8 @@ def run_psi_keys(
             between restarts into the result without its peers.
         link: for protocols rr22/kkrt, the :class:`psi.spu.SpuLink` (PSI endpoints and
             mutual-TLS files; ``SpuLink.from_federation(fed, name)``).
+        cache: for mode ``"unbalanced"``, this party's private cache directory, kept
+            from the offline phase to the online phases (:mod:`psi.unbalanced`).
 
     Every run opens with the confirmed handshake of :mod:`party.handshake` (live
     incarnations, public config) and then confirms the session salt; a party that
@@ -117,7 +121,7 @@ def run_psi_keys(
     res = _run_psi_retrying(party, keys, peers=peers, config=config, session=session,
                             timeout_s=timeout_s, workers=workers, progress=progress,
                             checkpoint=checkpoint, rejoin_s=rejoin_s, keep_result=keep_result,
-                            link=link)
+                            link=link, cache=cache)
     res.protocol, res.join = config.protocol, config.join
     if config.join != "inner" and res.rows is not None:
         (peer,) = peers
@@ -140,6 +144,7 @@ def _run_psi_retrying(
     rejoin_s: float | None,
     keep_result: bool,
     link: Any,
+    cache: str | os.PathLike[str] | None = None,
 ) -> PsiResult:
     # without a checkpoint a lost peer fails the run at once (a window of 0 s)
     window = rejoin_s if rejoin_s is not None else REJOIN_S
@@ -148,15 +153,17 @@ def _run_psi_retrying(
             party,
             lambda: _run_psi_once(party, keys, peers=peers, config=config, session=session,
                                   timeout_s=timeout_s, workers=workers, progress=progress,
-                                  checkpoint=checkpoint, keep_result=keep_result, link=link),
+                                  checkpoint=checkpoint, keep_result=keep_result, link=link,
+                                  cache=cache),
             peers=peers, session=session, rejoin_s=window if checkpoint is not None else 0.0,
             gone=lambda peer, cause: PartyUnavailable(
                 peer, f"did not rejoin within the reconnect window ({cause.reason})"),
             tell_on_peer_abort=False, then="resuming from the checkpoint")
     except RunMismatch as e:  # the peers were told (the original error)
-        if "info.protocol" in str(e) or "info.join" in str(e):
-            err = RunMismatch(f"{e} (None: the default, protocol 'ecdh' and join 'inner'; "
-                              "every party must pass the same --protocol and --join)")
+        if any(f"info.{k}" in str(e) for k in ("protocol", "join", "mode")):
+            err = RunMismatch(f"{e} (None: the default, protocol 'ecdh', join 'inner' and a "
+                              "mode other than 'unbalanced'; every party must pass the same "
+                              "--protocol, --join and --mode)")
             err.peer = e.peer
             raise err from None
         raise
@@ -164,7 +171,11 @@ def _run_psi_retrying(
 
 def _result_key(me: str, parties: list[str], config: PsiConfig, link: Any) -> dict[str, Any]:
     """The public settings a saved result belongs to (a result of other settings is not reused)."""
-    if config.protocol == "ecdh":
+    if config.mode == "unbalanced":
+        from psi.unbalanced import ub_public
+
+        public = ub_public(config, parties)
+    elif config.protocol == "ecdh":
         public = PsiSession(me, parties, [], config).public  # the config part only: no keys used
     else:
         from psi.spu import spu_public
@@ -199,6 +210,7 @@ def _run_psi_once(
     checkpoint: str | os.PathLike[str] | None,
     keep_result: bool = False,
     link: Any = None,
+    cache: str | os.PathLike[str] | None = None,
 ) -> PsiResult:
     tag = Tag("psi", session, 0, "")
     config = config or PsiConfig()
@@ -210,11 +222,17 @@ def _run_psi_once(
             if not keep_result:
                 ckpt.clear()
             return done
-    if config.protocol != "ecdh":
-        from psi.spu import run_spu_keys
+    if config.protocol != "ecdh" or config.mode == "unbalanced":
+        if config.mode == "unbalanced":
+            from psi.unbalanced import run_ub_keys
 
-        res, transcript = run_spu_keys(party, keys, peers=peers, config=config, link=link,
-                                       session=session, timeout_s=timeout_s)
+            res, transcript = run_ub_keys(party, keys, peers=peers, config=config, cache=cache,
+                                          session=session, timeout_s=timeout_s, workers=workers)
+        else:
+            from psi.spu import run_spu_keys
+
+            res, transcript = run_spu_keys(party, keys, peers=peers, config=config, link=link,
+                                           session=session, timeout_s=timeout_s)
         _complete(party, peers, tag.at, transcript, timeout_s)
         _save_result(ckpt, keep_result, keys, _result_key(party.name, parties, config, link),
                      res, res.run_id)
@@ -327,14 +345,16 @@ def run_psi(
     rejoin_s: float | None = None,
     keep_result: bool = False,
     link: Any = None,
+    cache: str | os.PathLike[str] | None = None,
 ) -> PsiResult:
     """Normalise ``ids`` (one per row; with ``composite=True`` a list of columns) and run PSI.
 
     The returned ``rows`` index the input rows (duplicates dropped under
     ``"keep-first"``; -1 for a placeholder row of an outer join); the normalisation
     report is attached as ``result.normalize``. ``config.protocol`` picks the
-    protocol (``"ecdh"``, ``"rr22"``, ``"kkrt"``; the latter two need ``link``) and
-    ``config.join`` the join type; see :func:`run_psi_keys`.
+    protocol (``"ecdh"``, ``"rr22"``, ``"kkrt"``; the latter two need ``link``),
+    ``config.join`` the join type, and ``config.mode="unbalanced"`` with
+    ``config.phase`` the unbalanced phases (they need ``cache``); see :func:`run_psi_keys`.
 
     Raises:
         IdError: missing, empty or (by default) duplicated IDs, before connecting to anyone.
@@ -346,7 +366,7 @@ def run_psi(
     res = run_psi_keys(
         party, norm.keys, peers=peers, config=config, session=session,
         timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        rejoin_s=rejoin_s, keep_result=keep_result, link=link,
+        rejoin_s=rejoin_s, keep_result=keep_result, link=link, cache=cache,
     )
     if res.rows is not None:
         res.rows = map_rows(norm.rows, res.rows)
