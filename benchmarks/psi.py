@@ -4,6 +4,15 @@
     python benchmarks/psi.py --n 100000 --overlap 0.5 --inprocess    # both parties as threads, in memory
     python benchmarks/psi.py --n 100000 --reference                  # also time openmined-psi 2.0.6
     python benchmarks/psi.py --n 1000000 --protocol rr22 --reference spu   # vfl.align end to end vs spu
+    python benchmarks/psi.py --mode unbalanced --n 10000000 --n-client 10000   # offline, then online
+
+With ``--mode unbalanced`` the server (``bank``, ``--n`` IDs) and the client (``fintech``,
+``--n-client`` IDs, ``--overlap`` of them the server's) are ``python -m vfl.align``
+processes over the router: first ``--phase offline`` (``psi_ub_offline_seconds``: the
+slower party, reading its file to its cache written), then ``--phase online``
+(``psi_ub_online_seconds``: the client's end to end, reading its file to its aligned file
+written; the conditions add the protocol's own online seconds and the server's end to
+end, which includes reading and normalising its ``--n`` rows again).
 
 With ``--protocol rr22`` (or ``kkrt``) each party is a ``python -m vfl.align`` process
 on its own CSV (id + 3 feature columns) writing its aligned CSV, over a router with
@@ -277,33 +286,10 @@ def run_spu_bench(args: argparse.Namespace) -> int:
         for i, name in enumerate(names):
             write_party_csv(dd / f"{name}.csv", make_ids(name, args.n, args.overlap, args.seed), i)
         eps = {n: f"127.0.0.1:{_free_port()}" for n in names}
-        toml = [f'[federation]\nname = "bench"\nrouter = "{config.router}"\ntimeout_s = 3600\n',
-                f'[tls]\nca = "{dd / "certs" / "ca.pem"}"\n']
-        toml += [f'[parties.{n}]\nrole = "party"\npsi_endpoint = "{eps[n]}"\n' for n in names]
-        (dd / "fed.toml").write_text("\n".join(toml))
-        t0 = time.perf_counter()
-        procs = {n: subprocess.Popen(
-            [sys.executable, "-m", "vfl.align", "--config", str(dd / "fed.toml"), "--party", n,
-             "--input", str(dd / f"{n}.csv"), "--id-column", "id", "--output", str(dd / f"{n}_out.csv"),
-             "--report", str(dd / f"{n}.json"), "--protocol", args.protocol, "--no-progress"],
-            cwd=ROOT, stdout=subprocess.DEVNULL) for n in names}
-        rss, wall = {}, {}
-        for n, p in procs.items():
-            rc, rss[n] = _wait_rss(p)
-            wall[n] = time.perf_counter() - t0
-            if rc != 0:
-                raise SystemExit(f"vfl.align {n} failed with exit code {rc}")
-        reps = {n: json.loads((dd / f"{n}.json").read_text()) for n in names}
-        expect = int(args.n * args.overlap)
-        for n, r in reps.items():
-            if r["shared_rows"] != expect:
-                raise SystemExit(f"{n} found {r['shared_rows']} shared, expected {expect}")
-        import pandas as pd
-
-        ids = [pd.read_csv(dd / f"{n}_out.csv", usecols=["id"], dtype=str)["id"] for n in names]
-        if not ids[0].equals(ids[1]):
-            raise SystemExit("the two aligned files differ in order")
-        del ids
+        _bench_federation(dd, config.router, names, eps)
+        reps, rss, wall = _align_pair(dd, names, {n: ["--protocol", args.protocol] for n in names},
+                                      args.protocol)
+        _check_aligned(dd, names, reps, int(args.n * args.overlap))
         cond["load_after"] = round(os.getloadavg()[0], 2)
         secs = max(r["seconds_end_to_end"] for r in reps.values())
         emit("psi_seconds", round(secs, 2), "s", **cond, what="vfl.align end to end (read CSV .. aligned CSV written), slower party",
@@ -344,6 +330,117 @@ def run_spu_bench(args: argparse.Namespace) -> int:
              peak_rss_mb={n: round(o["peak_rss_mb"], 1) for n, o in outs.items()})
         emit("psi_seconds_over_spu", round(secs / spu_secs, 3), "x", **ref,
              process_seconds_over_spu=round(max(wall.values()) / spu_secs, 3))
+        if args.compare_ecdh:
+            cond["load_before_ecdh"] = round(os.getloadavg()[0], 2)
+            wk = ["--workers", str(args.workers)] if args.workers is not None else []
+            ereps, erss, ewall = _align_pair(dd, names, {n: ["--protocol", "ecdh", *wk] for n in names},
+                                             "ecdh")
+            _check_aligned(dd, names, ereps, int(args.n * args.overlap))
+            cond["load_after_ecdh"] = round(os.getloadavg()[0], 2)
+            ecdh_secs = max(r["seconds_end_to_end"] for r in ereps.values())
+            emit("psi_ecdh_seconds", round(ecdh_secs, 2), "s", **cond,
+                 what="vfl.align --protocol ecdh end to end on the same files, slower party",
+                 process_seconds=round(max(ewall.values()), 2),
+                 peak_rss_mb={n: round(v, 1) for n, v in erss.items()})
+            emit("psi_rr22_speedup_over_ecdh" if args.protocol == "rr22" else f"psi_{args.protocol}_speedup_over_ecdh",
+                 round(ecdh_secs / secs, 2), "x", **cond,
+                 what=f"tessera ECDH end to end / tessera {args.protocol} end to end, same files, same run")
+    return 0
+
+
+def _bench_federation(dd: Path, router: str, names: tuple[str, ...], eps: dict[str, str] | None = None) -> Path:
+    toml = [f'[federation]\nname = "bench"\nrouter = "{router}"\ntimeout_s = 3600\n',
+            f'[tls]\nca = "{dd / "certs" / "ca.pem"}"\n']
+    toml += [f'[parties.{n}]\nrole = "party"\n' + (f'psi_endpoint = "{eps[n]}"\n' if eps else "")
+             for n in names]
+    (dd / "fed.toml").write_text("\n".join(toml))
+    return dd / "fed.toml"
+
+
+def _align_pair(dd: Path, names: tuple[str, ...], extra: dict[str, list[str]], tag: str,
+                output: bool = True) -> tuple[dict[str, dict[str, Any]], dict[str, float], dict[str, float]]:
+    """Run ``python -m vfl.align`` for both parties: (reports, peak RSS MB, process wall seconds)."""
+    t0 = time.perf_counter()
+    procs = {n: subprocess.Popen(
+        [sys.executable, "-m", "vfl.align", "--config", str(dd / "fed.toml"), "--party", n,
+         "--input", str(dd / f"{n}.csv"), "--id-column", "id",
+         *(["--output", str(dd / f"{n}_out.csv")] if output else []),
+         "--report", str(dd / f"{n}_{tag}.json"), "--no-progress", *extra[n]],
+        cwd=ROOT, stdout=subprocess.DEVNULL) for n in names}
+    rss, wall = {}, {}
+    for n, p in procs.items():
+        rc, rss[n] = _wait_rss(p)
+        wall[n] = time.perf_counter() - t0
+        if rc != 0:
+            raise SystemExit(f"vfl.align {n} ({tag}) failed with exit code {rc}")
+    reps = {n: json.loads((dd / f"{n}_{tag}.json").read_text()) for n in names}
+    return reps, rss, wall
+
+
+def _check_aligned(dd: Path, names: tuple[str, ...], reps: dict[str, dict[str, Any]], expect: int) -> None:
+    """Both found ``expect`` shared rows and wrote them in the same order."""
+    import pandas as pd
+
+    for n, r in reps.items():
+        if r["shared_rows"] != expect:
+            raise SystemExit(f"{n} found {r['shared_rows']} shared, expected {expect}")
+    ids = [pd.read_csv(dd / f"{n}_out.csv", usecols=["id"], dtype=str)["id"] for n in names]
+    if not ids[0].equals(ids[1]):
+        raise SystemExit("the two aligned files differ in order")
+
+
+def client_ids(n_server: int, m: int, overlap: float, seed: int) -> Any:
+    """The client's ``m`` IDs: ``overlap * m`` of the server's (``make_ids(.., 1.0)``: C0..), the rest its own."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed + 1)
+    shared = int(m * overlap)
+    ids = [f"C{i:010d}" for i in rng.choice(n_server, size=shared, replace=False).tolist()]
+    ids += [f"fintech-{i:010d}" for i in range(m - shared)]
+    rng.shuffle(ids)
+    return pd.Series(ids, dtype="string[pyarrow]")
+
+
+def run_ub_bench(args: argparse.Namespace) -> int:
+    """--mode unbalanced: vfl.align's offline phase, then its online phase, end to end."""
+    from party.testing import grpc_federation
+
+    names = ("bank", "fintech")
+    cond: dict[str, Any] = {"n_server": args.n, "n_client": args.n_client, "overlap": args.overlap,
+                            "load_before": round(os.getloadavg()[0], 2),
+                            "setting": "2 vfl.align processes on localhost; router gRPC+mTLS; "
+                                       "ECDH-OPRF (ristretto255) with a cache"}
+    with tempfile.TemporaryDirectory() as d, grpc_federation(list(names), directory=d) as (config, _r):
+        dd = Path(d)
+        write_party_csv(dd / "bank.csv", make_ids("bank", args.n, 1.0, args.seed), 0)
+        write_party_csv(dd / "fintech.csv", client_ids(args.n, args.n_client, args.overlap, args.seed), 1)
+        _bench_federation(dd, config.router, names)
+        wk = ["--workers", str(args.workers)] if args.workers is not None else []
+        ub = {n: ["--mode", "unbalanced", "--cache", str(dd / f"cache-{n}"), *wk] for n in names}
+        reps, rss, wall = _align_pair(dd, names, {n: [*ub[n], "--phase", "offline"] for n in names},
+                                      "offline", output=False)
+        cond["load_after_offline"] = round(os.getloadavg()[0], 2)
+        off = max(r["seconds_end_to_end"] for r in reps.values())
+        emit("psi_ub_offline_seconds", round(off, 2), "s", **cond,
+             what="vfl.align --phase offline end to end (read CSV .. cache written), slower party",
+             protocol_seconds={n: r["unbalanced"]["seconds"] for n, r in reps.items()},
+             process_seconds={n: round(w, 2) for n, w in wall.items()},
+             peak_rss_mb={n: round(v, 1) for n, v in rss.items()},
+             worker_peak_rss_mb={n: r.get("unbalanced", {}).get("worker_peak_rss_mb") for n, r in reps.items()},
+             bytes_sent={n: r["bytes_sent"] for n, r in reps.items()},
+             cache_bytes=reps["fintech"]["unbalanced"]["cache_bytes"])
+        cond["load_before_online"] = round(os.getloadavg()[0], 2)
+        reps, rss, wall = _align_pair(dd, names, ub, "online")
+        cond["load_after_online"] = round(os.getloadavg()[0], 2)
+        _check_aligned(dd, names, reps, int(args.n_client * args.overlap))
+        emit("psi_ub_online_seconds", round(reps["fintech"]["seconds_end_to_end"], 2), "s", **cond,
+             what="vfl.align --phase online end to end at the querying client (read CSV .. aligned CSV written)",
+             protocol_seconds={n: r["unbalanced"]["seconds"] for n, r in reps.items()},
+             end_to_end_seconds={n: r["seconds_end_to_end"] for n, r in reps.items()},
+             process_seconds={n: round(w, 2) for n, w in wall.items()},
+             peak_rss_mb={n: round(v, 1) for n, v in rss.items()},
+             bytes_sent={n: r["bytes_sent"] for n, r in reps.items()})
     return 0
 
 
@@ -356,8 +453,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inprocess", action="store_true", help="both parties as threads in memory")
     ap.add_argument("--reference", nargs="?", const="openmined", choices=["openmined", "spu"],
                     help="also time openmined-psi 2.0.6 (default) or, with --protocol rr22/kkrt, spu itself")
+    ap.add_argument("--mode", choices=["both", "unbalanced"], default="both",
+                    help="unbalanced: --n server IDs against --n-client, offline then online phase")
+    ap.add_argument("--n-client", type=int, default=10_000, help="with --mode unbalanced: the client's IDs")
     ap.add_argument("--protocol", choices=["ecdh", "rr22", "kkrt"], default="ecdh",
                     help="rr22/kkrt: vfl.align processes end to end through spu")
+    ap.add_argument("--compare-ecdh", action="store_true",
+                    help="with --protocol rr22/kkrt: also run vfl.align --protocol ecdh on the same files")
     ap.add_argument("--reference-python", help="python that has openmined-psi installed")
     ap.add_argument("--no-floor", action="store_true")
     ap.add_argument("--party-run", help=argparse.SUPPRESS)
@@ -372,6 +474,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(run_party(party, args.n, args.overlap, args.seed, args.workers)), flush=True)
         return 0
 
+    if args.compare_ecdh and (args.protocol == "ecdh" or args.reference != "spu"):
+        raise SystemExit("--compare-ecdh goes with --protocol rr22/kkrt --reference spu")
+    if args.mode == "unbalanced":
+        return run_ub_bench(args)
     if args.protocol != "ecdh":
         return run_spu_bench(args)
     from psi.group import default_workers

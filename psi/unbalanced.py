@@ -85,7 +85,6 @@ from party.files import write_atomic
 from party.handshake import RunConfirm, open_run
 from party.party import Party
 from party.transport import Tag
-from psi.checkpoint import input_digest
 from psi.group import SUITE, GroupEngine, InvalidPoint, invert_scalar, random_scalar
 from psi.messages import TAG_BYTES, Count, Points, Tags, UbOffer
 from psi.normalize import PackedKeys
@@ -136,6 +135,16 @@ def tags_of(keys: Sequence[bytes], points: bytes) -> bytes:
         h.update(mv[32 * i : 32 * (i + 1)])
         out[TAG_BYTES * i : TAG_BYTES * (i + 1)] = h.digest()
     return bytes(out)
+
+
+def keys_digest(keys: Sequence[bytes]) -> str:
+    """SHA-256 of the canonical keys in order (their lengths, then their bytes): which keys the
+    server's cache was built from, compared at every online phase."""
+    pk = keys if isinstance(keys, PackedKeys) else PackedKeys.from_list(list(keys))
+    h = hashlib.sha256(b"tessera-psi-ub keys\x00")
+    h.update(np.diff(pk.offsets).astype("<u8").tobytes())
+    h.update(pk.data)
+    return h.hexdigest()
 
 
 def _batches(keys: Sequence[bytes], size: int) -> list[tuple[int, int]]:
@@ -238,7 +247,7 @@ def run_ub_keys(
                 raise ConfigError(
                     f"{name} differs from the offline phase's (cache {store.path}: "
                     f"{meta['public'][name]!r}, now {public[name]!r}); run the offline phase again")
-        if meta["role"] == "server" and meta["keys_sha256"] != input_digest(keys):
+        if meta["role"] == "server" and meta["keys_sha256"] != keys_digest(keys):
             raise ConfigError(f"{party.name}'s IDs are not those of the offline phase (cache "
                               f"{store.path}); run the offline phase again (--phase offline)")
         public = {**public, "cache_id": meta["cache_id"], "server": meta["server"],
@@ -353,7 +362,7 @@ def _offline(party: Party, peer: str, keys: Sequence[bytes], peer_size: int, con
             "public": {k: v for k, v in public.items() if k != "phase"},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if server == me:
-        meta["keys_sha256"] = input_digest(keys)
+        meta["keys_sha256"] = keys_digest(keys)
     write_atomic(store.meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n", mode=0o600)
     log.info("psi %s: unbalanced offline phase, %s, %d server keys, %.1f s", me,
              meta["role"], n_items, time.perf_counter() - t0)
@@ -456,4 +465,4 @@ def _online(party: Party, peer: str, keys: Sequence[bytes], peer_size: int, conf
     return res
 
 
-__all__ = ["FORMAT", "PHASES", "Cache", "run_ub_keys", "tags_of", "ub_public"]
+__all__ = ["FORMAT", "PHASES", "Cache", "keys_digest", "run_ub_keys", "tags_of", "ub_public"]
