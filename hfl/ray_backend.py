@@ -332,6 +332,8 @@ class _ClientWorker:
         self._boxes: dict[int, Mailbox] = {}  # by job token
         self._done: set[int] = set()
         self._ins: tuple[str, Any] | None = None  # (object id, decoded instruction)
+        # job id -> True (started here) / False (revoked by the driver before it started)
+        self._claims: collections.OrderedDict[int, bool] = collections.OrderedDict()
 
     # -- called by the driver ---------------------------------------------------------------
     def node(self) -> str:
@@ -339,15 +341,34 @@ class _ClientWorker:
 
         return str(ray.get_runtime_context().get_node_id())
 
-    def run(self, name: str, node_id: int, state: dict[str, Any] | None, ins_box: list[Any],
-            secure: dict[str, int] | None) -> tuple[bytes | bytearray, dict[str, Any], bool]:
-        """Build client ``name``, run one instruction; (encoded reply, context.state, hosted).
+    def revoke(self, job_id: int) -> bool:
+        """Take back job ``job_id`` queued here: True when it has not started (and never
+        will, here), False when it already has (its reply is the one that counts)."""
+        return self._claim(job_id, started=False)
+
+    def _claim(self, job_id: int, *, started: bool) -> bool:
+        # run() (in "compute") and revoke() (in the default group) race for a job: the first wins
+        with self._cv:
+            if job_id in self._claims:
+                return False
+            self._claims[job_id] = started
+            while len(self._claims) > 1024:
+                self._claims.popitem(last=False)
+            return True
+
+    def run(self, job_id: int, name: str, node_id: int, state: dict[str, Any] | None,
+            ins_box: list[Any], secure: dict[str, int] | None
+            ) -> tuple[bytes | bytearray, dict[str, Any] | None, bool] | None:
+        """Build client ``name``, run one instruction; (encoded reply, context.state, hosted),
+        or None when the driver revoked the job before it started (its client never ran here).
 
         ``hosted`` is True when the client's SecAgg+ steps go on in this actor."""
         from hfl.client import flatten_update, handle
         from hfl.common import describe_mismatch
         from hfl.messages import Failure, FitIns, FitRes
 
+        if not self._claim(job_id, started=True):
+            return None
         ins = self._instruction(ins_box[0])
         ctx = self._context_cls(node_id, {"partition-id": node_id, "num-partitions": self._n},
                       dict(self._run_config), state=dict(state or {}))
@@ -468,7 +489,10 @@ class _Running:
     ref: Any
     gen: int
     token: int
-    abandoned: bool = False
+    actor: Any = None
+    job_id: int = 0
+    abandoned: bool = False  # revoked at its actor and handed to another lane
+    started: bool = False  # its actor said it had started it: it stays
 
 
 class _Fast:
@@ -647,16 +671,35 @@ class _Lane:
                       "token": token}
         with self.lock:
             actor, gen = self.actor, self.gen
+        job_id = eng.next_token()
         ref = actor.run.options(concurrency_group="compute").remote(
-            job.client, sess.index, eng.state.get(job.client), [job.ref], secure)
-        return _Running(job, sess, ref, gen, -1 if token is None else token)
+            job_id, job.client, sess.index, eng.state.get(job.client), [job.ref], secure)
+        return _Running(job, sess, ref, gen, -1 if token is None else token, actor, job_id)
+
+    def _hand_over(self, q: _Running) -> None:
+        """Give job ``q``, queued at this lane's actor behind a slow one, to another lane, if
+        the actor can still revoke it: a client never runs twice (its code may have side
+        effects, and the copy whose reply is ignored could be the one that fails)."""
+        if q.abandoned or q.started or q.job.secure:
+            return
+        try:
+            revoked = bool(self.engine.ray.get(q.actor.revoke.remote(q.job_id), timeout=2.0))
+        except Exception:  # the actor is busy or gone: keep the job here for now
+            return
+        if revoked:
+            log.info("client %s: queued behind a slow client in actor %d; another actor runs it",
+                     q.job.client, self.index)
+            q.abandoned = True
+            self.engine.jobs.put(q.job)
+        else:
+            q.started = True
 
     def _finish(self, r: _Running, behind: list[_Running]) -> bool:
         """Wait for one job's reply and hand it to the server; True: submit it again.
 
-        A job queued behind one that runs much longer than usual (perhaps hung) is handed
-        back to the shared queue, so another lane runs it: a hung client never makes a
-        straggler of the client after it. The copy left behind is ignored."""
+        A job queued behind one that runs much longer than usual (perhaps hung) is revoked
+        at the actor and handed back to the shared queue, so another lane runs it: a hung
+        client never makes a straggler of the client after it."""
         eng, ray = self.engine, self.engine.ray
         from hfl.messages import Failure
 
@@ -671,11 +714,12 @@ class _Lane:
                 break
             if time.monotonic() - t0 > usual:
                 for q in behind:
-                    if not q.abandoned and not q.job.secure:
-                        q.abandoned = True
-                        eng.jobs.put(q.job)
+                    self._hand_over(q)
         try:
-            reply, state, hosted = ray.get(r.ref, timeout=0.0)
+            out = ray.get(r.ref, timeout=0.0)
+            if out is None:  # a revoke that timed out in the driver reached the actor after all
+                return time.monotonic() < job.deadline  # so it never ran: run it again
+            reply, state, hosted = out
             self.durations.append(time.monotonic() - t0)
         except ray.exceptions.GetTimeoutError:
             if r.gen != self.gen:  # queued behind the one that hung

@@ -61,7 +61,7 @@ class Client(hfl.NumPyClient):
     def _fault(self, rnd: int) -> None:
         if not self.marker_dir:
             return
-        plan = {3: "kill", 4: "memory", 2: "hang", 5: "die"}
+        plan = {3: "kill", 4: "memory", 2: "hang", 5: "die", 1: "slow"}
         what = plan.get(self.i)
         marker = Path(self.marker_dir) / f"{self.i}"
         if what is None or rnd != 1 or marker.exists() or what not in Path(self.marker_dir).name:
@@ -73,9 +73,14 @@ class Client(hfl.NumPyClient):
             raise MemoryError("cannot allocate the client's batch")
         if what == "hang":
             time.sleep(600)
+        if what == "slow":  # longer than a lane waits before handing the job behind it over
+            time.sleep(6)
 
     def fit(self, parameters: list[np.ndarray], config: dict[str, Any]) -> Any:
-        self._fault(int(config.get("server_round", 0)))
+        rnd = int(config.get("server_round", 0))
+        if self.marker_dir:  # every execution of a fit leaves a record: none may run twice
+            (Path(self.marker_dir) / f"ran-{self.i}-{rnd}-{time.monotonic_ns()}").touch()
+        self._fault(rnd)
         self.state["fits"] = self.state.get("fits", 0) + 1
         w, b = (np.asarray(p, np.float64).copy() for p in parameters)
         for _ in range(3):
@@ -109,6 +114,15 @@ def _strategy(n: int, *, fraction: float = 1.0, min_fit: int = 2, evaluate: floa
 
 def _fit_metrics(h: Any, key: str) -> list[Any]:
     return [v for _, v in h.metrics_distributed_fit[key]]
+
+
+def _runs(marker: Path, rnd: int) -> dict[int, int]:
+    """How many times each client's fit of round ``rnd`` started (any process)."""
+    out: dict[int, int] = {}
+    for p in marker.glob(f"ran-*-{rnd}-*"):
+        i = int(p.name.split("-")[1])
+        out[i] = out.get(i, 0) + 1
+    return out
 
 
 # ---- without a cluster -------------------------------------------------------------------
@@ -165,6 +179,18 @@ def test_ray_that_cannot_start_is_an_error_not_a_hang(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 90
 
 
+def test_a_queued_job_runs_once_either_at_its_actor_or_after_a_revoke() -> None:
+    """The actor arbitrates between run() and the driver's revoke(): whichever comes first
+    wins, so a job handed to another lane never also runs where it was first queued."""
+    w = ray_backend._ClientWorker(client_fn, 10, {}, "server", {"num_cpus": 1.0},
+                                  hfl.simulation.Context)
+    assert w.revoke(1) is True
+    assert w.run(1, "client_1", 1, None, [None], None) is None  # revoked: client_fn never ran
+    assert w.revoke(1) is False
+    assert w._claim(2, started=True) is True  # run() took job 2 first
+    assert w.revoke(2) is False and w._claim(2, started=True) is False  # and only once
+
+
 # ---- on the module's Ray -----------------------------------------------------------------
 
 
@@ -203,7 +229,7 @@ def test_secure_aggregation_on_ray_equals_plain(ray_cluster: Any) -> None:
 def test_killed_actor_and_out_of_memory_are_those_clients_failures(ray_cluster: Any,
                                                                    tmp_path: Path) -> None:
     n = 10
-    marker = tmp_path / "kill-memory"
+    marker = tmp_path / "kill-memory-slow"  # client_1 is slow: jobs behind it are handed over
     marker.mkdir()
     h = hfl.simulate(client_fn, n, strategy=_strategy(n, min_fit=5), backend="ray", num_rounds=2,
                      config=hfl.ServerConfig(round_timeout=180.0),
@@ -215,11 +241,14 @@ def test_killed_actor_and_out_of_memory_are_those_clients_failures(ray_cluster: 
     assert "client_resources={'num_cpus': 1.0" in r1["fit_failures"]["client_4"]
     assert r1["fit_results"] == n - 2  # the round went on without them
     assert r2["fit_results"] == n and not r2["fit_failures"]  # a fresh actor took the lane
+    # each client ran once per round: a job handed to another lane never also ran in its first
+    # (the ignored copy could have been the one that failed: the flake this test once showed)
+    assert _runs(marker, 1) == dict.fromkeys(range(n), 1) == _runs(marker, 2)
 
 
 @pytest.mark.slow
 def test_hung_actor_is_timed_out_by_the_round_timeout(ray_cluster: Any, tmp_path: Path) -> None:
-    n = 8
+    n = 16  # enough that a job is queued behind the hung one at its actor (handed over)
     marker = tmp_path / "hang"
     marker.mkdir()
     t0 = time.monotonic()
@@ -230,6 +259,8 @@ def test_hung_actor_is_timed_out_by_the_round_timeout(ray_cluster: Any, tmp_path
     assert list(r1["fit_failures"]) == ["client_2"]
     assert "straggler" in r1["fit_failures"]["client_2"]
     assert r2["fit_results"] == n  # the hung actor was killed and replaced
+    # the job queued behind the hung one was revoked there and run by the other actor, once
+    assert _runs(marker, 1) == dict.fromkeys(range(n), 1)
     assert time.monotonic() - t0 < 300
 
 
