@@ -1,8 +1,8 @@
 """Simulation at scale: tessera on Ray, tessera in-process, Flower 1.42 on Ray, side by side.
 
-    python -m benchmarks.ray_sim                 # every figure below, one invocation
-    python -m benchmarks.ray_sim --parts main    # only the three-way comparison
-    python -m benchmarks.ray_sim --parts 10k,secagg --rounds 3
+    python -m benchmarks.simulation                 # every figure below, one invocation
+    python -m benchmarks.simulation --parts main    # only the three-way comparison
+    python -m benchmarks.simulation --parts 10k,secagg --rounds 3
 
 Workload (identical for the three systems): McMahan's 2NN (199,210 parameters) on MNIST,
 pathological non-IID (2 shards per client), 1,000 clients, C = 0.1 (100 per round), E = 1,
@@ -274,7 +274,7 @@ def _rss_mb(pid: int) -> tuple[float, str]:
 
 
 def run_child(part: str, args: argparse.Namespace, clients: int, fraction: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.ray_sim", "--child", part, "--clients", str(clients),
+    cmd = [sys.executable, "-m", "benchmarks.simulation", "--child", part, "--clients", str(clients),
            "--fraction", str(fraction), "--rounds", str(args.rounds), "--workers", str(args.workers),
            "--round-timeout", str(args.round_timeout)]
     load0 = os.getloadavg()
@@ -326,9 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         # run from the imported module, not __main__: Ray pickles __main__'s functions by value
         # (a fresh, empty MNIST cache with every Flower message), an importable module's by name
-        from benchmarks import ray_sim
+        from benchmarks import simulation
 
-        return ray_sim.child(args)
+        return simulation.child(args)
     parts = set(args.parts.split(","))
     cond = {"model": MODEL, "params": 199_210, "partition": "pathological non-IID (2 shards)",
             "clients": args.clients, "C": args.fraction, "E": 1, "B": B, "rounds": args.rounds,
