@@ -9,6 +9,7 @@ treats a non-OK status as a failed instruction, as Flower's server does.
 from __future__ import annotations
 
 from abc import ABC
+from typing import Any, Protocol
 
 from hfl.common.typing import (
     Code,
@@ -64,49 +65,50 @@ class Client(ABC):  # noqa: B024 - abstract in name only, as Flower's
         return self
 
 
-def has_get_properties(client: Client) -> bool:
-    """Check if Client implements get_properties."""
-    return type(client).get_properties != Client.get_properties
+class Implements(Protocol):
+    """``has_fit(client=...)`` and its kind: does the client's class override the method?"""
+
+    def __call__(self, client: Any) -> bool: ...
 
 
-def has_get_parameters(client: Client) -> bool:
-    """Check if Client implements get_parameters."""
-    return type(client).get_parameters != Client.get_parameters
+def implements(base: type, method: str) -> Implements:
+    """Flower's ``has_<method>`` for clients derived from ``base`` (``Client`` or ``NumPyClient``)."""
+    def has(client: Any) -> bool:
+        return bool(getattr(type(client), method) != getattr(base, method))
+
+    has.__name__ = has.__qualname__ = f"has_{method}"
+    has.__doc__ = f"Check if {base.__name__} implements {method}."
+    return has
 
 
-def has_fit(client: Client) -> bool:
-    """Check if Client implements fit."""
-    return type(client).fit != Client.fit
+has_get_properties = implements(Client, "get_properties")
+has_get_parameters = implements(Client, "get_parameters")
+has_fit = implements(Client, "fit")
+has_evaluate = implements(Client, "evaluate")
 
 
-def has_evaluate(client: Client) -> bool:
-    """Check if Client implements evaluate."""
-    return type(client).evaluate != Client.evaluate
+def _maybe_call(client: Client, method: str, ins: Any) -> Any:
+    """``client.<method>(ins)`` if the client overrides it, else Client's "not implemented" reply."""
+    impl = getattr(client, method) if implements(Client, method)(client) else (
+        lambda i: getattr(Client, method)(client, i))
+    return impl(ins)
 
 
 def maybe_call_get_properties(client: Client, get_properties_ins: GetPropertiesIns) -> GetPropertiesRes:
     """Call get_properties if the client overrides it."""
-    if not has_get_properties(client=client):
-        return Client.get_properties(client, get_properties_ins)
-    return client.get_properties(get_properties_ins)
+    return _maybe_call(client, "get_properties", get_properties_ins)  # type: ignore[no-any-return]
 
 
 def maybe_call_get_parameters(client: Client, get_parameters_ins: GetParametersIns) -> GetParametersRes:
     """Call get_parameters if the client overrides it."""
-    if not has_get_parameters(client=client):
-        return Client.get_parameters(client, get_parameters_ins)
-    return client.get_parameters(get_parameters_ins)
+    return _maybe_call(client, "get_parameters", get_parameters_ins)  # type: ignore[no-any-return]
 
 
 def maybe_call_fit(client: Client, fit_ins: FitIns) -> FitRes:
     """Call fit if the client overrides it."""
-    if not has_fit(client=client):
-        return Client.fit(client, fit_ins)
-    return client.fit(fit_ins)
+    return _maybe_call(client, "fit", fit_ins)  # type: ignore[no-any-return]
 
 
 def maybe_call_evaluate(client: Client, evaluate_ins: EvaluateIns) -> EvaluateRes:
     """Call evaluate if the client overrides it."""
-    if not has_evaluate(client=client):
-        return Client.evaluate(client, evaluate_ins)
-    return client.evaluate(evaluate_ins)
+    return _maybe_call(client, "evaluate", evaluate_ins)  # type: ignore[no-any-return]

@@ -14,7 +14,7 @@ from abc import ABC
 from collections.abc import Callable
 from typing import Any
 
-from hfl.client.client import Client
+from hfl.client.client import Client, implements
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
 from hfl.common.typing import (
     OK,
@@ -67,24 +67,10 @@ class NumPyClient(ABC):  # noqa: B024 - abstract in name only, as Flower's
         return _wrap_numpy_client(client=self)
 
 
-def has_get_properties(client: NumPyClient) -> bool:
-    """Check if NumPyClient implements get_properties."""
-    return type(client).get_properties != NumPyClient.get_properties
-
-
-def has_get_parameters(client: NumPyClient) -> bool:
-    """Check if NumPyClient implements get_parameters."""
-    return type(client).get_parameters != NumPyClient.get_parameters
-
-
-def has_fit(client: NumPyClient) -> bool:
-    """Check if NumPyClient implements fit."""
-    return type(client).fit != NumPyClient.fit
-
-
-def has_evaluate(client: NumPyClient) -> bool:
-    """Check if NumPyClient implements evaluate."""
-    return type(client).evaluate != NumPyClient.evaluate
+has_get_properties = implements(NumPyClient, "get_properties")
+has_get_parameters = implements(NumPyClient, "get_parameters")
+has_fit = implements(NumPyClient, "fit")
+has_evaluate = implements(NumPyClient, "evaluate")
 
 
 def _constructor(self: Any, numpy_client: NumPyClient) -> None:
@@ -100,34 +86,34 @@ def _get_parameters(self: Any, ins: GetParametersIns) -> GetParametersRes:
     return GetParametersRes(status=OK, parameters=ndarrays_to_parameters(parameters))
 
 
-def _fit(self: Any, ins: FitIns) -> FitRes:
-    results = self.numpy_client.fit(parameters_to_ndarrays(ins.parameters), ins.config)
-    if not (isinstance(results, tuple) and len(results) == 3 and isinstance(results[0], list)
+def _triple(results: Any, first: type, message: str) -> tuple[Any, int, dict[str, Scalar]]:
+    """A NumPyClient's ``(first, num_examples, metrics)`` result, or Flower's TypeError."""
+    if not (isinstance(results, tuple) and len(results) == 3 and isinstance(results[0], first)
             and isinstance(results[1], int) and isinstance(results[2], dict)):
-        raise TypeError(EXCEPTION_MESSAGE_WRONG_RETURN_TYPE_FIT)
-    parameters_prime, num_examples, metrics = results
+        raise TypeError(message)
+    return results
+
+
+def _fit(self: Any, ins: FitIns) -> FitRes:
+    parameters_prime, num_examples, metrics = _triple(
+        self.numpy_client.fit(parameters_to_ndarrays(ins.parameters), ins.config), list,
+        EXCEPTION_MESSAGE_WRONG_RETURN_TYPE_FIT)
     return FitRes(status=OK, parameters=ndarrays_to_parameters(parameters_prime),
                   num_examples=num_examples, metrics=metrics)
 
 
 def _evaluate(self: Any, ins: EvaluateIns) -> EvaluateRes:
-    results = self.numpy_client.evaluate(parameters_to_ndarrays(ins.parameters), ins.config)
-    if not (isinstance(results, tuple) and len(results) == 3 and isinstance(results[0], float)
-            and isinstance(results[1], int) and isinstance(results[2], dict)):
-        raise TypeError(EXCEPTION_MESSAGE_WRONG_RETURN_TYPE_EVALUATE)
-    loss, num_examples, metrics = results
+    loss, num_examples, metrics = _triple(
+        self.numpy_client.evaluate(parameters_to_ndarrays(ins.parameters), ins.config), float,
+        EXCEPTION_MESSAGE_WRONG_RETURN_TYPE_EVALUATE)
     return EvaluateRes(status=OK, loss=loss, num_examples=num_examples, metrics=metrics)
 
 
 def _wrap_numpy_client(client: NumPyClient) -> Client:
     member_dict: dict[str, Callable[..., Any]] = {"__init__": _constructor}
-    if has_get_properties(client=client):
-        member_dict["get_properties"] = _get_properties
-    if has_get_parameters(client=client):
-        member_dict["get_parameters"] = _get_parameters
-    if has_fit(client=client):
-        member_dict["fit"] = _fit
-    if has_evaluate(client=client):
-        member_dict["evaluate"] = _evaluate
+    for method, wrapper in (("get_properties", _get_properties), ("get_parameters", _get_parameters),
+                            ("fit", _fit), ("evaluate", _evaluate)):
+        if implements(NumPyClient, method)(client):  # only what it overrides (Flower's wrapper)
+            member_dict[method] = wrapper
     wrapper_class = type("NumPyClientWrapper", (Client,), member_dict)
     return wrapper_class(numpy_client=client)  # type: ignore[no-any-return, call-arg]

@@ -246,36 +246,30 @@ def _tagged(v: Any) -> Any:
     return [type(v).__name__, v]
 
 
-def _check_metric_value(value: Any) -> None:
-    def ok(x: Any) -> None:
-        if isinstance(x, bool) or not isinstance(x, _METRIC_SCALARS):
-            raise TypeError(
-                f"Not all values are of valid type. Expected `int | float | list[int] | list[float]` "
-                f"but `{type(x)}` was passed.")
+def _scalar_or_list(ok: Callable[[Any], bool], expected: str) -> Callable[[Any], None]:
+    """A record's value check: one scalar ``ok`` accepts, or a list of them all of one type."""
+    def check_one(x: Any) -> None:
+        if not ok(x):
+            raise TypeError(f"Not all values are of valid type. Expected {expected} but `{type(x)}` was passed.")
 
-    if isinstance(value, list):
-        if value and any(type(x) is not type(value[0]) for x in value):
-            raise TypeError("All values in a list must be of the same valid type.")
-        for x in value:
-            ok(x)
-    else:
-        ok(value)
+    def check(value: Any) -> None:
+        if isinstance(value, list):
+            if value and any(type(x) is not type(value[0]) for x in value):
+                raise TypeError("All values in a list must be of the same valid type.")
+            for x in value:
+                check_one(x)
+        else:
+            check_one(value)
+
+    return check
 
 
-def _check_config_value(value: Any) -> None:
-    def ok(x: Any) -> None:
-        if not isinstance(x, _CONFIG_SCALARS):
-            raise TypeError(
-                f"Not all values are of valid type. Expected `int | float | str | bytes | bool` "
-                f"(or a list of one of them) but `{type(x)}` was passed.")
-
-    if isinstance(value, list):
-        if value and any(type(x) is not type(value[0]) for x in value):
-            raise TypeError("All values in a list must be of the same valid type.")
-        for x in value:
-            ok(x)
-    else:
-        ok(value)
+_check_metric_value = _scalar_or_list(
+    lambda x: isinstance(x, _METRIC_SCALARS) and not isinstance(x, bool),
+    "`int | float | list[int] | list[float]`")
+_check_config_value = _scalar_or_list(
+    lambda x: isinstance(x, _CONFIG_SCALARS),
+    "`int | float | str | bytes | bool` (or a list of one of them)")
 
 
 class MetricRecord(TypedDict[str, Any]):
