@@ -54,6 +54,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from ftl.net import Adam, RepresentationNet
 from party.errors import ConfigError
 from party.schedule import epoch_batches as schedule_batches
 
@@ -144,101 +145,6 @@ class FtlParams:
             "source_batch": self.source_batch, "seed": self.seed,
             "n_classes": self.n_classes, "taylor": self.taylor,
         }
-
-
-class Adam:
-    """Adam (Kingma & Ba) on a list of tensors.
-
-    Written out so that importing ``torch.optim`` (which pulls in ``torch._dynamo``,
-    ~10 s on a small machine) is not needed by every party process.
-    """
-
-    def __init__(self, params: list[torch.Tensor], *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
-        self.params = params
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.t = 0
-        #: with a total, step t (0-based) uses lr·(1 − t/total): linear decay towards 0
-        self.total_steps: int | None = None
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        lr = self.lr
-        if self.total_steps:
-            lr = self.lr * max(0.0, 1.0 - self.t / self.total_steps)
-        self.t += 1
-        b1, b2 = self.betas
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            if p.grad is None:
-                continue
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            m_hat = m / (1 - b1**self.t)
-            v_hat = v / (1 - b2**self.t)
-            p.sub_(lr * m_hat / (v_hat.sqrt() + self.eps))
-
-    def state_dict(self) -> dict[str, object]:
-        return {"t": self.t, "m": [x.clone() for x in self.m], "v": [x.clone() for x in self.v]}
-
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        m, v, t = state["m"], state["v"], state["t"]
-        if not (isinstance(m, list) and isinstance(v, list) and isinstance(t, int)
-                and len(m) == len(self.m) == len(v)):
-            raise ConfigError("optimiser state does not match the model")
-        for dst, src in zip([*self.m, *self.v], [*m, *v], strict=True):
-            if not isinstance(src, torch.Tensor) or src.shape != dst.shape:
-                raise ConfigError("optimiser state does not match the model")
-            dst.copy_(src)
-        self.t = t
-
-
-class RepresentationNet(nn.Module):
-    """``u = W·[f(x), 1]``: a bottom ``f`` (Linear+Tanh per hidden width) and a linear top."""
-
-    def __init__(self, n_features: int, hidden: tuple[int, ...], dim: int, *,
-                 seed: int, train_bottom: bool = True) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        layers: list[nn.Module] = []
-        width = n_features
-        for h in hidden:
-            lin = nn.Linear(width, h, dtype=torch.float64)
-            _init(lin, gen)
-            layers += [lin, nn.Tanh()]
-            width = h
-        self.bottom = nn.Sequential(*layers)
-        self.top = nn.Linear(width, dim, dtype=torch.float64)
-        _init(self.top, gen)
-        if not train_bottom:
-            for p in self.bottom.parameters():
-                p.requires_grad_(False)
-        self.n_features = n_features
-        self.width = width + 1  # K: activations plus the constant 1
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Activations ``[f(x), 1]`` (with graph): (rows, K)."""
-        h = self.bottom(x)
-        return torch.cat([h, torch.ones(h.shape[0], 1, dtype=h.dtype)], dim=1)
-
-    def weight(self) -> torch.Tensor:
-        """The representation layer as one (d, K) matrix ``[W, bias]``."""
-        return torch.cat([self.top.weight, self.top.bias[:, None]], dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x) @ self.weight().T
-
-
-def _init(lin: nn.Linear, gen: torch.Generator) -> None:
-    bound = 1.0 / math.sqrt(lin.in_features)
-    with torch.no_grad():
-        lin.weight.copy_(torch.rand(lin.weight.shape, generator=gen, dtype=torch.float64) * 2 * bound - bound)
-        lin.bias.copy_(torch.rand(lin.bias.shape, generator=gen, dtype=torch.float64) * 2 * bound - bound)
 
 
 def signed(y: FloatArray | npt.NDArray[np.int64]) -> FloatArray:
@@ -352,21 +258,42 @@ class CrossForHost:
     qm: FloatArray     # (d, K_B) = Q U_Bᵀ b
 
 
-class GuestModel:
-    """A's network, optimiser and the A half of the gradient (no I/O)."""
+class _SideModel:
+    """One party's network and optimiser; the step on λ/2‖θ‖² + ⟨∂(L1+L2)/∂W, W⟩ (+ more)."""
 
-    def __init__(self, n_features: int, params: FtlParams) -> None:
+    def __init__(self, role: str, n_features: int, params: FtlParams, hidden: tuple[int, ...], *,
+                 seed: int, train_bottom: bool = True) -> None:
         if n_features < 1:
-            raise ConfigError("the guest needs at least one feature column")
+            raise ConfigError(f"the {role} needs at least one feature column")
         self.params = params
-        self.net = RepresentationNet(n_features, params.guest_hidden, params.dim,
-                                     seed=params.seed * 2 + 1)
+        self.net = RepresentationNet(n_features, hidden, params.dim, seed=seed, train_bottom=train_bottom)
         self.opt = Adam([p for p in self.net.parameters() if p.requires_grad], lr=params.lr)
-        self.phi_final: FloatArray | None = None
 
     @property
     def width(self) -> int:
         return self.net.width
+
+    def _step(self, grad_fed: FloatArray, extra: torch.Tensor | float = 0.0) -> None:
+        """One optimiser step on ``extra`` + λ/2‖θ‖² + ⟨grad_fed, W⟩."""
+        self.opt.zero_grad()
+        surrogate = extra + 0.5 * self.params.l2 * self.reg_tensor()
+        surrogate = surrogate + (self.net.weight() * _t(grad_fed)).sum()
+        surrogate.backward()  # type: ignore[union-attr]
+        self.opt.step()
+
+    def reg_tensor(self) -> torch.Tensor:
+        return sum((q**2).sum() for q in self.net.parameters() if q.requires_grad)  # type: ignore[return-value]
+
+    def reg(self) -> float:
+        return float(self.reg_tensor().detach())
+
+
+class GuestModel(_SideModel):
+    """A's network, optimiser and the A half of the gradient (no I/O)."""
+
+    def __init__(self, n_features: int, params: FtlParams) -> None:
+        super().__init__("guest", n_features, params, params.guest_hidden, seed=params.seed * 2 + 1)
+        self.phi_final: FloatArray | None = None
 
     def begin(self, xs: FloatArray, ys: FloatArray, xc: FloatArray, yc: FloatArray) -> GuestBatch:
         """Forward pass on a source batch and an overlap batch (``ys``, ``yc``: (rows, L) ±1;
@@ -411,17 +338,7 @@ class GuestModel:
 
     def apply(self, g: GuestBatch, grad_fed: FloatArray) -> None:
         """One optimiser step on α·L_src + λ/2‖θ_A‖² + ⟨∂(L1+L2)/∂W_A, W_A⟩."""
-        self.opt.zero_grad()
-        surrogate = g.src_loss + 0.5 * self.params.l2 * self.reg_tensor()
-        surrogate = surrogate + (self.net.weight() * _t(grad_fed)).sum()
-        surrogate.backward()  # type: ignore[no-untyped-call]
-        self.opt.step()
-
-    def reg_tensor(self) -> torch.Tensor:
-        return sum((q**2).sum() for q in self.net.parameters() if q.requires_grad)  # type: ignore[return-value]
-
-    def reg(self) -> float:
-        return float(self.reg_tensor().detach())
+        self._step(grad_fed, g.src_loss)
 
     def compute_phi(self, x: FloatArray, y: FloatArray) -> FloatArray:
         """Φ (L × d) over all of A's labelled rows (``y``: (rows, L) ±1; what scoring
@@ -440,20 +357,12 @@ class GuestModel:
             return scores(_np(self.net(_t(x))), self.phi_final)
 
 
-class HostModel:
+class HostModel(_SideModel):
     """B's network, optimiser and the B half of the gradient (no I/O)."""
 
     def __init__(self, n_features: int, params: FtlParams) -> None:
-        if n_features < 1:
-            raise ConfigError("the host needs at least one feature column")
-        self.params = params
-        self.net = RepresentationNet(n_features, params.host_hidden, params.dim,
-                                     seed=params.seed * 2 + 2, train_bottom=False)
-        self.opt = Adam([p for p in self.net.parameters() if p.requires_grad], lr=params.lr)
-
-    @property
-    def width(self) -> int:
-        return self.net.width
+        super().__init__("host", n_features, params, params.host_hidden, seed=params.seed * 2 + 2,
+                         train_bottom=False)
 
     def begin(self, xb: FloatArray) -> HostBatch:
         with torch.no_grad():
@@ -467,17 +376,8 @@ class HostModel:
         return (cross.ctb + cross.qm + 2 * self.params.alignment * h.m) / n
 
     def apply(self, grad_fed: FloatArray) -> None:
-        self.opt.zero_grad()
-        surrogate = 0.5 * self.params.l2 * self.reg_tensor()
-        surrogate = surrogate + (self.net.weight() * _t(grad_fed)).sum()
-        surrogate.backward()  # type: ignore[no-untyped-call]
-        self.opt.step()
-
-    def reg_tensor(self) -> torch.Tensor:
-        return sum((q**2).sum() for q in self.net.parameters() if q.requires_grad)  # type: ignore[return-value]
-
-    def reg(self) -> float:
-        return float(self.reg_tensor().detach())
+        """One optimiser step on λ/2‖θ_B‖² + ⟨∂(L1+L2)/∂W_B, W_B⟩."""
+        self._step(grad_fed)
 
     def represent(self, x: FloatArray) -> FloatArray:
         with torch.no_grad():
@@ -524,6 +424,7 @@ def source_rows(n_source: int, params: FtlParams, epoch: int, step: int) -> npt.
 
 
 __all__ = [
+    "Adam",
     "CrossForGuest",
     "CrossForHost",
     "FtlParams",
