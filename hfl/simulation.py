@@ -11,7 +11,7 @@ bytes). Two backends:
 - ``backend="ray"`` (``pip install 'tessera[ray]'``): each client is built on demand
   from ``client_fn(context)`` inside a pool of Ray actors sized by
   ``client_resources`` (Flower's names), on this machine or a cluster
-  (``ray_init_args={"address": "auto"}``); see :mod:`hfl.ray_backend`.
+  (``ray_init_args={"address": "auto"}``); see :mod:`hfl.ray`.
 
 ``context.state`` (a dict, Flower's ``Context.state``) survives between a client's
 rounds in both backends.
@@ -127,7 +127,7 @@ def simulate(
         network: an :class:`InMemoryNetwork` to use (tests use it to kill a client;
             in-process only).
         stop_condition: ``f(history) -> bool`` checked after each round; True stops early.
-        backend: ``"inprocess"`` (default) or ``"ray"`` (:mod:`hfl.ray_backend`).
+        backend: ``"inprocess"`` (default) or ``"ray"`` (:mod:`hfl.ray`).
         client_resources: Ray: what one client needs, Flower's names
             (``{"num_cpus": 1, "num_gpus": 0}`` by default; ``memory`` in bytes too).
         ray_init_args: Ray: arguments of ``ray.init`` (``{"address": "auto"}`` or
@@ -160,7 +160,7 @@ def simulate(
     if backend == "ray":
         if network is not None:
             raise ConfigError("network= is for the in-process backend; backend='ray' makes its own")
-        from hfl.ray_backend import simulate_on_ray
+        from hfl.ray import simulate_on_ray
 
         return simulate_on_ray(  # type: ignore[no-any-return]
             client_fn, names, server_cls=Server, context_cls=Context, num_rounds=cfg.num_rounds, round_timeout=cfg.round_timeout,

@@ -24,7 +24,8 @@ from party import ConfigError
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the ray extra (pip install -e '.[ray]')")
 
-from hfl import ray_backend  # noqa: E402
+from hfl import ray_backend  # noqa: E402  (the old name of hfl.ray, kept working)
+from hfl.ray.worker import _ClientWorker  # noqa: E402
 
 DIM = 6
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,8 +183,8 @@ def test_ray_that_cannot_start_is_an_error_not_a_hang(tmp_path: Path) -> None:
 def test_a_queued_job_runs_once_either_at_its_actor_or_after_a_revoke() -> None:
     """The actor arbitrates between run() and the driver's revoke(): whichever comes first
     wins, so a job handed to another lane never also runs where it was first queued."""
-    w = ray_backend._ClientWorker(client_fn, 10, {}, "server", {"num_cpus": 1.0},
-                                  hfl.simulation.Context)
+    w = _ClientWorker(client_fn, 10, {}, "server", {"num_cpus": 1.0},
+                         hfl.simulation.Context)
     assert w.revoke(1) is True
     assert w.run(1, "client_1", 1, None, [None], None) is None  # revoked: client_fn never ran
     assert w.revoke(1) is False
