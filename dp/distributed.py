@@ -3,8 +3,9 @@
 Each client, on its own update ``x`` (a float vector of dimension ``d``):
 
 1. clips it to L2 norm ``C``;
-2. rotates it, ``y = HD_s x`` (``dp.rotation``; ``s`` is the round's public seed), and
-   scales by ``1/γ``;
+2. rotates it, ``y = HD_s x`` (``dp.rotation``: a Walsh–Hadamard transform per block of
+   ``B`` coordinates, each block with its own random signs; ``s`` is the round's public
+   seed), and scales by ``1/γ``;
 3. rounds each coordinate stochastically, and redraws the rounding until the rounded
    vector's norm is at most ``Δ₂`` (*conditional* rounding: at most ``1/(1-β)`` draws
    expected), so the sensitivity is a hard bound, not a high-probability one;
@@ -29,7 +30,9 @@ Configuration is checked up front (:meth:`DistributedDP.check`): with the union 
 over all ``D`` coordinates, the sum of the ``n`` rotated, rounded, noised vectors stays
 inside ``(-m/2, m/2)`` except with probability ``overflow_prob``; otherwise a
 ``ConfigError`` names the figures and what to raise. ``γ`` defaults to the finest
-granularity that passes the check.
+granularity that passes the check. The rotation's flattening is bounded per block, for
+the worst case of the whole sum's norm inside one block of ``B`` coordinates, so a
+smaller block only makes the bound (and ``γ``) more conservative, never unsound.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dp import accounting, noise
-from dp.rotation import padded_dim, rotate, unrotate
+from dp.rotation import block_size, padded_len, rotate, unrotate
 from party.errors import ConfigError
 
 KINDS = ("gaussian", "skellam")
@@ -64,6 +67,10 @@ class DistributedDP:
         beta: conditional-rounding slack (Kairouz et al. use ``exp(-0.5)``).
         overflow_prob: the chance that any coordinate of the sum wraps.
         granularity: ``γ``; ``None`` picks the finest one that fits the modulus.
+        block: the rotation's block ``B`` (a power of two); ``None`` picks
+            :func:`dp.rotation.block_size` of ``dim`` (at most 1 % padding when it can).
+            The clients and the server must use the same one; both derive it from
+            ``dim``.
     """
 
     dim: int
@@ -76,7 +83,10 @@ class DistributedDP:
     beta: float = math.exp(-0.5)
     overflow_prob: float = 1e-9
     granularity: float | None = None
+    block: int | None = None
     gamma: float = field(init=False)
+    #: the rotation block in use (``block``, or the one picked for ``dim``)
+    rotation_block: int = field(init=False)
 
     def __post_init__(self) -> None:
         for name in ("dim", "clients", "bits"):
@@ -102,6 +112,12 @@ class DistributedDP:
             raise ConfigError(f"DistributedDP.kind must be one of {KINDS}, got {self.kind!r}")
         if not 0 < self.beta < 1 or not 0 < self.overflow_prob < 1:
             raise ConfigError("DistributedDP.beta and overflow_prob must be in (0, 1)")
+        b = self.block
+        if b is None:
+            b = block_size(self.dim)
+        elif isinstance(b, bool) or not isinstance(b, int) or b < 1 or b & (b - 1):
+            raise ConfigError(f"DistributedDP.block must be a power of two >= 1, got {b!r}")
+        object.__setattr__(self, "rotation_block", b)
         gamma = self.granularity if self.granularity is not None else self._finest_gamma()
         if not (gamma > 0 and math.isfinite(gamma)):
             raise ConfigError(f"DistributedDP.granularity must be positive, got {gamma}")
@@ -111,8 +127,8 @@ class DistributedDP:
     # -- derived figures (integer units) ---------------------------------------------
     @property
     def padded(self) -> int:
-        """``D``: the rotated length (a power of two)."""
-        return padded_dim(self.dim)
+        """``D``: the rotated length (``dim`` rounded up to a multiple of the block)."""
+        return padded_len(self.dim, self.rotation_block)
 
     @property
     def modulus(self) -> int:
@@ -144,10 +160,12 @@ class DistributedDP:
 
     def sum_bound(self, gamma: float) -> float:
         """A bound on ``|sum|`` per coordinate that fails with prob. ``<= overflow_prob``."""
-        n, dd = self.clients, float(self.padded)
-        lg = math.log(4 * dd / self.overflow_prob)  # half the budget to signal, half to noise
-        # the rotation of the sum (norm <= n·C/γ) is Hoeffding-bounded per coordinate
-        signal = n * (self.clip / gamma) * math.sqrt(2 * lg / dd)
+        n, dd, bb = self.clients, float(self.padded), float(self.rotation_block)
+        # union bound over all D coordinates; half the budget to signal, half to noise
+        lg = math.log(4 * dd / self.overflow_prob)
+        # each rotated coordinate of the sum (norm <= n·C/γ) is a Rademacher sum over its
+        # block of B: Hoeffding with the block's norm, at worst the whole norm in one block
+        signal = n * (self.clip / gamma) * math.sqrt(2 * lg / bb)
         rounding = float(n)  # each client's rounding moves a coordinate by < 1
         var = self.client_variance_for(gamma) * n
         if self.kind == "gaussian":  # discrete Gaussians are sigma-subgaussian (CKS20)
@@ -205,7 +223,7 @@ class DistributedDP:
             raise ValueError("update contains NaN or Inf")
         norm = float(np.linalg.norm(x))
         scale = (min(1.0, self.clip / norm) if norm > 0 else 1.0) / self.gamma
-        y = rotate(x, seed)
+        y = rotate(x, seed, self.rotation_block)
         y *= scale
         bound2 = self.l2**2
         r = np.empty_like(y)
@@ -219,10 +237,7 @@ class DistributedDP:
             raise RuntimeError("conditional rounding did not meet its norm bound")
         # integers as floats: exact below 2**53
         r += noise.sample(self.kind, self.client_variance, r.shape[0], rng, np.float64)
-        # centred residue: r - m * round(r / m), in [-m/2, m/2)
-        m = float(self.modulus)
-        r -= m * np.floor((r + m / 2) / m)
-        return r
+        return _centre(r, self.modulus)
 
     def lift(self, total: np.ndarray) -> np.ndarray:
         """The centred lift of a sum mod ``2**bits``: ``[0, m)`` → ``[-m/2, m/2)``."""
@@ -231,11 +246,20 @@ class DistributedDP:
         return np.where(v >= half, v - self.modulus, v)
 
     def decode(self, total: np.ndarray, seed: int) -> np.ndarray:
-        """The unmasked sum mod ``2**bits`` → the noised sum of clipped updates (length d)."""
+        """The unmasked sum mod ``2**bits`` → the noised sum of clipped updates (length d).
+
+        ``total`` is integers: an integer array, or floats holding integers (SecAgg's sum
+        of centred values; rounded to the nearest integer first, exact below ``2**53``).
+        """
         t = np.asarray(total)
         if t.shape != (self.padded,):
             raise ValueError(f"sum has shape {t.shape}, want ({self.padded},)")
-        return unrotate(self.lift(t).astype(np.float64) * self.gamma, seed, self.dim)
+        if t.dtype.kind == "f":
+            v = _centre(np.rint(t), self.modulus)
+        else:
+            v = self.lift(t).astype(np.float64)
+        v *= self.gamma
+        return unrotate(v, seed, self.dim, self.rotation_block)
 
     # -- accounting -------------------------------------------------------------------
     @property
@@ -250,3 +274,18 @@ class DistributedDP:
         return accounting.distributed_epsilon(
             self.kind, self.client_variance, s, self.l2, self.l1, rounds, delta
         )
+
+
+def _centre(r: np.ndarray, modulus: int) -> np.ndarray:
+    """``r``'s centred residues mod ``modulus`` in place, in ``[-m/2, m/2)`` (integer floats).
+
+    ``r - m·floor((r + m/2)/m)``: every step is exact for integers below ``2**53`` and a
+    power-of-two ``m``, so this equals :meth:`DistributedDP.lift` without int64 passes.
+    """
+    m = float(modulus)
+    t = r + m / 2
+    t *= 1.0 / m
+    np.floor(t, out=t)
+    t *= m
+    r -= t
+    return r

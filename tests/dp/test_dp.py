@@ -10,7 +10,7 @@ from scipy import stats
 
 from dp import DistributedDP, accounting
 from dp.noise import discrete_gaussian, sample, skellam
-from dp.rotation import fwht, padded_dim, rotate, unrotate
+from dp.rotation import block_size, fwht, padded_dim, padded_len, rotate, unrotate
 from party.errors import ConfigError
 
 
@@ -40,9 +40,50 @@ def test_hadamard_matches_the_dense_matrix_and_flattens_a_spike():
     assert padded_dim(1) == 1 and padded_dim(1025) == 2048
 
 
+def test_block_rotation_keeps_the_norm_inverts_exactly_and_pads_little():
+    rng = np.random.default_rng(11)
+    d, block = 5000, 1024
+    x = rng.normal(size=d)
+    y = rotate(x, seed=5, block=block)
+    assert y.shape == (5120,) == (padded_len(d, block),)  # a multiple of the block, not 8192
+    assert np.linalg.norm(y) == pytest.approx(np.linalg.norm(x), rel=1e-12)
+    np.testing.assert_allclose(unrotate(y, 5, d, block), x, atol=1e-12)
+    # each block is its own orthonormal Hadamard transform of the sign-flipped slice:
+    # a spike in block 2 stays in block 2, flat at |x| / sqrt(B)
+    spike = np.zeros(d)
+    spike[2 * block + 17] = 3.0
+    z = rotate(spike, seed=5, block=block)
+    np.testing.assert_allclose(np.abs(z[2 * block : 3 * block]), 3.0 / 32, rtol=1e-12)
+    assert not z[: 2 * block].any() and not z[3 * block :].any()
+    # the blocks have different sign diagonals (slices of one seeded Rademacher vector)
+    ones = np.ones(2 * block)
+    w = rotate(ones, seed=5, block=block)
+    assert not np.allclose(w[:block], w[block:])
+    with pytest.raises(ValueError, match="power of two"):
+        rotate(x, 5, block=1000)
+    with pytest.raises(ValueError, match="does not match dimension"):
+        unrotate(y, 5, d)  # one block of 8192 is another rotation
+
+
+def test_block_size_pads_under_one_percent_for_large_models():
+    # the MNIST CNN and 2NN, and a large model: at most 1 % padding
+    for d in (1_663_370, 199_210, 10_000_000):
+        b = block_size(d)
+        assert b & (b - 1) == 0 and 1 << 10 <= b <= 1 << 15
+        assert padded_len(d, b) - d <= 0.01 * d
+    assert padded_len(1_663_370, block_size(1_663_370)) == 1_671_168  # vs 2**21 in one block
+    assert block_size(1_663_370) == 1 << 15  # the largest block that pads little
+    assert block_size(1000) == 1024 and padded_len(1000) == 1024  # small: one block
+    cfg = DistributedDP(dim=1_663_370, clip=1.0, noise_multiplier=1.0, clients=10)
+    assert cfg.rotation_block == 1 << 15 and cfg.padded == 1_671_168
+    with pytest.raises(ConfigError, match="block"):
+        DistributedDP(dim=100, clip=1.0, noise_multiplier=1.0, clients=3, block=100)
+
+
 # -- noise ------------------------------------------------------------------------------
-@pytest.mark.parametrize("sigma", [0.8, 3.0, 40.0])
+@pytest.mark.parametrize("sigma", [0.3, 0.8, 1.0, 3.0, 40.0])
 def test_discrete_gaussian_has_the_right_pmf_and_variance(sigma):
+    # sigma < 1: the Canonne-Kamath-Steinke sampler; sigma >= 1: the rounded Gaussian
     rng = np.random.default_rng(int(sigma * 10))
     x = discrete_gaussian(sigma, 200_000, rng)
     ks = np.arange(-int(6 * sigma) - 2, int(6 * sigma) + 3)
@@ -55,6 +96,26 @@ def test_discrete_gaussian_has_the_right_pmf_and_variance(sigma):
     keep = w * x.size > 20
     chi = stats.chisquare(counts[keep], w[keep] / w[keep].sum() * counts[keep].sum())
     assert chi.pvalue > 1e-3
+
+
+def test_discrete_gaussian_at_a_large_sigma():
+    """The sigma distributed DP uses (hundreds to thousands): variance and tails."""
+    from dp.noise import _dg_candidates
+
+    sigma = 1000.0
+    rng = np.random.default_rng(12)
+    x = discrete_gaussian(sigma, 400_000, rng)
+    assert x.dtype == np.int64
+    # N_Z(0, s²) has variance s² to within exp(-2 pi² s²) at this sigma
+    assert x.var() == pytest.approx(sigma**2, rel=5 * math.sqrt(2 / x.size))
+    assert abs(x.mean()) < 4 * sigma / math.sqrt(x.size)
+    assert abs(stats.kurtosis(x)) < 5 * math.sqrt(24 / x.size)  # Gaussian tails
+    # the rounded proposals are accepted at the rate the proof gives, exp(-1/(8 s²))
+    for s, n in ((1.0, 400_000), (2.0, 400_000)):
+        ok = _dg_candidates(n, s, rng)[1]
+        c = math.exp(-1 / (8 * s * s))
+        theta = sum(math.exp(-k * k / (2 * s * s)) for k in range(-20, 21)) / (s * math.sqrt(2 * math.pi))
+        assert ok.mean() == pytest.approx(c * theta, abs=4 * math.sqrt(0.25 / n))
 
 
 def test_sum_of_skellams_is_skellam():
@@ -121,6 +182,28 @@ def test_modular_boundaries_are_exact():
         lo /= 1.01
     with pytest.raises(ConfigError, match="overflow"):
         DistributedDP(dim=4, clip=1.0, noise_multiplier=0.5, clients=2, bits=8, granularity=lo)
+
+
+def test_overflow_bound_holds_for_a_sum_packed_into_one_block():
+    """The flattening bound is per block: a sum whose whole norm sits in one block of B
+    has coordinates near |sum|/sqrt(B), far above the |sum|/sqrt(D) a whole-vector
+    bound would assume; the check sizes gamma for the former, so nothing wraps."""
+    n, d, block = 4, 1 << 14, 64
+    cfg = DistributedDP(dim=d, clip=1.0, noise_multiplier=0.0, clients=n, bits=12, block=block)
+    rng = np.random.default_rng(13)
+    x = np.zeros(d)
+    x[:block] = rng.normal(size=block)
+    x /= np.linalg.norm(x)  # norm = clip, all of it in block 0; every client sends it
+    seed = 21
+    peak = float(np.abs(rotate(x, seed, block) * (n / cfg.gamma)).max())
+    lg = math.log(4 * cfg.padded / cfg.overflow_prob)
+    assert peak > n / cfg.gamma * math.sqrt(2 * lg / cfg.padded)  # a D-wide bound is unsound
+    assert peak + n <= cfg.sum_bound(cfg.gamma) < cfg.modulus // 2  # the block bound holds
+    parts = [cfg.encode_centred(x, seed, rng) for _ in range(n)]
+    total = sum(parts)
+    assert np.abs(total).max() < cfg.modulus // 2  # no wrap in the real sum
+    back = cfg.decode(np.mod(total, 1 << 32).astype(np.uint64), seed)
+    assert np.linalg.norm(back - n * x) <= n * cfg.gamma * math.sqrt(cfg.padded)
 
 
 def test_config_errors_name_the_problem():
