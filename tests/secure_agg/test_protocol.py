@@ -216,9 +216,10 @@ def test_wrong_vector_length_is_a_clear_error_on_both_sides() -> None:
 # ---- contradictory unmask requests (threats rows 5 and 6) -------------------------------
 
 
-def _request_hook(victim: str, edit: Any) -> Any:
+def _edit_at(at: str, victim: str, edit: Any) -> Any:
+    """A Harness hook: after stage ``at``, the server's message to ``victim`` is ``edit(msg)``."""
     def hook(stage: str, out: dict[str, Any]) -> dict[str, Any]:
-        if stage == "masked_input":
+        if stage == at:
             out[victim] = edit(out[victim])
         return out
 
@@ -247,7 +248,7 @@ def test_client_refuses_contradictory_unmask_request(edit: Any, match: str) -> N
     h = Harness(7, _params(7))
     with pytest.raises(ClientAborted, match=match):
         # c000 dropped before sharing keys, so it is a legitimate "never shared" case
-        h.run({"c000": "share_keys"}, hook=_request_hook("c001", edit))
+        h.run({"c000": "share_keys"}, hook=_edit_at("masked_input", "c001", edit))
     assert h.clients["c001"].stage is Stage.ABORTED
     assert h.clients["c001"]._held == {}  # secrets wiped
 
@@ -289,15 +290,6 @@ def test_second_unmask_request_is_refused() -> None:
 # ---- roster checks (threats row 8) ------------------------------------------------------
 
 
-def _roster_hook(victim: str, edit: Any) -> Any:
-    def hook(stage: str, out: dict[str, Any]) -> dict[str, Any]:
-        if stage == "advertise_keys":
-            out[victim] = edit(out[victim])
-        return out
-
-    return hook
-
-
 def _dup_key(m: Any) -> Any:
     enc = m.enc_public.copy()
     enc[2] = enc[3]
@@ -326,7 +318,7 @@ def _wrong_echo(m: Any) -> Any:
 def test_client_refuses_bad_roster(edit: Any, match: str) -> None:
     h = Harness(5, _params(5))
     with pytest.raises(ClientAborted, match=match):
-        h.run(hook=_roster_hook("c001", edit))
+        h.run(hook=_edit_at("advertise_keys", "c001", edit))
 
 
 def test_server_rejects_duplicate_advertised_keys() -> None:

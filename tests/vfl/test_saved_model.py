@@ -11,6 +11,7 @@ import torch
 
 from party import InMemoryNetwork, Party, Role
 from party.errors import ConfigError, LocalProtocolError
+from party.testing import spy_received
 from tests.vfl.test_trainer import ok, run
 from vfl.split import default_active, default_passive
 from vfl.trainer import ActiveTrainer, PassiveTrainer, TrainConfig
@@ -193,20 +194,10 @@ def test_loaded_halves_can_be_saved_again(data: dict[str, Any], runs: dict[str, 
 def test_he_scoring_transcript_of_loaded_halves(data: dict[str, Any], runs: dict[str, Any]) -> None:
     """Scoring from files: the bank receives only the hello answer, the fintech's fresh public
     context (no secret key) and ciphertexts / masked shares (threats.md rows 23, 28)."""
-    from party import decode
-
     d, ref = runs["he"]
-    seen: list[Any] = []
     net = InMemoryNetwork(["bank", "fintech"])
     tb = net.transport("bank")
-    real_recv = tb.recv
-
-    def spy(src: str, tag: Any, *, timeout_s: float) -> Any:
-        payload = real_recv(src, tag, timeout_s=timeout_s)
-        seen.append(decode(bytes(payload)))
-        return payload
-
-    tb.recv = spy  # type: ignore[method-assign]
+    seen = spy_received(tb)
     ids = data["ids"][ROWS:]
 
     def bank(party: Party, _: InMemoryNetwork) -> Any:

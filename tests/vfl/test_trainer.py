@@ -11,6 +11,7 @@ import pytest
 
 from party import InMemoryNetwork, Party, Role
 from party.errors import ConfigError
+from party.testing import spy_received
 from vfl.split import default_active, default_passive
 from vfl.trainer import ActiveTrainer, PassiveTrainer, TrainConfig, TrainingInterrupted
 
@@ -192,19 +193,9 @@ def test_checkpoint_writes_are_atomic(data: dict[str, Any], tmp_path: Path,
 
 def test_he_transcript_of_the_active_party(data: dict[str, Any]) -> None:
     """In HE mode the bank receives no plaintext activation or weight (threats.md row 23)."""
-    from party import decode
-
-    seen: list[Any] = []
     net = InMemoryNetwork(["bank", "fintech"])
     tb = net.transport("bank")
-    real_recv = tb.recv
-
-    def spy(src: str, tag: Any, *, timeout_s: float) -> Any:
-        payload = real_recv(src, tag, timeout_s=timeout_s)
-        seen.append(decode(bytes(payload)))
-        return payload
-
-    tb.recv = spy  # type: ignore[method-assign]
+    seen = spy_received(tb)
     c = cfg("he", epochs=1)
     xa, y = data["xa"][:100], data["y"][:100]
 
