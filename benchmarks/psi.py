@@ -5,6 +5,7 @@
     python benchmarks/psi.py --n 100000 --reference                  # also time openmined-psi 2.0.6
     python benchmarks/psi.py --n 1000000 --protocol rr22 --reference spu   # vfl.align end to end vs spu
     python benchmarks/psi.py --mode unbalanced --n 10000000 --n-client 10000   # offline, then online
+    python benchmarks/psi.py --n 10000000 --protocol rr22 --buckets 10   # streamed, bounded memory
 
 With ``--mode unbalanced`` the server (``bank``, ``--n`` IDs) and the client (``fintech``,
 ``--n-client`` IDs, ``--overlap`` of them the server's) are ``python -m vfl.align``
@@ -287,7 +288,10 @@ def run_spu_bench(args: argparse.Namespace) -> int:
             write_party_csv(dd / f"{name}.csv", make_ids(name, args.n, args.overlap, args.seed), i)
         eps = {n: f"127.0.0.1:{_free_port()}" for n in names}
         _bench_federation(dd, config.router, names, eps)
-        reps, rss, wall = _align_pair(dd, names, {n: ["--protocol", args.protocol] for n in names},
+        bk = ["--buckets", str(args.buckets)] if args.buckets else []
+        if args.buckets:
+            cond["buckets"] = args.buckets
+        reps, rss, wall = _align_pair(dd, names, {n: ["--protocol", args.protocol, *bk] for n in names},
                                       args.protocol)
         _check_aligned(dd, names, reps, int(args.n * args.overlap))
         cond["load_after"] = round(os.getloadavg()[0], 2)
@@ -295,10 +299,13 @@ def run_spu_bench(args: argparse.Namespace) -> int:
         emit("psi_seconds", round(secs, 2), "s", **cond, what="vfl.align end to end (read CSV .. aligned CSV written), slower party",
              psi_process_seconds=round(max(wall.values()), 2),
              spu={n: r["spu"] for n, r in reps.items()},
+             largest_bucket={n: r.get("largest_bucket") for n, r in reps.items()},
              align_seconds={n: r["seconds"] for n, r in reps.items()})
         for n in names:
             emit("psi_peak_rss_mb", round(rss[n], 1), "MB", **cond, party=n,
-                 spu_worker_peak_rss_mb=round(float(reps[n]["spu"].get("worker_peak_rss_mb") or 0), 1))
+                 spu_worker_peak_rss_mb=round(float(reps[n]["spu"].get("worker_peak_rss_mb") or 0), 1),
+                 python_peak_rss_mb=reps[n].get("python_peak_rss_mb"),
+                 note="ru_maxrss of the vfl.align process tree: its largest process (python or spu worker)")
             emit("psi_bytes_sent", reps[n]["bytes_sent"], "B", **cond, party=n,
                  note="tessera router traffic only; spu's link has no byte counters")
         if args.reference != "spu":
@@ -458,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-client", type=int, default=10_000, help="with --mode unbalanced: the client's IDs")
     ap.add_argument("--protocol", choices=["ecdh", "rr22", "kkrt"], default="ecdh",
                     help="rr22/kkrt: vfl.align processes end to end through spu")
+    ap.add_argument("--buckets", type=int,
+                    help="with --protocol rr22/kkrt: vfl.align --buckets B (streamed, one spu run per bucket)")
     ap.add_argument("--compare-ecdh", action="store_true",
                     help="with --protocol rr22/kkrt: also run vfl.align --protocol ecdh on the same files")
     ap.add_argument("--reference-python", help="python that has openmined-psi installed")

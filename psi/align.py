@@ -434,6 +434,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout-s", type=float, help="per-message deadline (default: federation's, min 600)")
     ap.add_argument("--workers", type=int, help="processes for group operations (default: all cores)")
     ap.add_argument("--checkpoint", help="private directory: a killed run resumes from it")
+    ap.add_argument("--buckets", type=int,
+                    help="with --protocol rr22/kkrt: stream the CSV into this many buckets on disk and "
+                         "run one PSI per bucket (memory of n/B rows; both parties pass the same)")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -462,7 +465,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     try:
         from party.config import load_federation
-        from party.grpc_transport import connect
 
         fed = load_federation(args.config)
         me = fed.party(args.party)
@@ -512,30 +514,72 @@ def main(argv: Sequence[str] | None = None) -> int:
             link = SpuLink.from_federation(fed, args.party)
             for p in [args.party, *peers]:
                 link.endpoint(p)  # every endpoint set, before anything is read
-        try:
-            table = read_table(args.input)  # bad input is refused before the run starts ...
-            if len(table) == 0:
-                raise ConfigError(f"{args.input}: no data rows (only a header?); nothing to align")
-            cols = _id_columns(table, args.id_columns, args.input)
-            norm = normalize_ids(cols, config.normalize, duplicates=args.duplicates,
-                                 names=args.id_columns)
-        except TesseraError as e:
-            _tell_peers_and_exit(fed, args.party, args.session, e)  # ... and the peers are told
-            raise
         timeout_s = args.timeout_s or max(600.0, fed.timeout_s)
-        with connect(fed, args.party) as party:
-            result = align(
-                party, table, args.id_columns, peers=peers, config=config,
-                duplicates=args.duplicates, session=args.session, timeout_s=timeout_s,
-                workers=args.workers, progress=False if args.no_progress else None,
-                source=args.input, checkpoint=args.checkpoint, keep_result=True, link=link,
-                normalized=norm, cache=args.cache,
-            )
-        report = _write_outputs(result, args.input, args.output, args.report, t_start)
-        _clear_checkpoint(args.checkpoint)
+        if args.buckets is not None:
+            report = _main_buckets(args, fed, peers, config, link, timeout_s, t_start)
+        else:
+            report = _main_in_memory(args, fed, peers, config, link, timeout_s, t_start)
     except TesseraError as e:
         print(f"vfl.align: {e}", file=sys.stderr)
         return 2
+    return _print_summary(args, peers, report)
+
+
+def _main_buckets(args: argparse.Namespace, fed: Any, peers: list[str], config: PsiConfig,
+                  link: Any, timeout_s: float, t_start: float) -> dict[str, Any]:
+    """--buckets: the file streamed into buckets on disk, one spu run per bucket (psi.buckets)."""
+    from party.grpc_transport import connect
+    from psi.buckets import align_csv_buckets, prepare
+
+    if Path(args.input).suffix.lower() != ".csv" or Path(args.output or "").suffix.lower() != ".csv":
+        raise ConfigError("--buckets reads a .csv --input and writes a .csv --output")
+    if args.checkpoint:
+        raise ConfigError("--buckets runs without --checkpoint (a killed run starts again)")
+    try:
+        prep = prepare(args.input, args.id_columns, config, args.duplicates, args.session,
+                       args.buckets)  # bad input is refused before the run starts
+    except TesseraError as e:
+        _tell_peers_and_exit(fed, args.party, args.session, e)
+        raise
+    with connect(fed, args.party) as party:
+        report = align_csv_buckets(party, args.input, args.id_columns, args.output, peers=peers,
+                                   config=config, link=link, buckets=args.buckets,
+                                   duplicates=args.duplicates, session=args.session,
+                                   timeout_s=timeout_s, partitioned=prep)
+    report["seconds_end_to_end"] = round(time.perf_counter() - t_start, 3)
+    if args.report is not None:
+        write_atomic(args.report, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def _main_in_memory(args: argparse.Namespace, fed: Any, peers: list[str], config: PsiConfig,
+                    link: Any, timeout_s: float, t_start: float) -> dict[str, Any]:
+    from party.grpc_transport import connect
+
+    try:
+        table = read_table(args.input)  # bad input is refused before the run starts ...
+        if len(table) == 0:
+            raise ConfigError(f"{args.input}: no data rows (only a header?); nothing to align")
+        cols = _id_columns(table, args.id_columns, args.input)
+        norm = normalize_ids(cols, config.normalize, duplicates=args.duplicates,
+                             names=args.id_columns)
+    except TesseraError as e:
+        _tell_peers_and_exit(fed, args.party, args.session, e)  # ... and the peers are told
+        raise
+    with connect(fed, args.party) as party:
+        result = align(
+            party, table, args.id_columns, peers=peers, config=config,
+            duplicates=args.duplicates, session=args.session, timeout_s=timeout_s,
+            workers=args.workers, progress=False if args.no_progress else None,
+            source=args.input, checkpoint=args.checkpoint, keep_result=True, link=link,
+            normalized=norm, cache=args.cache,
+        )
+    report = _write_outputs(result, args.input, args.output, args.report, t_start)
+    _clear_checkpoint(args.checkpoint)
+    return report
+
+
+def _print_summary(args: argparse.Namespace, peers: list[str], report: dict[str, Any]) -> int:
     for note in report["normalization"]["notes"]:
         print(f"vfl.align: note: {note}", file=sys.stderr)
     if report.get("phase") == "offline":
