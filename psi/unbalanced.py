@@ -262,6 +262,7 @@ def run_ub_keys(
         def at(step: str) -> Tag:
             return tag.at(f"{run.run_id}:ub:{step}")
 
+        t_run = time.perf_counter()  # both parties are here: the phase itself starts
         party.send(peer, at("size"), Count(len(keys)))
         peer_size = party.recv(peer, at("size"), Count, timeout_s=timeout_s).size
         if config.phase == "offline":
@@ -277,6 +278,8 @@ def run_ub_keys(
     res.group_ops = engine.ops
     res.worker_peak_rss_mb = engine.worker_peak_rss_mb
     res.backend["seconds"] = round(time.perf_counter() - t0, 3)
+    res.backend["handshake_seconds"] = round(t_run - t0, 3)  # incl. waiting for the peer to start
+    res.backend["phase_seconds"] = round(time.perf_counter() - t_run, 3)
     return res, run.transcript
 
 
