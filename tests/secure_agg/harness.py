@@ -42,6 +42,14 @@ class Harness:
         self.server = SecAggServer(self.ids, params=self.params, session=self.session,
                                    round=self.round, graph_seed=bytes(range(32)))
 
+    def unmask_requests(self) -> dict[str, Any]:
+        """The first three stages with every client (weight 1): the server's unmask requests."""
+        adv = self.server.advertise_keys({u: c.advertise_keys() for u, c in self.clients.items()})
+        fwd = self.server.share_keys({u: self.clients[u].share_keys(adv[u]) for u in self.ids})
+        reqs: dict[str, Any] = self.server.masked_input(
+            {u: self.clients[u].masked_input(fwd[u], self.xs[u], weight=1) for u in self.ids})
+        return reqs
+
     def run(
         self,
         drop: Mapping[str, str] | None = None,

@@ -256,10 +256,7 @@ def test_client_refuses_contradictory_unmask_request(edit: Any, match: str) -> N
 def test_malicious_server_listing_one_client_in_both_lists_gets_nothing() -> None:
     # threats row 5: every honest client aborts; the server never holds both secrets
     h = Harness(6, _params(6))
-    adv = h.server.advertise_keys({u: c.advertise_keys() for u, c in h.clients.items()})
-    fwd = h.server.share_keys({u: h.clients[u].share_keys(adv[u]) for u in h.ids})
-    reqs = h.server.masked_input(
-        {u: h.clients[u].masked_input(fwd[u], h.xs[u], weight=1) for u in h.ids})
+    reqs = h.unmask_requests()
     aborted = 0
     for u in h.ids:
         r = reqs[u]
@@ -274,10 +271,7 @@ def test_malicious_server_listing_one_client_in_both_lists_gets_nothing() -> Non
 def test_second_unmask_request_is_refused() -> None:
     # a server asking first for the b-shares, then for the mask-key shares of the same peer
     h = Harness(5, _params(5))
-    adv = h.server.advertise_keys({u: c.advertise_keys() for u, c in h.clients.items()})
-    fwd = h.server.share_keys({u: h.clients[u].share_keys(adv[u]) for u in h.ids})
-    reqs = h.server.masked_input(
-        {u: h.clients[u].masked_input(fwd[u], h.xs[u], weight=1) for u in h.ids})
+    reqs = h.unmask_requests()
     c = h.clients["c000"]
     first = c.unmask(reqs["c000"])
     assert "c001" in first.survivors
