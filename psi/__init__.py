@@ -10,7 +10,10 @@ run. The ECDH protocol and its security argument are in :mod:`psi.protocol`; RR2
 through spu, why spu, and what each party learns per protocol in :mod:`psi.spu`; the
 join layouts and what they reveal in :mod:`psi.join`; the one pipeline all protocols
 share in :mod:`psi.runner`; aligning tables (files in, aligned files out; ``python -m
-vfl.align``) in :mod:`psi.align`.
+vfl.align``) in :mod:`psi.align`; the unbalanced mode (``mode="unbalanced"``: a large
+party's offline cache, then short online queries; ECDH-OPRF) in :mod:`psi.unbalanced`;
+bounded memory for very large files (stream, bucket on disk, one rr22 run per bucket)
+in :mod:`psi.buckets`.
 
 Names are imported lazily, so the group worker processes (``python -m
 psi._worker``) load only :mod:`psi.ristretto`, not pandas or the party layer.
