@@ -1,7 +1,7 @@
 """Differential privacy on MNIST FedAvg: tessera central, tessera distributed, Flower central.
 
     python -m benchmarks.dp [--model cnn] [--clients 100] [--fraction 0.1] [--rounds 20] \\
-        [--epsilons 1,3,8] [--clip 1.0] [--bits 16]
+        [--epsilons 1,3,8] [--seeds 3] [--clip 1.0] [--bits 16]
 
 Side by side in one run, on the same model, data, clients, rounds and noise multiplier:
 
@@ -14,12 +14,23 @@ Side by side in one run, on the same model, data, clients, rounds and noise mult
 
 For each target ε the noise multiplier ``z`` is the one that gives central DP ε at
 ``δ = 1e-5`` after ``--rounds`` rounds at sampling rate ``--fraction`` (RDP), and all
-three arms use that ``z``. Printed (one JSON line each): ``dp_accuracy_<arm>`` (test
-accuracy after the last round), ``dp_epsilon`` (per arm: central with amplification by
-sampling; distributed without it, for the fewest survivors the SecAgg threshold allows,
-because in distributed mode the untrusted server does the sampling), and
-``dp_distributed_round_over_secagg`` (a distributed-DP round's time over a plain SecAgg+
-round's, same clients).
+three arms use that ``z``. Each arm runs once per seed (``--seeds``); a seed fixes the
+clients sampled in every round (the same for all arms: both FedAvgs follow one schedule)
+and the central wrappers' noise generators; data, partition and each client's training
+shuffle are the same everywhere. Printed (one JSON line each):
+
+- ``dp_accuracy_<arm>`` per seed (test accuracy after the last round), and
+  ``dp_accuracy_<arm>_mean`` / ``_std`` over the seeds;
+- ``dp_accuracy_central_gap``: tessera's mean minus Flower's, in accuracy points, with
+  its standard error (``within_noise``: the gap is under two standard errors);
+- ``dp_epsilon`` (per arm: central with amplification by sampling; distributed without
+  it, for the fewest survivors the SecAgg threshold allows, because in distributed mode
+  the untrusted server does the sampling);
+- ``dp_distributed_round_over_secagg``: the median distributed-DP round over the median
+  plain SecAgg+ round, same clients (seed 0's schedule);
+- ``dp_noise_*``: one round of both central wrappers on the same ten trained updates with
+  fixed seeds: the noise each adds (its output minus its own noise-free output) against
+  ``z·C/m``, and the two noise-free outputs against each other.
 """
 
 from __future__ import annotations
@@ -27,8 +38,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +51,7 @@ from examples.mnist_fedavg.task import MnistClient, load, make_model, partition,
 from hfl.torch_utils import get_parameters, set_parameters
 
 DELTA = 1e-5
+ARMS = ("tessera_central", "tessera_distributed", "flower_central")
 
 
 def _setup(args: argparse.Namespace) -> dict[str, Any]:
@@ -62,12 +75,38 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
             "init": get_parameters(make_model(args.model))}
 
 
-def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *,
-             mode: str) -> dict[str, Any]:
+def _per_round(args: argparse.Namespace) -> int:
+    return max(3, round(args.fraction * args.clients))
+
+
+def _schedule(args: argparse.Namespace, seed: int) -> list[list[int]]:
+    """The clients of each round for ``seed``: the same for every arm."""
+    rng = np.random.default_rng([seed, 0xD9])
+    m = _per_round(args)
+    return [sorted(int(c) for c in rng.choice(args.clients, m, replace=False))
+            for _ in range(args.rounds)]
+
+
+def _scheduled(base: type, schedule: list[list[int]], key: Callable[[int], str]) -> type:
+    """``base`` (a FedAvg) whose ``configure_fit`` asks the clients ``schedule`` names."""
+
+    class Scheduled(base):  # type: ignore[misc, valid-type]
+        def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
+            ins = super().configure_fit(server_round, parameters, client_manager)
+            fit_ins = ins[0][1]  # the round's FitIns; the base's own sample is ignored
+            pool = client_manager.all()
+            return [(pool[key(i)], fit_ins) for i in schedule[server_round - 1]]
+
+    return Scheduled
+
+
+def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *, mode: str,
+             seed: int = 0) -> dict[str, Any]:
     import hfl
+    import hfl.common.differential_privacy as hdp
     from hfl.server.strategy.dp_fixed_clipping import DifferentialPrivacyServerSideFixedClipping
 
-    m = max(3, round(args.fraction * args.clients))
+    m = _per_round(args)
     final: dict[str, Any] = {}
 
     def evaluate_fn(rnd: int, params: list[Any], config: dict[str, Any]) -> Any:
@@ -75,7 +114,8 @@ def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *,
             final["acc"] = s["accuracy"](params)
         return None
 
-    inner = hfl.server.strategy.FedAvg(
+    fedavg = _scheduled(hfl.server.strategy.FedAvg, _schedule(args, seed), lambda i: f"client_{i}")
+    inner = fedavg(
         fraction_fit=m / args.clients, min_fit_clients=m, min_available_clients=args.clients,
         fraction_evaluate=0.0, evaluate_fn=evaluate_fn,
         initial_parameters=hfl.ndarrays_to_parameters(s["init"]),
@@ -84,6 +124,7 @@ def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *,
     strategy: Any = inner
     if mode == "central":
         assert z is not None
+        hdp._rng = np.random.default_rng([seed, 1])  # the wrapper's noise, per seed
         strategy = DifferentialPrivacyServerSideFixedClipping(inner, z, args.clip, m)
     elif mode == "distributed":
         secure = {"mode": "secagg+", "dp": {"noise_multiplier": z, "clip": args.clip,
@@ -92,44 +133,54 @@ def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *,
         secure = {"mode": "secagg+"}
     t0 = time.perf_counter()
     h = hfl.simulate(s["client_fn"], args.clients, strategy=strategy, num_rounds=args.rounds,
-                     secure_agg=secure, num_workers=args.workers)
+                     secure_agg=secure, num_workers=args.workers, seed=seed)
     eps = h.metrics_distributed_fit.get("dp_epsilon", [(0, math.nan)])[-1][1]
     rounds = [r["time_s"] for r in h.rounds]
     aggs = [r.get("aggregate_s", 0.0) for r in h.rounds]
     return {"acc": final.get("acc", math.nan), "epsilon": eps, "wall_s": time.perf_counter() - t0,
-            "round_s": float(np.mean(rounds)), "aggregate_s": float(np.mean(aggs))}
+            "round_s": float(statistics.median(rounds)), "round_mean_s": float(np.mean(rounds)),
+            "aggregate_s": float(statistics.median(aggs))}
 
 
-def _flower(args: argparse.Namespace, s: dict[str, Any], z: float) -> dict[str, Any]:
+def _flower_proxies(client_fn: Callable[[str], Any], n: int) -> Any:
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-    from flwr.server import Server, SimpleClientManager
+    from flwr.server import SimpleClientManager
     from flwr.server.client_proxy import ClientProxy
-    from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
-
-    client_fn = s["client_fn"]
 
     class Proxy(ClientProxy):
         def fit(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
-            params, n, metrics = client_fn(self.cid).fit(parameters_to_ndarrays(ins.parameters),
+            params, k, metrics = client_fn(self.cid).fit(parameters_to_ndarrays(ins.parameters),
                                                          dict(ins.config))
-            return FitRes(Status(Code.OK, ""), ndarrays_to_parameters(params), n, metrics)
+            return FitRes(Status(Code.OK, ""), ndarrays_to_parameters(params), k, metrics)
 
         def get_properties(self, *a: Any) -> Any:
             raise NotImplementedError
 
         get_parameters = evaluate = reconnect = get_properties
 
-    m = max(3, round(args.fraction * args.clients))
     cm = SimpleClientManager()
-    for i in range(args.clients):
+    for i in range(n):
         cm.register(Proxy(str(i)))
-    inner = FedAvg(fraction_fit=m / args.clients, min_fit_clients=m,
+    return cm
+
+
+def _flower(args: argparse.Namespace, s: dict[str, Any], z: float, *, seed: int = 0
+            ) -> dict[str, Any]:
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.server import Server
+    from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
+
+    m = _per_round(args)
+    cm = _flower_proxies(s["client_fn"], args.clients)
+    fedavg = _scheduled(FedAvg, _schedule(args, seed), str)
+    inner = fedavg(fraction_fit=m / args.clients, min_fit_clients=m,
                    min_available_clients=args.clients, fraction_evaluate=0.0,
                    on_fit_config_fn=lambda r: {"server_round": r})
     strategy = DifferentialPrivacyServerSideFixedClipping(inner, z, args.clip, m)
     server = Server(client_manager=cm, strategy=strategy)
     server.set_max_workers(args.workers or os.cpu_count() or 1)
     server.parameters = ndarrays_to_parameters(s["init"])
+    np.random.seed(seed + 1000)  # Flower's noise comes from numpy's global generator
     t0 = time.perf_counter()
     for rnd in range(1, args.rounds + 1):
         res = server.fit_round(rnd, timeout=None)
@@ -137,6 +188,78 @@ def _flower(args: argparse.Namespace, s: dict[str, Any], z: float) -> dict[str, 
             server.parameters = res[0]
     acc = s["accuracy"](parameters_to_ndarrays(server.parameters))
     return {"acc": acc, "wall_s": time.perf_counter() - t0}
+
+
+def _noise_check(args: argparse.Namespace, s: dict[str, Any], z: float) -> dict[str, Any]:
+    """One round of both central wrappers on the same trained updates, fixed seeds."""
+    import flwr.common as fc
+    from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping as FlowerDP
+    from flwr.server.strategy import FedAvg as FlowerFedAvg
+    from scipy import stats
+
+    import hfl
+    import hfl.common.differential_privacy as hdp
+    from hfl.server.client_manager import SimpleClientManager
+    from hfl.server.strategy.dp_fixed_clipping import DifferentialPrivacyServerSideFixedClipping
+
+    m = _per_round(args)
+    cids = _schedule(args, 0)[0]
+    trained = [s["client_fn"](str(i)).fit(s["init"], {"server_round": 1}) for i in cids]
+    flat = lambda arrays: np.concatenate([np.ravel(a).astype(np.float64) for a in arrays])  # noqa: E731
+    norms = [float(np.linalg.norm(flat(p) - flat(s["init"]))) for p, _, _ in trained]
+
+    proxy_base: Any = hfl.server.ClientProxy
+
+    class _HflProxy(proxy_base):
+        def get_properties(self, *a: Any) -> Any:
+            raise NotImplementedError
+
+        get_parameters = fit = evaluate = reconnect = get_properties
+
+    def run_tessera(zz: float) -> np.ndarray:
+        hdp._rng = np.random.default_rng([7, 1])
+        cm = SimpleClientManager()
+        proxies = [_HflProxy(str(i)) for i in range(args.clients)]
+        for p in proxies:
+            cm.register(p)
+        st = DifferentialPrivacyServerSideFixedClipping(
+            hfl.server.strategy.FedAvg(fraction_fit=m / args.clients, min_fit_clients=m,
+                                       min_available_clients=args.clients), zz, args.clip, m)
+        st.configure_fit(1, hfl.ndarrays_to_parameters(s["init"]), cm)
+        res: list[Any] = [(proxies[i], hfl.common.FitRes(hfl.common.Status(hfl.common.Code.OK, ""),
+                                              hfl.ndarrays_to_parameters(p), k, {}))
+               for i, (p, k, _) in zip(cids, trained, strict=True)]
+        out, _ = st.aggregate_fit(1, res, [])
+        assert out is not None
+        return flat(hfl.parameters_to_ndarrays(out))
+
+    def run_flower(zz: float) -> np.ndarray:
+        np.random.seed(7)
+        cm = _flower_proxies(s["client_fn"], args.clients)
+        st = FlowerDP(FlowerFedAvg(fraction_fit=m / args.clients, min_fit_clients=m,
+                                   min_available_clients=args.clients), zz, args.clip, m)
+        st.configure_fit(1, fc.ndarrays_to_parameters(s["init"]), cm)
+        pool = cm.all()
+        res = [(pool[str(i)], fc.FitRes(fc.Status(fc.Code.OK, ""), fc.ndarrays_to_parameters(p),
+                                         k, {}))
+               for i, (p, k, _) in zip(cids, trained, strict=True)]
+        out, _ = st.aggregate_fit(1, res, [])
+        return flat(fc.parameters_to_ndarrays(out))
+
+    clean_t, clean_f = run_tessera(0.0), run_flower(0.0)
+    noise_t, noise_f = run_tessera(z) - clean_t, run_flower(z) - clean_f
+    sub = np.random.default_rng(3).choice(noise_t.size, min(noise_t.size, 200_000), replace=False)
+    ks = stats.ks_2samp(noise_t[sub], noise_f[sub])
+    return {"target": z * args.clip / m, "std_t": float(noise_t.std()), "std_f": float(noise_f.std()),
+            "mean_t": float(noise_t.mean()), "mean_f": float(noise_f.mean()),
+            "ks_p": float(ks.pvalue), "clean_max_diff": float(np.abs(clean_t - clean_f).max()),
+            "update_norms": [round(v, 3) for v in norms], "n": int(noise_t.size),
+            "clients": cids}
+
+
+def _summary(values: list[float]) -> tuple[float, float]:
+    mean = float(np.mean(values))
+    return mean, float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,41 +276,86 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--clip", type=float, default=1.0, help="L2 clipping norm of an update")
     ap.add_argument("--bits", type=int, default=16, help="distributed DP modulus 2**bits")
     ap.add_argument("--epsilons", default="1,3,8")
+    ap.add_argument("--seeds", type=int, default=3, help="runs per arm and epsilon (>= 1)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--limit-train", type=int, default=None)
     ap.add_argument("--no-flower", action="store_true")
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error("--seeds must be >= 1")
     torch.set_num_threads(1)
     s = _setup(args)
-    q = max(3, round(args.fraction * args.clients)) / args.clients
+    q = _per_round(args) / args.clients
     cond = {"model": args.model, "clients": args.clients, "fraction": args.fraction,
             "rounds": args.rounds, "epochs": args.epochs, "batch_size": args.batch_size,
-            "clip": args.clip, "delta": DELTA, "bits": args.bits,
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
+            "clip": args.clip, "delta": DELTA, "bits": args.bits, "seeds": args.seeds}
+    epsilons = [float(e) for e in args.epsilons.split(",")]
+    if not args.no_flower:
+        z0 = central_noise_for(epsilons[0], DELTA, args.rounds, q)
+        nc = _noise_check(args, s, z0)
+        c0 = {**cond, "noise_multiplier": round(z0, 4), "target_std": nc["target"],
+              "values": nc["n"], "clients_of_round": nc["clients"],
+              "update_norms": nc["update_norms"], "load_avg_1m": round(os.getloadavg()[0], 2)}
+        emit("dp_noise_std_tessera_central", nc["std_t"], "std", **c0, mean=nc["mean_t"])
+        emit("dp_noise_std_flower_central", nc["std_f"], "std", **c0, mean=nc["mean_f"])
+        emit("dp_noise_std_tessera_over_flower", round(nc["std_t"] / nc["std_f"], 5), "x", **c0,
+             ks_2samp_pvalue=nc["ks_p"])
+        emit("dp_noise_free_aggregate_max_abs_diff", nc["clean_max_diff"], "abs", **c0,
+             note="both wrappers at noise_multiplier 0 on the same results")
     secagg = None
-    for eps_target in (float(e) for e in args.epsilons.split(",")):
+    for eps_target in epsilons:
         z = central_noise_for(eps_target, DELTA, args.rounds, q)
         c = {**cond, "target_epsilon": eps_target, "noise_multiplier": round(z, 4)}
-        cen = _tessera(args, s, z, mode="central")
-        dis = _tessera(args, s, z, mode="distributed")
-        emit("dp_accuracy_tessera_central", round(cen["acc"], 4), "accuracy", **c)
-        emit("dp_accuracy_tessera_distributed", round(dis["acc"], 4), "accuracy", **c)
-        emit("dp_epsilon", round(cen["epsilon"], 3), "epsilon", **c, arm="tessera_central",
-             accounting="RDP, Poisson sampling at q")
-        emit("dp_epsilon", round(dis["epsilon"], 3), "epsilon", **c, arm="tessera_distributed",
-             accounting="zCDP of the discrete-Gaussian sum at the SecAgg threshold, no "
-                        "amplification by sampling (the server samples)")
-        if not args.no_flower:
-            fl = _flower(args, s, z)
-            emit("dp_accuracy_flower_central", round(fl["acc"], 4), "accuracy", **c,
-                 reference="flwr 1.42 DifferentialPrivacyServerSideFixedClipping(FedAvg), "
-                           "Server.fit_round, in-process ClientProxy")
+        accs: dict[str, list[float]] = {a: [] for a in ARMS}
+        dis0: dict[str, Any] = {}
+        for seed in range(args.seeds):
+            cs = {**c, "seed": seed, "load_avg_1m": round(os.getloadavg()[0], 2)}
+            cen = _tessera(args, s, z, mode="central", seed=seed)
+            dis = _tessera(args, s, z, mode="distributed", seed=seed)
+            dis0 = dis0 or dis
+            accs["tessera_central"].append(cen["acc"])
+            accs["tessera_distributed"].append(dis["acc"])
+            emit("dp_accuracy_tessera_central", round(cen["acc"], 4), "accuracy", **cs)
+            emit("dp_accuracy_tessera_distributed", round(dis["acc"], 4), "accuracy", **cs)
+            if seed == 0:
+                emit("dp_epsilon", round(cen["epsilon"], 3), "epsilon", **cs,
+                     arm="tessera_central", accounting="RDP, Poisson sampling at q")
+                emit("dp_epsilon", round(dis["epsilon"], 3), "epsilon", **cs,
+                     arm="tessera_distributed",
+                     accounting="zCDP of the discrete-Gaussian sum at the SecAgg threshold, "
+                                "no amplification by sampling (the server samples)")
+            if not args.no_flower:
+                fl = _flower(args, s, z, seed=seed)
+                accs["flower_central"].append(fl["acc"])
+                emit("dp_accuracy_flower_central", round(fl["acc"], 4), "accuracy", **cs,
+                     reference="flwr 1.42 DifferentialPrivacyServerSideFixedClipping(FedAvg), "
+                               "Server.fit_round, in-process ClientProxy")
+        cl = {**c, "load_avg_1m": round(os.getloadavg()[0], 2)}
+        for arm, vals in accs.items():
+            if vals:
+                mean, std = _summary(vals)
+                emit(f"dp_accuracy_{arm}_mean", round(mean, 4), "accuracy", **cl,
+                     runs=[round(v, 4) for v in vals])
+                emit(f"dp_accuracy_{arm}_std", round(std, 4), "accuracy", **cl)
+        if accs["flower_central"]:
+            (mt, st), (mf, sf) = _summary(accs["tessera_central"]), _summary(accs["flower_central"])
+            se = math.sqrt((st**2 + sf**2) / args.seeds) if args.seeds > 1 else math.nan
+            emit("dp_accuracy_central_gap", round(100 * (mt - mf), 2), "accuracy points", **cl,
+                 standard_error_points=round(100 * se, 2),
+                 within_noise=bool(args.seeds > 1 and abs(mt - mf) < 2 * se),
+                 note="tessera_central mean minus flower_central mean")
+        md, _ = _summary(accs["tessera_distributed"])
+        emit("dp_accuracy_distributed_minus_central", round(100 * (md - _summary(
+            accs["tessera_central"])[0]), 2), "accuracy points", **cl)
         if secagg is None:
-            secagg = _tessera(args, s, None, mode="secagg")
-        emit("dp_distributed_round_over_secagg", round(dis["round_s"] / secagg["round_s"], 3), "x",
-             **c, distributed_round_s=round(dis["round_s"], 3),
+            secagg = _tessera(args, s, None, mode="secagg", seed=0)
+        emit("dp_distributed_round_over_secagg", round(dis0["round_s"] / secagg["round_s"], 3),
+             "x", **cl, statistic="median round time, seed 0's clients",
+             distributed_round_s=round(dis0["round_s"], 3),
              secagg_round_s=round(secagg["round_s"], 3),
-             distributed_aggregate_s=round(dis["aggregate_s"], 3),
+             distributed_round_mean_s=round(dis0["round_mean_s"], 3),
+             secagg_round_mean_s=round(secagg["round_mean_s"], 3),
+             distributed_aggregate_s=round(dis0["aggregate_s"], 3),
              secagg_aggregate_s=round(secagg["aggregate_s"], 3))
     return 0
 
