@@ -37,6 +37,7 @@ record the load average before and after.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -242,10 +243,12 @@ cfg.input_params.keys_unique = True
 cfg.output_params.path = job["output"]
 rep = lp.psi_execute(cfg, ctx)
 secs = time.perf_counter() - t
-open(job["result"], "w").write(json.dumps({"seconds": secs, "shared": int(rep.intersection_count),
+import os
+open(job["result"] + ".tmp", "w").write(json.dumps({"seconds": secs, "shared": int(rep.intersection_count),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+os.replace(job["result"] + ".tmp", job["result"])
 ctx.barrier()
-import os; os._exit(0)
+os._exit(0)
 """
 
 
@@ -326,11 +329,20 @@ def run_spu_bench(args: argparse.Namespace) -> int:
         outs = {}
         from psi.spu import _remove_trace
 
+        # each writes its result before its closing barrier; brpc's shutdown race can leave one
+        # waiting there for its peer until the receive timeout: both results in, both stopped
+        while not all((dd / f"{n}_spu.json").exists() for n in names):
+            dead = [n for n, p in refs.items() if p.poll() is not None and not (dd / f"{n}_spu.json").exists()]
+            if dead:
+                raise SystemExit(f"spu reference {dead[0]} failed with exit code {refs[dead[0]].returncode}")
+            time.sleep(0.05)
         for n, p in refs.items():
-            p.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)
+            if p.poll() is None:
+                p.kill()
+                p.wait()
             _remove_trace(dd / f"{n}_spu.log")  # spu writes /tmp/psi_<id>.trace
-            if p.returncode != 0:
-                raise SystemExit(f"spu reference {n} failed with exit code {p.returncode}")
             outs[n] = json.loads((dd / f"{n}_spu.json").read_text())
         spu_secs = max(o["seconds"] for o in outs.values())
         ref = {**cond, "impl": f"spu {args.protocol} psi_execute, CSV in, aligned CSV out"}
