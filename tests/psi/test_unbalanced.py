@@ -173,3 +173,59 @@ def test_mode_rules_are_checked_in_the_config() -> None:
         PsiConfig(mode="unbalanced", protocol="rr22")
     with pytest.raises(ConfigError, match="phase must be one of"):
         PsiConfig(mode="unbalanced", phase="later")  # type: ignore[arg-type]
+
+
+def _tamper_mask(monkeypatch: pytest.MonkeyPatch, who: str, forge: Any) -> None:
+    """``who``'s first masking of a batch returns ``forge(points)`` (its query or its answer)."""
+    import threading
+
+    from psi.group import GroupEngine
+
+    real = GroupEngine.mask
+    done: list[bool] = []
+
+    def mask(self: GroupEngine, points: bytes, scalar: bytes) -> bytes:
+        out = real(self, points, scalar)
+        if threading.current_thread().name == f"party-{who}" and not done:
+            done.append(True)
+            return forge(out)
+        return out
+
+    monkeypatch.setattr(GroupEngine, "mask", mask)
+
+
+@pytest.mark.parametrize(("who", "what"), [("fintech", "sent an invalid point"),
+                                           ("bank", "answered with an invalid point")])
+def test_an_invalid_point_in_a_query_or_answer_fails_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, who: str, what: str) -> None:
+    """threats rows 18-19: the identity (or a non-canonical encoding) is refused, by either side."""
+    from psi.ristretto import IDENTITY
+
+    big, small = random_sets(8, 500, 40, 0.5)
+    caches = offline(tmp_path, big, small)
+    _tamper_mask(monkeypatch, who, lambda pts: IDENTITY + pts[32:])
+    out = run_two({"bank": big, "fintech": small}, both(PsiConfig(mode="unbalanced")), caches,
+                  catch=(Exception,))
+    victim = "bank" if who == "fintech" else "fintech"
+    assert isinstance(out[victim], RemoteProtocolError) and what in str(out[victim]), out[victim]
+    assert isinstance(out[who], Exception)  # told, not left waiting
+
+
+def test_a_query_longer_than_declared_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client cannot evaluate more points than the set size it declared."""
+    big, small = random_sets(8, 500, 40, 0.5)
+    caches = offline(tmp_path, big, small)
+    _tamper_mask(monkeypatch, "fintech", lambda pts: pts + pts[:32 * 5])
+    out = run_two({"bank": big, "fintech": small}, both(PsiConfig(mode="unbalanced")), caches,
+                  catch=(Exception,))
+    assert isinstance(out["bank"], RemoteProtocolError) and "declared" in str(out["bank"]), out["bank"]
+
+
+def test_an_empty_query_and_a_disjoint_one_give_empty_results(tmp_path: Path) -> None:
+    """threats row 16 for the unbalanced mode."""
+    big, small = random_sets(8, 300, 30, 0.0)
+    caches = offline(tmp_path, big, small)
+    for query in ([], small):
+        out = run_two({"bank": big, "fintech": query}, both(PsiConfig(mode="unbalanced")), caches)
+        assert out["bank"].size == out["fintech"].size == 0
+        assert len(out["bank"].rows) == len(out["fintech"].rows) == 0
