@@ -1,7 +1,7 @@
 """The Flower quick start's client, ported: only the imports and start_client's arguments changed.
 
-    python -m examples.flower_tutorial.client --federation fed/federation.toml --name client_0
-    python -m examples.flower_tutorial.client --federation fed/federation.toml --name client_1
+    python -m examples.flower_tutorial.client --config fed/federation.toml --party client_0
+    python -m examples.flower_tutorial.client --config fed/federation.toml --party client_1
 
 CIFAR-10 is read from ``$TESSERA_DATA/cifar10/`` or ``--cifar10 PATH`` (see task.py); without it
 the client says so and falls back to MNIST.
@@ -19,12 +19,12 @@ import torch
 
 import hfl as fl  # Flower: import flwr as fl
 from examples.flower_tutorial.task import load_data, make_net, test, train
+from party import cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--federation", required=True, help="federation TOML (certificates, router)")
-    ap.add_argument("--name", required=True, help="this client's party name, e.g. client_0")
+    ap = cli.parser("examples.flower_tutorial.client", __doc__)
+    cli.add_federation(ap, party_help="this client's party name, e.g. client_0")
     ap.add_argument("--server-address", default=None, help="router host:port (default: from the TOML)")
     ap.add_argument("--partition", type=int, default=None, help="default: the number in --name")
     ap.add_argument("--num-partitions", type=int, default=2)
@@ -34,11 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=0.001, help="SGD learning rate (quick start: 0.001)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (small CNN: 1 is fastest)")
     args = ap.parse_args(argv)
+    return cli.run("flower_tutorial.client", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    pid = args.partition if args.partition is not None else int(args.name.rsplit("_", 1)[-1])
+    pid = args.partition if args.partition is not None else int(args.party.rsplit("_", 1)[-1])
     trainloader, testloader, dataset = load_data(pid, args.num_partitions, cifar10=args.cifar10,
                                                  limit=args.limit)
-    print(f"{args.name}: {dataset}, {len(trainloader[1])} training / {len(testloader[1])} test images",
+    print(f"{args.party}: {dataset}, {len(trainloader[1])} training / {len(testloader[1])} test images",
           flush=True)
     net = make_net(dataset)
 
@@ -64,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     why = fl.client.start_client(server_address=args.server_address,
                                  client=FlowerClient().to_client(),
-                                 federation=args.federation, name=args.name)
-    print(f"{args.name}: {why}", flush=True)
+                                 federation=args.config, name=args.party)
+    print(f"{args.party}: {why}", flush=True)
     return 0
 
 

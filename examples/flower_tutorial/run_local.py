@@ -1,58 +1,50 @@
 """Flower quick start, ported: the server and two clients as three processes on localhost (mTLS).
 
-    python -m examples.flower_tutorial.run_local [--smoke] [--cifar10 PATH] [--workdir DIR]
+    python -m examples.flower_tutorial.run_local [--smoke] [--cifar10 PATH] [--out DIR]
 
-Makes a CA and certificates, writes federation.toml, starts server.py and two
-client.py processes and waits. ``--smoke`` trains each client on 2,000 images with
-SGD lr 0.02: the quick start's lr 0.001 stays on its initial plateau for the ~200
-steps a smoke run has (accuracy 0.10-0.12 after 3 rounds), lr 0.02 reaches about
-0.9 on MNIST.
+Makes a CA and certificates, writes federation.toml, starts server.py (it hosts the
+router) and, once its port listens, two client.py processes, and waits
+(``party.local.LocalFederation``: the first failure stops every process). ``--smoke``
+trains each client on 2,000 images with SGD lr 0.02: the quick start's lr 0.001 stays
+on its initial plateau for the ~200 steps a smoke run has (accuracy 0.10-0.12 after 3
+rounds), lr 0.02 reaches about 0.9 on MNIST.
 """
 
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-from party.certs import init_certs
-from party.config import write_federation
-from party.local import free_port
+from party import cli
+from party.local import LocalFederation
 
-ROOT = Path(__file__).resolve().parents[2]
-
+CLIENTS = ["client_0", "client_1"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = cli.parser("examples.flower_tutorial.run_local", __doc__)
     ap.add_argument("--smoke", action="store_true", help="2,000 images per client, lr 0.02")
     ap.add_argument("--cifar10", default=None)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--workdir", default=None)
+    cli.add_out(ap, help="certificates, federation.toml, logs, out/ (default: temp)")
     args = ap.parse_args(argv)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="tessera-flower-"))
-    init_certs(work / "certs", ["server", "client_0", "client_1"], overwrite=True)
-    fed = write_federation(work / "federation.toml", name="flower-tutorial",
-                           router=f"127.0.0.1:{free_port()}",
-                           parties={"server": "server", "client_0": "client", "client_1": "client"})
-    py = sys.executable
-    extra = (["--limit", "2000", "--lr", "0.02"] if args.smoke else []) + (["--cifar10", args.cifar10] if args.cifar10 else [])
-    server = subprocess.Popen([py, "-m", "examples.flower_tutorial.server", "--federation", str(fed),
-                               "--rounds", str(args.rounds), "--out", str(work / "out")], cwd=ROOT)
-    clients = [subprocess.Popen([py, "-m", "examples.flower_tutorial.client", "--federation", str(fed),
-                                 "--name", f"client_{i}", *extra], cwd=ROOT) for i in range(2)]
-    try:
-        codes = [p.wait(timeout=1800) for p in [server, *clients]]
-    finally:
-        for p in [server, *clients]:
-            if p.poll() is None:
-                p.kill()
-    ok = codes == [0, 0, 0]
-    print(f"flower tutorial: {'done' if ok else f'exit codes {codes}'}; history in {work / 'out'}")
-    return 0 if ok else 1
+    extra = (["--limit", "2000", "--lr", "0.02"] if args.smoke else []) + (
+        ["--cifar10", args.cifar10] if args.cifar10 else [])
+
+    def body() -> int:
+        with LocalFederation({"server": "server", **dict.fromkeys(CLIENTS, "client")},
+                             name="flower-tutorial", out=args.out, router=False,
+                             config_name="federation.toml") as fed:
+            out = fed.work / "out"
+            procs = [fed.start("server", "examples.flower_tutorial.server", "--config", fed.config,
+                               "--rounds", args.rounds, "--out", out, listens=True)]
+            procs += [fed.start(c, "examples.flower_tutorial.client", "--config", fed.config,
+                                "--party", c, *extra) for c in CLIENTS]
+            fed.wait(procs, timeout_s=1800)
+        print(f"flower tutorial: done; history in {out}")
+        return 0
+
+    return cli.run("flower_tutorial", body)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The Flower quick start's server, ported: FedAvg, 3 rounds, accuracy averaged by examples.
 
-    python -m examples.flower_tutorial.server --federation fed/federation.toml [--rounds 3]
+    python -m examples.flower_tutorial.server --config fed/federation.toml [--rounds 3]
 
 It hosts the federation's router (mutual TLS) on --server-address, waits for the
 two clients, trains, prints the history and writes history.json/png to --out.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import hfl as fl  # Flower: import flwr as fl
 from hfl.common import Metrics
+from party import cli
 
 
 def weighted_average(metrics: list[tuple[int, Metrics]]) -> Metrics:
@@ -23,18 +24,22 @@ def weighted_average(metrics: list[tuple[int, Metrics]]) -> Metrics:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--federation", required=True)
+    ap = cli.parser("examples.flower_tutorial.server", __doc__)
+    cli.add_federation(ap, party=False)
     ap.add_argument("--server-address", default=None, help="router listen address (default: the TOML's)")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", default=None, help="directory for history.json and history.png")
+    cli.add_out(ap, help="directory for history.json and history.png")
     args = ap.parse_args(argv)
+    return cli.run("flower_tutorial.server", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
     strategy = fl.server.strategy.FedAvg(evaluate_metrics_aggregation_fn=weighted_average)
     history = fl.server.start_server(
         server_address=args.server_address,
         config=fl.server.ServerConfig(num_rounds=args.rounds),
         strategy=strategy,
-        federation=args.federation,
+        federation=args.config,
         output_dir=args.out,
         progress=False,
     )
