@@ -42,6 +42,7 @@ from examples.bank_fintech.common import (
 from examples.bank_fintech.task import (
     Preprocessor,
     bank_model,
+    by_id,
     read_table,
     test_split,
     train_bank_only,
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--val-fraction", type=float, default=TrainConfig().val_fraction,
+                    help="training rows held out for early stopping (0: none; every epoch is run "
+                         "and the last one kept)")
     return ap
 
 
@@ -70,7 +74,7 @@ def score(party: Any, args: Any) -> dict[str, Any]:
     """Load the saved half and preprocessing, score the aligned rows with the fintech."""
     with open(args.data, newline="") as f:
         has_label = args.label in next(csv.reader(f), [])
-    tab = read_table(args.data, id_column=args.id_column, label=args.label if has_label else None)
+    tab = by_id(read_table(args.data, id_column=args.id_column, label=args.label if has_label else None))
     model_file, rows, xs = scoring_rows("bank", args, tab)
     ids = [tab.ids[i] for i in rows]
     trainer = ActiveTrainer.load_model(model_file, party, bank_model(xs.shape[1]),
@@ -99,7 +103,7 @@ def train(party: Any, args: Any) -> int:
     """Train (HE, and with --compare plaintext + bank-only), score the held-out rows, save."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tab = read_table(args.data, id_column=args.id_column, label=args.label)
+    tab = by_id(read_table(args.data, id_column=args.id_column, label=args.label))
     assert tab.y is not None
     n = min(args.rows or len(tab.ids), len(tab.ids))
     ids, x, y = tab.ids[:n], tab.x[:n], tab.y[:n]
@@ -114,7 +118,8 @@ def train(party: Any, args: Any) -> int:
     modes = ["he", "plaintext"] if args.compare else ["he"]
     for mode in modes:
         cfg = TrainConfig(mode=mode, epochs=args.epochs, batch_size=args.batch_size,
-                          patience=args.patience, seed=args.seed, session=f"demo-{mode}",
+                          patience=args.patience, val_fraction=args.val_fraction,
+                          seed=args.seed, session=f"demo-{mode}",
                           checkpoint_dir=str(out / f"checkpoints-{mode}"),
                           timeout_s=args.timeout_s)
         trainer = ActiveTrainer(party, [args.passive], bank_model(xs.shape[1]), xs[tr], y[tr],
@@ -144,7 +149,7 @@ def train(party: Any, args: Any) -> int:
         t0 = time.perf_counter()
         prob = train_bank_only(xs[tr], y[tr], xs[te], epochs=args.epochs,
                                batch_size=args.batch_size, lr=TrainConfig().lr, seed=args.seed,
-                               val_fraction=TrainConfig().val_fraction, patience=args.patience)
+                               val_fraction=args.val_fraction, patience=args.patience)
         m = binary_metrics(y[te], prob)
         results["bank_only"] = {**{f"test_{k}": round(v, 4) for k, v in m.items()},
                                 "train_seconds": round(time.perf_counter() - t0, 1)}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.bank_fintech.common import parser, run, score_config, scoring_rows
-from examples.bank_fintech.task import Preprocessor, fintech_model, read_table, test_split
+from examples.bank_fintech.task import Preprocessor, by_id, fintech_model, read_table, test_split
 from party.files import write_atomic
 from vfl.trainer import PassiveTrainer, TrainConfig
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def score(party: Any, args: Any) -> int:
     """Load the saved half and preprocessing; serve the bank's scoring of the aligned rows."""
-    tab = read_table(args.data, id_column=args.id_column)
+    tab = by_id(read_table(args.data, id_column=args.id_column))
     model_file, rows, xs = scoring_rows("fintech", args, tab)
     trainer = PassiveTrainer.load_model(model_file, party, fintech_model(xs.shape[1]),
                                         config=score_config(args))
@@ -62,7 +62,7 @@ def train(party: Any, args: Any) -> int:
     """Follow the bank's training in each mode, take part in test scoring, save the half."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tab = read_table(args.data, id_column=args.id_column)
+    tab = by_id(read_table(args.data, id_column=args.id_column))
     n = min(args.rows or len(tab.ids), len(tab.ids))
     ids, x = tab.ids[:n], tab.x[:n]
     tr, te = test_split(n, seed=args.seed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,15 @@ def read_table(path: str | Path, *, id_column: str = "id", label: str | None = N
         raise ValueError(f"{path}: non-numeric value ({e})") from None
     return PartyTable(ids=ids, x=x.reshape(len(body), len(feat)), y=y,
                       columns=[head[i] for i in feat])
+
+
+def by_id(tab: PartyTable) -> PartyTable:
+    """The rows sorted by ID. PSI's agreed order comes from fresh random keys in every run, so
+    both parties sort their aligned rows the same way before splitting: the train/test split
+    (and every shuffle after it) then depends on ``--seed`` alone, not on the PSI run."""
+    order = sorted(range(len(tab.ids)), key=tab.ids.__getitem__)
+    return PartyTable(ids=[tab.ids[i] for i in order], x=tab.x[order],
+                      y=None if tab.y is None else tab.y[order], columns=tab.columns)
 
 
 def test_split(rows: int, *, test_fraction: float = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
@@ -179,9 +189,10 @@ def train_bank_only(x_train: npt.NDArray[np.float32], y_train: npt.NDArray[np.fl
     trn, val = split_rows(len(y_train), val_fraction, seed)
     xa = torch.from_numpy(np.asarray(x_train, dtype=np.float32))
     y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
-    best, best_state, bad = -1.0, None, 0
+    best, best_state, bad = -math.inf, None, 0
     for epoch in range(epochs):
         order = np.random.default_rng([seed, 2, epoch]).permutation(trn)
+        losses = []
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             loss = nn.functional.binary_cross_entropy_with_logits(
@@ -189,8 +200,12 @@ def train_bank_only(x_train: npt.NDArray[np.float32], y_train: npt.NDArray[np.fl
             opt.zero_grad()
             loss.backward()
             opt.step()
-        with torch.no_grad():
-            a = auc(y[val].numpy(), model(xa[val], torch.zeros(len(val), k)).numpy())
+            losses.append(loss.item())
+        if len(val):  # the trainer's rule (vfl.runner.score_of): validation AUC, else -train loss
+            with torch.no_grad():
+                a = auc(y[val].numpy(), model(xa[val], torch.zeros(len(val), k)).numpy())
+        else:
+            a = -float(np.mean(losses))
         if a > best:
             best, best_state, bad = a, {n: v.clone() for n, v in model.state_dict().items()}, 0
         else:
