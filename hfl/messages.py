@@ -9,34 +9,67 @@ incarnation) never reads a reply meant for its previous life.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from hfl.common import check_metrics
 from party import Tag, wire
+from party.codec import Check, Float, Int, ListOf, Str, check_fields
 
 PROTOCOL = "hfl"
 #: Client -> server, once per connection: the client's incarnation (``Hello``).
 HELLO_TAG = Tag(PROTOCOL, "hello")
 
 
-def _check_arrays(xs: Any, what: str) -> None:
-    if not isinstance(xs, list) or not all(isinstance(a, np.ndarray) for a in xs):
-        raise ValueError(f"{what}: parameters must be a list of numpy arrays")
+@dataclass(frozen=True)
+class _NdArray(Check):
+    """A numpy array (of any dtype the codec carries)."""
+
+    def problem(self, v: Any, fields: Any) -> str | None:
+        return None if isinstance(v, np.ndarray) else f"must be a numpy array, got {type(v).__name__}"
+
+
+@dataclass(frozen=True)
+class _Metrics(Check):
+    """``str`` -> scalar (``hfl.common.check_metrics``; NumPy scalars become Python ones)."""
+
+    def problem(self, v: Any, fields: Any) -> str | None:
+        try:
+            check_metrics(v, "metrics")
+        except ValueError as e:
+            return str(e)
+        return None
+
+
+#: The model: a list of numpy arrays.
+Arrays = Annotated[list[np.ndarray], ListOf(_NdArray())]
+#: Reported metrics or properties: str -> scalar.
+Metrics = Annotated[dict[str, Any], _Metrics()]
+#: An example count; <= 0 is a valid message that the server rejects with its reason.
+Count = Annotated[int, Int()]
+#: A loss; a non-finite one is a valid message that the server rejects with its reason.
+Loss = Annotated[float, Float(finite=False)]
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A message built locally passes the same field checks the codec applies on decode."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @wire("hfl.hello", version=1)
 @dataclass(frozen=True)
-class Hello:
+class Hello(_Checked):
     """Client -> server on ``Tag("hfl", "hello")``: I am here, under this incarnation id."""
 
-    incarnation: str
+    incarnation: Annotated[str, Str(nonempty=True, max_len=64)]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.incarnation, str) or not 0 < len(self.incarnation) <= 64:
-            raise ValueError("incarnation must be a non-empty str of at most 64 characters")
-        if "/" in self.incarnation:
+        super().__post_init__()
+        if "/" in self.incarnation:  # it is a tag component
             raise ValueError("incarnation may not contain '/'")
 
 
@@ -48,70 +81,48 @@ class GetParametersIns:
 
 @wire("hfl.get_parameters_res", version=1)
 @dataclass(frozen=True)
-class GetParametersRes:
-    parameters: list[Any]
-
-    def __post_init__(self) -> None:
-        _check_arrays(self.parameters, "GetParametersRes")
+class GetParametersRes(_Checked):
+    parameters: Arrays
 
 
 @wire("hfl.fit_ins", version=1)
 @dataclass(frozen=True)
-class FitIns:
+class FitIns(_Checked):
     """Server -> client: train from ``parameters`` with ``config``.
 
     With ``secagg_session`` set, the client sends its update through secure
     aggregation in that session and its :class:`FitRes` carries no parameters.
     """
 
-    parameters: list[Any]
+    parameters: Arrays
     config: dict[str, Any] = field(default_factory=dict)
     secagg_session: str = ""
     secagg_params: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        _check_arrays(self.parameters, "FitIns")
-
 
 @wire("hfl.fit_res", version=1)
 @dataclass(frozen=True)
-class FitRes:
+class FitRes(_Checked):
     """Client -> server: the locally trained parameters, the examples used, metrics."""
 
-    parameters: list[Any]
-    num_examples: int
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _check_arrays(self.parameters, "FitRes")
-        if not isinstance(self.num_examples, int) or isinstance(self.num_examples, bool):
-            raise ValueError(f"FitRes.num_examples must be an int, got {self.num_examples!r}")
-        check_metrics(self.metrics, "FitRes")
+    parameters: Arrays
+    num_examples: Count
+    metrics: Metrics = field(default_factory=dict)
 
 
 @wire("hfl.evaluate_ins", version=1)
 @dataclass(frozen=True)
-class EvaluateIns:
-    parameters: list[Any]
+class EvaluateIns(_Checked):
+    parameters: Arrays
     config: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _check_arrays(self.parameters, "EvaluateIns")
 
 
 @wire("hfl.evaluate_res", version=1)
 @dataclass(frozen=True)
-class EvaluateRes:
-    loss: float
-    num_examples: int
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.loss, (int, float)) or isinstance(self.loss, bool):
-            raise ValueError(f"EvaluateRes.loss must be a number, got {self.loss!r}")
-        if not isinstance(self.num_examples, int) or isinstance(self.num_examples, bool):
-            raise ValueError(f"EvaluateRes.num_examples must be an int, got {self.num_examples!r}")
-        check_metrics(self.metrics, "EvaluateRes")
+class EvaluateRes(_Checked):
+    loss: Loss
+    num_examples: Count
+    metrics: Metrics = field(default_factory=dict)
 
 
 @wire("hfl.failure", version=1)
@@ -138,11 +149,8 @@ class GetPropertiesIns:
 
 @wire("hfl.get_properties_res", version=1)
 @dataclass(frozen=True)
-class GetPropertiesRes:
-    properties: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_metrics(self.properties, "GetPropertiesRes")
+class GetPropertiesRes(_Checked):
+    properties: Metrics = field(default_factory=dict)
 
 
 @wire("hfl.app_message", version=1)
@@ -166,8 +174,8 @@ class AppMessage:
             if not (isinstance(rec, list) and len(rec) == 2 and rec[0] in ("arrays", "metrics", "config")
                     and isinstance(rec[1], dict)):
                 raise ValueError(f"AppMessage record {name!r} is not [kind, dict]")
-            if rec[0] == "arrays":
-                _check_arrays(list(rec[1].values()), f"AppMessage record {name!r}")
+            if rec[0] == "arrays" and not all(isinstance(a, np.ndarray) for a in rec[1].values()):
+                raise ValueError(f"AppMessage record {name!r}: its arrays must be numpy arrays")
 
 
 def to_app_message(msg: Any) -> AppMessage:
