@@ -259,6 +259,7 @@ class FedAvg(Strategy):
 
 
 #: The aggregate_fit methods whose result :meth:`FedAvg.aggregate_mean` reproduces from the
-#: weighted mean alone (each built-in rule adds its own): a strategy using one of them may run
-#: with secure aggregation.
+#: weighted mean alone (the built-in rules all use FedAvg's, with their own ``server_update``; a
+#: rule with its own aggregate_fit adds it here): a strategy using one of them may run with
+#: secure aggregation.
 SECURE_AGGREGATE_FITS: set[object] = {FedAvg.aggregate_fit}
