@@ -1,8 +1,8 @@
 """SecureBoost over HE (vfl.boost) against plaintext XGBoost on FATE's default_credit hetero split.
 
-    .venv/bin/python -m benchmarks.secureboost                 # 20 trees, depth 5, 32 bins, lr 0.3, 24k/6k rows
-    .venv/bin/python -m benchmarks.secureboost --trees 3 --rows 6000
-    .venv/bin/python -m benchmarks.secureboost --compare-he    # OU vs Paillier vs CKKS vs phe on the histogram kernel
+    .venv/bin/python -m benchmarks.boost                 # 20 trees, depth 5, 32 bins, lr 0.3, 24k/6k rows
+    .venv/bin/python -m benchmarks.boost --trees 3 --rows 6000
+    .venv/bin/python -m benchmarks.boost --compare-he    # OU vs Paillier vs CKKS vs phe on the histogram kernel
 
 Guest (bank): 13 features + label; host (fintech): 10 features; the same 80/20 split as
 ``benchmarks.vfl`` (``examples.bank_fintech.task.test_split``). Both parties run in this process
