@@ -1,7 +1,7 @@
 """The additively homomorphic layer of SecureBoost: SecretFlow's HEU (Okamoto–Uchiyama) or plaintext.
 
 Why HEU's OU and not TenSEAL's CKKS (measured on this workload on the 2-core machine,
-``python -m benchmarks.secureboost --compare-he``; figures in ``benchmarks/README.md``):
+``python -m benchmarks.boost --compare-he``; figures in ``benchmarks/README.md``):
 
 * The passive party's work is a *histogram*: for every node, feature and bin, the sum of the
   encrypted (g, h) of the rows in it. With one ciphertext per row that is one ciphertext

@@ -35,11 +35,11 @@ import numpy as np
 import numpy.typing as npt
 
 from party import wire
-from party.errors import ConfigError, RemoteProtocolError
+from party.errors import RemoteProtocolError
 from party.files import write_atomic
 from vfl.boost.binning import Binner
 from vfl.boost.crypto import Cipher, make_summer
-from vfl.boost.protocol import Bins, Exchange
+from vfl.boost.schedule import Bins, Exchange, checked_replies
 from vfl.boost.tree import check_labels
 
 ADJUST = 0.5  # FATE's adjustment_factor for empty event / non-event counts
@@ -170,12 +170,7 @@ def woe_active(y: Any, passives: list[str], cipher: Cipher, *, min_bin_rows: int
     enc = cipher.encrypt_ints(ya)  # type: ignore[attr-defined]
     masked = yield Exchange(dict.fromkeys(passives, WoeLabels(enc)), list(passives))
     opened = {}
-    for q in passives:
-        m = masked[q]
-        if not isinstance(m, WoeMasked):
-            raise RemoteProtocolError(f"expected WoeMasked, got {type(m).__name__}", peer=q)
-        if m.error:
-            raise ConfigError(f"{q} refused the WOE run: {m.error}")
+    for q, m in checked_replies(masked, list(passives), WoeMasked, "refused the WOE run").items():
         vals = cipher.decrypt_ints(m.counts)  # type: ignore[attr-defined]
         if len(vals) != m.n:
             raise RemoteProtocolError(f"{len(vals)} masked counts, {m.n} announced", peer=q)

@@ -97,7 +97,7 @@ def test_row_and_column_subsampling_are_used_and_reproducible() -> None:
     starts = [x for x in pas1.received if isinstance(x, M.TreeStart)]
     assert all(0.4 * 300 < len(s.rows) < 0.8 * 300 for s in starts)  # about 60 % of the rows sampled
     for t in range(3):  # each tree's passive splits use only that tree's sampled columns
-        from vfl.boost.protocol import _colsample
+        from vfl.boost.schedule import colsample as _colsample
 
         allowed = set(_colsample(10, 0.5, 3, t, 1).tolist())
         assert {f for f, _b, tr in pas1.table.values() if tr == t} <= allowed
