@@ -7,7 +7,8 @@ Reads its PSI-aligned CSV (``python -m vfl.align`` first), holds out 20% of the
 shared customers for testing (seed shared with the fintech), trains the split
 model with the fintech over the federation (HE mode: the fintech's activations
 only ever arrive CKKS-encrypted; see vfl/he/layer.py), scores the test rows,
-saves its part of the model (and its preprocessing), and with ``--compare`` also
+saves its part of the model (and its preprocessing), writes the evaluation report of the
+HE model (``report_he/``: AUC, KS, ROC/KS/lift/gains PNG + JSON), and with ``--compare`` also
 trains the same model in plaintext mode and alone (bank-only) for the report
 (``report.json``).
 
@@ -48,6 +49,7 @@ from examples.bank_fintech.task import (
     train_bank_only,
 )
 from party.files import write_atomic
+from vfl.boost.evaluation import write_report
 from vfl.split import binary_metrics
 from vfl.trainer import ActiveTrainer, TrainConfig
 
@@ -135,6 +137,8 @@ def train(party: Any, args: Any) -> int:
         after = party.transport.stats.snapshot()
         trainer.save_model(out / f"bank_model_{mode}.pt")
         m = binary_metrics(y[te], prob)
+        if mode == "he":  # the evaluation report banks expect (PNG + JSON), as SecureBoost's
+            write_report(y[te], prob, out / "report_he", name="split NN, HE (bank + fintech)")
         results[mode] = {
             **{f"test_{k}": round(v, 4) for k, v in m.items()},
             "epochs_run": len(res.history), "best_epoch": res.best_epoch,

@@ -6,6 +6,7 @@ the intersection it computes, in the ID order both parties sort it into."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,3 +88,22 @@ def test_sorted_by_id_whatever_the_order_psi_agreed_on() -> None:
     s = task.by_id(a)
     assert s.ids == ["a", "b", "c"] and s.x[:, 0].tolist() == [1.0, 2.0, 3.0]
     assert s.y is not None and s.y.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_bank_writes_the_evaluation_report_of_the_he_model(data_dir: Path, tmp_path: Path) -> None:
+    """bank.py's training (HE mode, over the in-memory network) leaves report_he/ next to
+    report.json: the AUC/KS/curves report of the scores it computed on the held-out rows."""
+    import json
+
+    from tests.vfl.test_example_score import both, head_of, ok
+
+    for who, name in (("bank", "guest"), ("fintech", "host")):
+        head_of(data_dir / "fate" / f"default_credit_hetero_{name}.csv", tmp_path / f"{who}.csv", 200)
+    ok(both(tmp_path, "train"))
+    he = json.loads((tmp_path / "bank" / "report.json").read_text())["results"]["he"]
+    rep = json.loads((tmp_path / "bank" / "report_he" / "report.json").read_text())
+    assert rep["rows"] == 40 and rep["auc"] == pytest.approx(he["test_auc"], abs=1e-4)
+    assert 0 <= rep["ks"] <= 1 and len(rep["gains"]) == 10  # (KS: max(TPR - FPR), vfl.split: max |.|)
+    for png in ("roc", "ks", "lift", "gains"):
+        assert (tmp_path / "bank" / "report_he" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "fintech" / "report_he").exists()
