@@ -85,17 +85,23 @@ class GetParametersRes(_Checked):
     parameters: Arrays
 
 
+@dataclass(frozen=True)
+class Instruction(_Checked):
+    """What a fit or evaluate instruction starts with: the model and the round's config."""
+
+    parameters: Arrays
+    config: dict[str, Any] = field(default_factory=dict)
+
+
 @wire("hfl.fit_ins", version=1)
 @dataclass(frozen=True)
-class FitIns(_Checked):
+class FitIns(Instruction):
     """Server -> client: train from ``parameters`` with ``config``.
 
     With ``secagg_session`` set, the client sends its update through secure
     aggregation in that session and its :class:`FitRes` carries no parameters.
     """
 
-    parameters: Arrays
-    config: dict[str, Any] = field(default_factory=dict)
     secagg_session: str = ""
     secagg_params: dict[str, Any] = field(default_factory=dict)
 
@@ -112,9 +118,8 @@ class FitRes(_Checked):
 
 @wire("hfl.evaluate_ins", version=1)
 @dataclass(frozen=True)
-class EvaluateIns(_Checked):
-    parameters: Arrays
-    config: dict[str, Any] = field(default_factory=dict)
+class EvaluateIns(Instruction):
+    """Server -> client: evaluate ``parameters`` with ``config``."""
 
 
 @wire("hfl.evaluate_res", version=1)
