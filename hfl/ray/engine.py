@@ -46,7 +46,6 @@ class _Engine:
         self.timeout_s = timeout_s
         self.stopping = False
         self.net = InMemoryNetwork([SERVER, *self.names])
-        self.members = frozenset(self.net.names)
         self.server_transport = _ServerTransport(self.net.transport(SERVER), self)
         self.server_inc = int(self.server_transport.incarnation)
         self.sessions: dict[str, _Session] = {}
@@ -107,7 +106,7 @@ class _Engine:
         t = self.net.transport(name)
         inc = uuid.uuid4().hex[:16]
         self.sessions[name] = _Session(name, self.index[name], t, inc)
-        party = Party(name, _Fast(t, self.members), role=Role.CLIENT)
+        party = Party(name, _Fast(t, [SERVER]), role=Role.CLIENT)
         try:
             party.send(SERVER, HELLO_TAG, Hello(inc))
             open_run(party, [SERVER], protocol=self.hfl, session=inc,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from party import PartyUnavailable, Tag
+from party import Tag
 from party.transport import TransportStats
 
 if TYPE_CHECKING:
@@ -48,17 +48,16 @@ class _Running:
 
 
 class _Fast:
-    """An in-memory transport whose ``recv`` checks membership in a set.
+    """An in-memory transport with a fixed list of peers.
 
-    ``InMemoryTransport.recv`` checks the sender against a fresh list of every party's
-    name, O(N) per receive: with 10,000 clients the server's poll of their hellos and the
-    clients' handshakes became O(N²). Everything else is the wrapped transport's.
+    ``InMemoryTransport.peers`` lists every party afresh, O(N) per call; a virtual client
+    talks to the server only, and the server's list is built once. Everything else is the
+    wrapped transport's.
     """
 
-    def __init__(self, inner: Any, members: frozenset[str]) -> None:
+    def __init__(self, inner: Any, peers: list[str]) -> None:
         self._inner = inner
-        self._members = members
-        self._peers = sorted(members - {inner.name})
+        self._peers = peers
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self._inner, item)
@@ -83,21 +82,14 @@ class _Fast:
         self._inner.send(dst, tag, payload)
 
     def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
-        box = getattr(self._inner, "_box", None)
-        if box is None or getattr(self._inner, "_closed", True):
-            return self._inner.recv(src, tag, timeout_s=timeout_s)  # type: ignore[no-any-return]
-        if src not in self._members:
-            raise PartyUnavailable(src, "not a member of this federation")
-        data: bytearray = box.get(src, tag, timeout_s)
-        self._inner.stats.on_recv(len(data))
-        return data
+        return self._inner.recv(src, tag, timeout_s=timeout_s)  # type: ignore[no-any-return]
 
 
 class _ServerTransport(_Fast):
     """The server's in-memory transport, with what it sends virtual clients diverted to Ray."""
 
     def __init__(self, inner: Any, engine: _Engine) -> None:
-        super().__init__(inner, frozenset(engine.net.names))
+        super().__init__(inner, sorted(engine.names))
         self._engine = engine
 
     def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
