@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -192,13 +192,15 @@ class FedAvg(Strategy):
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         """Aggregate fit results using weighted average, then the server's step (:meth:`server_update`)."""
-        if not results:
-            return None, {}
-        if not self.accept_failures and failures:
+        if not self._usable(results, failures):
             return None, {}
         return self.aggregate_mean(server_round, self.weighted_mean(results),
                                    sum(r.num_examples for _, r in results),
                                    [(res.num_examples, res.metrics) for _, res in results])
+
+    def _usable(self, results: list[Any], failures: list[Any]) -> bool:
+        """Flower's rule: aggregate only with results, and with no failures unless accepted."""
+        return bool(results) and (self.accept_failures or not failures)
 
     def weighted_mean(self, results: list[tuple[ClientProxy, FitRes]]) -> NDArrays:
         """Σ_k n_k w_k / Σ_k n_k (in place unless ``inplace=False``, as Flower)."""
@@ -221,9 +223,7 @@ class FedAvg(Strategy):
         failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
     ) -> tuple[float | None, dict[str, Scalar]]:
         """Aggregate evaluation losses using weighted average."""
-        if not results:
-            return None, {}
-        if not self.accept_failures and failures:
+        if not self._usable(results, failures):
             return None, {}
         loss_aggregated = weighted_loss_avg(
             [(evaluate_res.num_examples, evaluate_res.loss) for _, evaluate_res in results])
