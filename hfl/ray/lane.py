@@ -198,14 +198,14 @@ class _Lane:
             log.error("%s", why)
             if dead:
                 self.replace(r.gen, why, e)
-            reply, state = encode(Failure(why)), None
+            reply, state = Failure(why), None
         finally:
             if not hosted:
                 self.unroute(r.token)
         if state or job.client in eng.state:
             eng.state[job.client] = dict(state or {})
         with contextlib.suppress(PartyUnavailable, ClosedTransport):
-            r.session.transport.send(SERVER, job.tag.at("res"), reply)
+            r.session.transport.send(SERVER, job.tag.at("res"), encode(reply))
         return False
 
     def _in(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from hfl.ray.cluster import describe_failure, log
 from party import Party, PartyTimeout, PartyUnavailable, Role, Tag
-from party.codec import decode, encode
+from party.codec import decode
 from party.transport import Mailbox, TransportStats
 
 
@@ -122,9 +122,14 @@ class _ClientWorker:
 
     def run(self, job_id: int, name: str, node_id: int, state: dict[str, Any] | None,
             ins_box: list[Any], secure: dict[str, int] | None
-            ) -> tuple[bytes | bytearray, dict[str, Any] | None, bool] | None:
-        """Build client ``name``, run one instruction; (encoded reply, context.state, hosted),
-        or None when the driver revoked the job before it started (its client never ran here).
+            ) -> tuple[Any, dict[str, Any] | None, bool] | None:
+        """Build client ``name``, run one instruction; (reply, context.state, hosted), or
+        None when the driver revoked the job before it started (its client never ran here).
+
+        The reply is the message object (``FitRes``, ``Failure``, ...), not its encoding: Ray
+        moves its arrays out of band (no copy into a pickle stream; inline, not through the
+        object store, up to ``max_direct_call_object_size``) and the driver encodes it once
+        for the server, which decodes and checks it as any client's reply.
 
         ``hosted`` is True when the client's SecAgg+ steps go on in this actor."""
         from hfl.client import flatten_update, handle
@@ -145,7 +150,7 @@ class _ClientWorker:
         if isinstance(res, Failure) and res.message.startswith("MemoryError"):
             res = Failure(describe_failure(MemoryError(res.message), name, self._resources))
         if secure is None or not isinstance(ins, FitIns) or not ins.secagg_session:
-            return encode(res), ctx.state, False
+            return res, ctx.state, False
         # as hfl.client does: the server cannot inspect a masked update, the client checks its own
         if isinstance(res, FitRes):
             why = describe_mismatch(list(ins.parameters), list(res.parameters))
@@ -154,7 +159,7 @@ class _ClientWorker:
             if why is not None:
                 res = Failure(f"fit result rejected before secure aggregation: {why}")
         if not isinstance(res, FitRes):
-            return encode(res), ctx.state, False
+            return res, ctx.state, False
         delta = flatten_update(list(res.parameters), list(ins.parameters))
         token = int(secure["token"])
         with self._cv:
@@ -163,7 +168,7 @@ class _ClientWorker:
                          int(secure["client_inc"]), box)
         threading.Thread(target=self._secure_round, name=f"secagg-{name}", daemon=True,
                          args=(bridge, token, delta, res.num_examples, ins)).start()
-        return encode(FitRes([], res.num_examples, res.metrics)), ctx.state, True
+        return FitRes([], res.num_examples, res.metrics), ctx.state, True
 
     def deliver(self, batch: list[tuple[str, int, tuple[str, str, int, str], bytes]]) -> int:
         """Messages from the server for clients whose SecAgg+ steps run here (by job token)."""
