@@ -33,6 +33,10 @@ def test_hadamard_matches_the_dense_matrix_and_flattens_a_spike():
 
     v = np.random.default_rng(2).normal(size=64)
     np.testing.assert_allclose(fwht(v), hadamard(64) @ v / 8, atol=1e-12)
+    # 512 = 8·8·8 takes all three kinds of small product; 2048 = 16·16·8
+    for n in (2, 32, 512, 2048):
+        w = np.random.default_rng(n).normal(size=n)
+        np.testing.assert_allclose(fwht(w), hadamard(n) @ w / math.sqrt(n), atol=1e-11)
     spike = np.zeros(4096)
     spike[3] = 10.0
     y = rotate(spike, seed=3)
