@@ -20,8 +20,10 @@ model or data per client lives in the driver.
 / ``num_gpus`` per client), each served by a driver thread (a *lane*) that takes the
 next job from one shared queue. The actor builds the client there and then from
 ``client_fn(context)``, runs the instruction with :func:`hfl.client.handle` (the function
-every tessera client runs) and returns the encoded reply, which the driver hands to the
-server as that client's reply; the client object is then dropped. So 10,000 clients cost
+every tessera client runs) and returns the reply message (its arrays travel out of band,
+inline with the task's result on a local Ray: ``start_ray`` raises Ray's
+``max_direct_call_object_size`` to 16 MiB), which the driver encodes once and hands to
+the server as that client's reply; the client object is then dropped. So 10,000 clients cost
 memory only for those training at the moment, plus each one's ``context.state``.
 
 *Per-client state*: ``context.state`` (a dict, Flower's ``Context.state``) travels to the
@@ -45,11 +47,13 @@ protocol's messages, which is exactly what a router sees in a deployment.
 Trust
 -----
 Ray pickles what moves between the driver and its actors: ``client_fn`` (once per
-actor), the job arguments (client name, ``context.state``), the replies (bytes) and the
-relayed SecAgg messages (bytes). All of it is the simulating user's own code and data,
-moving between processes of a Ray cluster that user started or joined: one trust domain,
-one party. Nothing is unpickled from another party. The HFL and SecAgg messages inside
-stay codec-encoded bytes (``party.codec``, no pickle), as over gRPC. A Ray cluster is not
+actor), the job arguments (client name, ``context.state``), the replies (message objects
+with NumPy arrays, which the driver unpickles) and the relayed SecAgg messages (bytes).
+All of it is the simulating user's own code and data, moving between processes of a Ray
+cluster that user started or joined: in simulation every client is the driver's own code,
+one trust domain, one party. Nothing is unpickled from another party. What the server
+receives is still codec-encoded bytes (``party.codec``, no pickle), decoded and checked as
+over gRPC, and the SecAgg messages stay codec-encoded end to end. A Ray cluster is not
 a federation boundary: never join a cluster others can submit jobs to; a real federation
 runs ``start_server`` / ``start_client`` over mutual TLS.
 
