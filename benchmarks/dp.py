@@ -27,7 +27,8 @@ shuffle are the same everywhere. Printed (one JSON line each):
   it, for the fewest survivors the SecAgg threshold allows, because in distributed mode
   the untrusted server does the sampling);
 - ``dp_distributed_round_over_secagg``: the median distributed-DP round over the median
-  plain SecAgg+ round, same clients (seed 0's schedule);
+  plain SecAgg+ round, same clients (seed 0's schedule); ``cpu_ratio`` in its conditions
+  is the same for the process's CPU time per round (less sensitive to other jobs' load);
 - ``dp_noise_*``: one round of both central wrappers on the same ten trained updates with
   fixed seeds: the noise each adds (its output minus its own noise-free output) against
   ``z·C/m``, and the two noise-free outputs against each other.
@@ -131,15 +132,16 @@ def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *, mo
                                              "bits": args.bits, "delta": DELTA}}
     elif mode == "secagg":
         secure = {"mode": "secagg+"}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     h = hfl.simulate(s["client_fn"], args.clients, strategy=strategy, num_rounds=args.rounds,
                      secure_agg=secure, num_workers=args.workers, seed=seed)
+    cpu_s = time.process_time() - c0  # all threads of this process: clients and server
     eps = h.metrics_distributed_fit.get("dp_epsilon", [(0, math.nan)])[-1][1]
     rounds = [r["time_s"] for r in h.rounds]
     aggs = [r.get("aggregate_s", 0.0) for r in h.rounds]
     return {"acc": final.get("acc", math.nan), "epsilon": eps, "wall_s": time.perf_counter() - t0,
             "round_s": float(statistics.median(rounds)), "round_mean_s": float(np.mean(rounds)),
-            "aggregate_s": float(statistics.median(aggs))}
+            "aggregate_s": float(statistics.median(aggs)), "cpu_per_round_s": cpu_s / args.rounds}
 
 
 def _flower_proxies(client_fn: Callable[[str], Any], n: int) -> Any:
@@ -356,7 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              distributed_round_mean_s=round(dis0["round_mean_s"], 3),
              secagg_round_mean_s=round(secagg["round_mean_s"], 3),
              distributed_aggregate_s=round(dis0["aggregate_s"], 3),
-             secagg_aggregate_s=round(secagg["aggregate_s"], 3))
+             secagg_aggregate_s=round(secagg["aggregate_s"], 3),
+             cpu_ratio=round(dis0["cpu_per_round_s"] / secagg["cpu_per_round_s"], 3),
+             distributed_cpu_per_round_s=round(dis0["cpu_per_round_s"], 3),
+             secagg_cpu_per_round_s=round(secagg["cpu_per_round_s"], 3))
     return 0
 
 
