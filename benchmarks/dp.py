@@ -17,7 +17,9 @@ For each target Îµ the noise multiplier ``z`` is the one that gives central DP Î
 three arms use that ``z``. Each arm runs once per seed (``--seeds``); a seed fixes the
 clients sampled in every round (the same for all arms: both FedAvgs follow one schedule)
 and the central wrappers' noise generators; data, partition and each client's training
-shuffle are the same everywhere. Printed (one JSON line each):
+shuffle are the same everywhere. ``--noise-stream flower`` gives tessera's central wrapper
+the very noise draws Flower's makes, so that the two central arms differ only by
+implementation. Printed (one JSON line each):
 
 - ``dp_accuracy_<arm>`` per seed (test accuracy after the last round), and
   ``dp_accuracy_<arm>_mean`` / ``_std`` over the seeds;
@@ -125,7 +127,11 @@ def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *, mo
     strategy: Any = inner
     if mode == "central":
         assert z is not None
-        hdp._rng = np.random.default_rng([seed, 1])  # the wrapper's noise, per seed
+        # the wrapper's noise, per seed; 'flower': the very draws Flower's wrapper makes
+        # (numpy's legacy generator seeded as in _flower), an identity check of the two
+        rng: Any = (np.random.RandomState(seed + 1000) if args.noise_stream == "flower"
+                    else np.random.default_rng([seed, 1]))
+        hdp._rng = rng
         strategy = DifferentialPrivacyServerSideFixedClipping(inner, z, args.clip, m)
     elif mode == "distributed":
         secure = {"mode": "secagg+", "dp": {"noise_multiplier": z, "clip": args.clip,
@@ -282,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--limit-train", type=int, default=None)
     ap.add_argument("--no-flower", action="store_true")
+    ap.add_argument("--noise-stream", choices=["own", "flower"], default="own",
+                    help="tessera central's noise draws: its own seeded generator, or the same "
+                         "draws as Flower's arm (then the two arms differ only by implementation)")
     args = ap.parse_args(argv)
     if args.seeds < 1:
         ap.error("--seeds must be >= 1")
@@ -290,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     q = _per_round(args) / args.clients
     cond = {"model": args.model, "clients": args.clients, "fraction": args.fraction,
             "rounds": args.rounds, "epochs": args.epochs, "batch_size": args.batch_size,
-            "clip": args.clip, "delta": DELTA, "bits": args.bits, "seeds": args.seeds}
+            "clip": args.clip, "delta": DELTA, "bits": args.bits, "seeds": args.seeds,
+            "noise_stream": args.noise_stream}
     epsilons = [float(e) for e in args.epsilons.split(",")]
     if not args.no_flower:
         z0 = central_noise_for(epsilons[0], DELTA, args.rounds, q)
