@@ -32,6 +32,7 @@ times). ``B`` sets the memory: about that of an unbucketed run of n/B rows.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import resource
@@ -53,7 +54,7 @@ from psi.protocol import PsiConfig
 
 KEY_COL, ROW_COL = "__tessera_key", "__tessera_row"
 DUMMY_PREFIX = b"\xff\xfetessera-dummy:"
-BATCH_BYTES = 64 << 20  # Arrow's CSV reader block: ≈ 64 MB of input per batch
+BATCH_BYTES = 16 << 20  # Arrow's CSV reader block: ≈ 16 MB of input per batch (≈ 350k rows)
 #: partition()'s result and its temporary directory: (files, report, schema, rows per bucket, dir)
 Prepared = tuple[list[Path], NormalizeReport, Any, np.ndarray, Path]
 
@@ -255,6 +256,8 @@ def align_csv_buckets(
                     if len(rows):
                         w.write_table(t.select(schema.names).take(pa.array(rows)))
                     del t, keys, padded
+                    gc.collect()  # give this bucket's memory back before the next one
+                    pa.default_memory_pool().release_unused()
             own_rows = rep.rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
