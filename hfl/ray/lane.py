@@ -9,16 +9,32 @@ import queue
 import statistics
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from hfl.ray.cluster import _DEPTH, _GRACE_S, _POLL_S, SERVER, _first_line, describe_failure, log
-from hfl.ray.sessions import _Job, _Running
+from hfl.ray.sessions import _Job, _Running, _Session
 from hfl.ray.worker import _tag_tuple
 from party import ClosedTransport, PartyUnavailable, Tag
 from party.codec import encode
 
-if TYPE_CHECKING:
-    from hfl.ray.engine import _Engine
+
+class _Engine(Protocol):
+    """What a lane uses of the driver (hfl.ray.engine._Engine); a protocol, so the
+    lane does not import the engine that builds it."""
+
+    ray: Any
+    resources: dict[str, float]
+    timeout_s: float
+    stopping: bool
+    server_inc: int
+    sessions: dict[str, _Session]
+    state: dict[str, dict[str, Any]]
+    route: dict[str, tuple[_Lane, int]]
+    jobs: queue.Queue[_Job]
+
+    def next_token(self) -> int: ...
+    def new_actor(self) -> Any: ...
+    def drop_client(self, name: str, why: str) -> None: ...
 
 
 class _Lane:

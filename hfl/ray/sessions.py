@@ -4,13 +4,10 @@ that divert the server's instructions to the actor pool."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from party import Tag
 from party.transport import TransportStats
-
-if TYPE_CHECKING:
-    from hfl.ray.engine import _Engine
 
 
 @dataclass
@@ -83,22 +80,3 @@ class _Fast:
 
     def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
         return self._inner.recv(src, tag, timeout_s=timeout_s)  # type: ignore[no-any-return]
-
-
-class _ServerTransport(_Fast):
-    """The server's in-memory transport, with what it sends virtual clients diverted to Ray."""
-
-    def __init__(self, inner: Any, engine: _Engine) -> None:
-        super().__init__(inner, sorted(engine.names))
-        self._engine = engine
-
-    def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
-        if self._engine.dropped and tag == self._engine.hello_tag:
-            self._engine.reconnect_dropped()  # the server is between rounds: let them back in
-        return super().recv(src, tag, timeout_s=timeout_s)
-
-    def send(self, dst: str, tag: Tag, payload: bytes | bytearray) -> None:
-        if self._engine.intercept(dst, tag, payload):
-            self._inner.stats.on_send(len(payload))
-            return
-        self._inner.send(dst, tag, payload)
