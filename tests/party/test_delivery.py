@@ -109,8 +109,10 @@ def test_dead_incarnations_messages_never_reach_a_new_run(tmp_path: Path) -> Non
 def test_restart_while_peer_waits_is_reported_and_the_new_incarnation_is_seen(tmp_path: Path) -> None:
     with grpc_federation(["a", "b"], directory=tmp_path) as (config, _), connect(config, "a") as a:
         b = connect(config, "b")
-        inc = a.transport.peer_incarnation("b")  # type: ignore[attr-defined]
-        assert inc == b.transport.incarnation  # type: ignore[attr-defined]
+        # a hears of b's arrival from the router asynchronously: wait for it (a CI run read
+        # peer_incarnation before the notice arrived and got None)
+        inc = a.transport.wait_peer("b", timeout_s=10)  # type: ignore[attr-defined]
+        assert inc == b.transport.incarnation == a.transport.peer_incarnation("b")  # type: ignore[attr-defined]
         b.send("a", T.at("old"), "from b's first incarnation")
         time.sleep(0.3)
         errs: list[BaseException] = []
