@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from hfl.common.parameter import NPY_LOCK
 from party import ConfigError
 from party.files import data_dir
 
@@ -274,7 +275,7 @@ def _assemble(parts: list[tuple[np.ndarray, np.ndarray]]) -> Cifar:
 
 
 def _cifar_npz(p: Path) -> Cifar:
-    with np.load(p, allow_pickle=False) as z:
+    with NPY_LOCK, np.load(p, allow_pickle=False) as z:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
             raise ConfigError(f"{p}: missing arrays {sorted(missing)}")

@@ -3,10 +3,17 @@
 ``ndarray_to_bytes`` writes the ``.npy`` format with ``allow_pickle=False`` and
 ``bytes_to_ndarray`` reads it with ``allow_pickle=False``: an object array is
 refused on both sides, so bytes from another party cannot run code here.
+
+``np.load`` parses each ``.npy`` header with ``ast.literal_eval``. On CPython
+before 3.11.8 and 3.12.1, concurrent ``ast.parse`` calls in two threads can
+raise ``SystemError: AST constructor recursion depth mismatch``
+(python/cpython#106905), which failed a client's round in threaded
+simulations. Every ``np.load`` in ``hfl`` therefore holds :data:`NPY_LOCK`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from io import BytesIO
 from typing import Any
@@ -14,6 +21,9 @@ from typing import Any
 import numpy as np
 
 from hfl.common.typing import NDArray, NDArrays, Parameters
+
+#: Held around ``np.load`` (its header parser is not thread-safe on older CPythons).
+NPY_LOCK = threading.Lock()
 
 
 def ndarray_to_bytes(ndarray: NDArray) -> bytes:
@@ -25,7 +35,8 @@ def ndarray_to_bytes(ndarray: NDArray) -> bytes:
 
 def bytes_to_ndarray(tensor: bytes) -> NDArray:
     """Deserialise ``.npy`` bytes to an array (no pickle: object arrays are refused)."""
-    out: NDArray = np.load(BytesIO(tensor), allow_pickle=False)
+    with NPY_LOCK:
+        out: NDArray = np.load(BytesIO(tensor), allow_pickle=False)
     return out
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import hfl
+import hfl.serverapp.strategy
 from hfl.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from hfl.client import run_client
 from hfl.clientapp import AppNode, ClientApp

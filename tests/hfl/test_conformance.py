@@ -302,3 +302,26 @@ def test_deliberate_differences_raise_clear_errors() -> None:
         fl.server.start_server(server_address="127.0.0.1:1", certificates=(b"a", b"b", b"c"))
     with pytest.raises(NotImplementedError, match="mods"):
         ClientApp(mods=[lambda msg, ctx, call_next: call_next(msg, ctx)])
+
+
+def test_bytes_to_ndarray_serialises_np_load_against_the_cpython_ast_race() -> None:
+    """``np.load``'s header parser (``ast.literal_eval``) is not thread-safe before
+    CPython 3.11.8 (python/cpython#106905); a CI run lost a client's round to it.
+    While :data:`NPY_LOCK` is held, a decode in another thread must wait."""
+    import threading
+
+    from hfl.common.parameter import NPY_LOCK
+
+    data = ndarray_to_bytes(np.arange(4.0))
+    done = threading.Event()
+    out: list[Any] = []
+
+    def decode() -> None:
+        out.append(bytes_to_ndarray(data))
+        done.set()
+
+    with NPY_LOCK:
+        t = threading.Thread(target=decode, daemon=True)
+        t.start()
+        assert not done.wait(0.3), "bytes_to_ndarray ran np.load without holding NPY_LOCK"
+    assert done.wait(5) and (out[0] == np.arange(4.0)).all() and out[0].flags.writeable
