@@ -23,6 +23,38 @@ def _sets(seed: int, na: int, nb: int, shared: int) -> tuple[list[str], list[str
     return a, b
 
 
+def _bank_in_a_thread(
+    net: InMemoryNetwork, a: list[str], cfg: PsiConfig, tmp_path, out: dict[str, object],
+    *, daemon: bool = False,
+) -> tuple[threading.Thread, list[tuple[object, bytes]]]:
+    """Starts the bank's resumable run in a thread, over a transport that records every chain
+    chunk the bank sends the fintech; returns the thread and that (growing) record."""
+    sent_to_fintech: list[tuple[object, bytes]] = []
+    bank_transport = net.transport("bank")
+    real_send = bank_transport.send
+
+    def spy_send(dst: str, tag, payload) -> None:  # type: ignore[no-untyped-def]
+        if dst == "fintech" and "chain:" in tag.step:
+            sent_to_fintech.append((tag, bytes(payload)))
+        real_send(dst, tag, payload)
+
+    bank_transport.send = spy_send  # type: ignore[method-assign]
+
+    def bank() -> None:
+        out["bank"] = run_psi(Party("bank", bank_transport), a, config=cfg, workers=0,
+                              checkpoint=tmp_path / "bank", rejoin_s=30, timeout_s=30)
+
+    th = threading.Thread(target=bank, daemon=daemon)
+    th.start()
+    return th, sent_to_fintech
+
+
+def _fintech_run(net: InMemoryNetwork, b: list[str], cfg: PsiConfig, tmp_path) -> object:
+    """One incarnation of the fintech's resumable run (a fresh transport each time)."""
+    return run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, workers=0,
+                   checkpoint=tmp_path / "fin", timeout_s=30)
+
+
 def test_in_memory_two_parties_with_normalisation() -> None:
     a, b = _sets(1, 300, 500, 120)
     b = [f"  {x.upper()}\r\n" for x in b]  # same customers, other spelling
@@ -218,30 +250,11 @@ def test_surviving_party_resumes_on_its_own_when_the_crashed_one_restarts(
 
     monkeypatch.setattr(PsiSession, "receive", crash_once)
     out: dict[str, object] = {}
-
-    sent_to_fintech: list[tuple[object, bytes]] = []
-    bank_transport = net.transport("bank")
-    real_send = bank_transport.send
-
-    def spy_send(dst: str, tag, payload) -> None:  # type: ignore[no-untyped-def]
-        if dst == "fintech" and "chain:" in tag.step:
-            sent_to_fintech.append((tag, bytes(payload)))
-        real_send(dst, tag, payload)
-
-    bank_transport.send = spy_send  # type: ignore[method-assign]
-
-    def bank() -> None:
-        out["bank"] = run_psi(Party("bank", bank_transport), a, config=cfg, workers=0,
-                              checkpoint=tmp_path / "bank", rejoin_s=30, timeout_s=30)
-
-    th = threading.Thread(target=bank)
-    th.start()
+    th, sent_to_fintech = _bank_in_a_thread(net, a, cfg, tmp_path, out)
     with pytest.raises(SystemExit):
-        run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, workers=0,
-                checkpoint=tmp_path / "fin", timeout_s=30)
+        _fintech_run(net, b, cfg, tmp_path)
     assert calls["n"] == -1
-    out["fintech"] = run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, workers=0,
-                             checkpoint=tmp_path / "fin", timeout_s=30)
+    out["fintech"] = _fintech_run(net, b, cfg, tmp_path)
     th.join(60)
     for name in ("bank", "fintech"):
         assert out[name].size == clean[name].size == 900  # type: ignore[attr-defined]
@@ -296,29 +309,10 @@ def test_a_peer_killed_before_the_last_message_rejoins_and_the_finished_survivor
 
     monkeypatch.setattr(PsiSession, "receive", crash)
     out: dict[str, object] = {}
-
-    sent_to_fintech: list[tuple[object, bytes]] = []
-    bank_transport = net.transport("bank")
-    real_send = bank_transport.send
-
-    def spy_send(dst: str, tag, payload) -> None:  # type: ignore[no-untyped-def]
-        if dst == "fintech" and "chain:" in tag.step:
-            sent_to_fintech.append((tag, bytes(payload)))
-        real_send(dst, tag, payload)
-
-    bank_transport.send = spy_send  # type: ignore[method-assign]
-
-    def bank() -> None:
-        out["bank"] = run_psi(Party("bank", bank_transport), a, config=cfg, workers=0,
-                              checkpoint=tmp_path / "bank", rejoin_s=30, timeout_s=30)
-
-    th = threading.Thread(target=bank, daemon=True)
-    th.start()
+    th, _ = _bank_in_a_thread(net, a, cfg, tmp_path, out, daemon=True)
     with pytest.raises(SystemExit):
-        run_psi(Party("fintech", net.transport("fintech")), b, config=cfg, workers=0,
-                checkpoint=tmp_path / "fin", timeout_s=30)
-    out["fintech"] = run_psi(Party("fintech", net.transport("fintech")), b, config=cfg,
-                             workers=0, checkpoint=tmp_path / "fin", timeout_s=30)
+        _fintech_run(net, b, cfg, tmp_path)
+    out["fintech"] = _fintech_run(net, b, cfg, tmp_path)
     th.join(60)
     assert out["bank"].size == out["fintech"].size == 600  # type: ignore[attr-defined]
     assert [a[i] for i in out["bank"].rows] == [b[i] for i in out["fintech"].rows]  # type: ignore[attr-defined]
