@@ -6,45 +6,41 @@ and reassembled (:mod:`party.chunking`); the receiver checks the declared size
 against its cap before allocating. A peer whose stream ends is reported by the
 router, and every ``recv`` waiting on it raises :class:`PartyUnavailable` at
 once; if the router itself goes away, every ``recv`` raises too.
+
+This module holds the public face (:class:`GrpcTransport`: construction, the
+:class:`~party.transport.Transport` methods, close) and :func:`connect`. The sending
+half (what is held until acknowledged) is in :mod:`party.grpc_held`, the stream to
+the router and what arrives on it in :mod:`party.grpc_link`; both names are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
-from party.chunking import (
-    CHUNK_BYTES,
-    FRAME_LIMIT,
-    Buffer,
-    Reassembler,
-    make_frame,
-    parse_frame,
-    split_parts,
-)
+from party.chunking import CHUNK_BYTES, FRAME_LIMIT, Buffer, Reassembler, make_frame
 from party.codec import MAX_MESSAGE_BYTES
 from party.config import FederationConfig
 from party.errors import (
-    AuthenticationError,
     ClosedTransport,
-    CodecError,
     ConfigError,
     LocalProtocolError,
     PartyTimeout,
     PartyUnavailable,
-    RemoteProtocolError,
 )
+from party.grpc_held import _DATA_SLOTS as _DATA_SLOTS  # re-exported: was defined here
+from party.grpc_held import _END, HOLD_BYTES, HOLD_S, _Msg
+from party.grpc_held import _Link as _Link  # re-exported: was defined here
+from party.grpc_link import _RouterLink
 from party.party import Party
-from party.router import INC_METADATA, METHOD, read_tls
+from party.router import read_tls
 from party.transport import Mailbox, Tag, TransportStats
 
 log = logging.getLogger("party.grpc")
@@ -60,47 +56,14 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.ssl_target_name_override", "router"),
 ]
-_END = object()
 
-
-#: What a sender holds for one destination until acknowledged (bytes / seconds).
-HOLD_BYTES = 1 << 30
-HOLD_S = 300.0
 #: How long a party whose link to the router broke keeps trying to reconnect.
 RECONNECT_S = 60.0
 #: How long close() waits for held messages to be acknowledged.
 LINGER_S = 10.0
-_DATA_SLOTS = 32  # data frames queued on the link at once (backpressure)
 
 
-class _Msg:
-    """One message held by its sender until the receiver acknowledges it."""
-
-    __slots__ = ("frames", "payload", "rinc", "sent", "seq", "size", "t", "tag")
-
-    def __init__(self, tag: Tag, size: int, payload: bytes | None) -> None:
-        self.tag = tag
-        self.size = size
-        self.payload = payload  # kept until bound (receiver incarnation known)
-        self.frames: list[bytes] = []
-        self.rinc: int | None = None
-        self.seq = 0
-        self.sent = -1  # link epoch it was last put on the wire in
-        self.t = time.monotonic()
-
-
-class _Link:
-    """One gRPC call to the router: its outbound queue and backpressure slots."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.out: queue.Queue[Any] = queue.Queue()
-        self.slots = threading.BoundedSemaphore(_DATA_SLOTS)
-        self.dead = threading.Event()
-        self.call: Any = None
-
-
-class GrpcTransport:
+class GrpcTransport(_RouterLink):
     """One party's link to the router, keeping the delivery contract of :mod:`party.transport`.
 
     A data frame's header carries the receiver incarnation it is bound to (``rinc``)
@@ -333,42 +296,7 @@ class GrpcTransport:
         self._box.close()
         self._channel.close()
 
-    # -- sending: binding, transmission, acknowledgements -----------------------------------
-    def _bind(self, dst: str, m: _Msg, rinc: int, parts: list[Buffer] | None = None) -> None:
-        """Give ``m`` its receiver incarnation and sequence number; make its frames (state lock held)."""
-        if parts is None:
-            assert m.payload is not None
-            parts = [m.payload]
-        key = (dst, rinc)
-        seq = self._next_seq.get(key, 0) + 1
-        self._next_seq[key] = seq
-        m.rinc, m.seq = rinc, seq
-        base = {"k": "data", "src": self._name, "dst": dst, "tag": str(m.tag), "inc": self._inc,
-                "rinc": rinc, "id": seq, "size": m.size}
-        chunks = split_parts(parts, self._chunk)
-        base["n"] = len(chunks)
-        m.frames = [make_frame({**base, "i": i}, c) for i, c in enumerate(chunks)]
-        m.payload = None
-
-    def _transmit(self, dst: str) -> None:
-        """Put every bound, not yet sent message for ``dst`` on the current link, in order."""
-        with self._send_lock:
-            while True:
-                with self._state:
-                    link = self._link
-                    rinc = self._peer_inc.get(dst)
-                    m = next((x for x in self._held[dst] if x.sent != link.epoch), None)
-                    if m is None or rinc is None or m.rinc != rinc:
-                        return
-                    m.sent = link.epoch
-                for f in m.frames:
-                    while not link.slots.acquire(timeout=0.5):
-                        if link.dead.is_set() or self._closed or self._box._fatal is not None:
-                            return
-                    link.out.put((f,))
-                    if link.dead.is_set():
-                        return
-
+    # -- resending (the rest of the sending half: party.grpc_held) ---------------------------
     def _run_pump(self) -> None:
         """Resends after a reconnect or a peer's return; expires what was held too long."""
         while not self._closed:
@@ -382,274 +310,6 @@ class GrpcTransport:
                 except Exception:  # pragma: no cover - a bug here must not kill the pump silently
                     log.exception("%s: resend to %r failed", self._name, d)
             self._expire_held()
-
-    def _expire_held(self) -> None:
-        now = time.monotonic()
-        with self._state:
-            for d, q in self._held.items():
-                if q and now - q[0].t > self.hold_s and d not in self._expired:
-                    why = (f"{len(q)} message(s) for it unacknowledged after {self.hold_s:g} s "
-                           f"(hold bound; first {q[0].tag})")
-                    self._expired[d] = why
-                    log.error("%s: %r %s", self._name, d, why)
-                    self._box.mark_down(d, why)
-                    self._state.notify_all()
-
-    def _discard_bound(self, dst: str, keep: int | None) -> None:
-        """Drop messages bound to an incarnation of ``dst`` other than ``keep`` (state lock held)."""
-        q = self._held[dst]
-        old = [m for m in q if m.rinc is not None and m.rinc != keep]
-        if not old:
-            return
-        for m in old:
-            q.remove(m)
-            self._held_bytes[dst] -= m.size
-        self.discarded += len(old)
-        log.warning("%s: discarded %d unacknowledged message(s) for %r's dead incarnation "
-                    "(first %s)", self._name, len(old), dst, old[0].tag)
-        self._state.notify_all()
-
-    def _on_ack(self, header: dict[str, Any]) -> None:
-        src = str(header.get("src"))
-        q = self._held.get(src)
-        if q is None:
-            return
-        rinc, seq = header.get("inc"), header.get("id")
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            log.warning("%s: malformed ack from %r ignored", self._name, src)
-            return  # a peer's bad frame must not stop our reader
-        with self._state:
-            while q and q[0].rinc == rinc and q[0].seq <= seq:
-                self._held_bytes[src] -= q.popleft().size
-            self._state.notify_all()
-
-    def _peer_up(self, src: str, inc: int) -> None:
-        if src not in self._held:
-            return
-        known = self._known_inc.get(src)
-        if known is not None and known != inc:
-            # before wait_peer can see the new incarnation: nobody reads the old one's leftovers
-            self._reasm.drop(src)
-            n = self._box.purge(src)
-            if n:
-                log.warning("%s: discarded %d undelivered message(s) of %r's previous incarnation",
-                            self._name, n, src)
-            self.discarded += n
-            self._box.mark_up(src)
-        with self._state:
-            self._peer_inc[src] = inc
-            self._known_inc[src] = inc
-            self._expired.pop(src, None)
-            self._discard_bound(src, inc)
-            for m in self._held[src]:
-                if m.rinc is None:
-                    self._bind(src, m, inc)
-                m.sent = -1  # its link may have dropped what we sent: resend all unacknowledged
-            self._state.notify_all()
-        self._reasm.drop(src)
-        self._box.mark_up(src)
-        self._kick.set()
-
-    def _peer_down(self, src: str, inc: Any, msg: str) -> None:
-        with self._state:
-            if src not in self._held or (self._known_inc.get(src) not in (None, inc)):
-                return  # a stale notice about an incarnation already replaced
-            self._peer_inc[src] = None
-            self._discard_bound(src, None)
-            self._state.notify_all()
-        self._reasm.drop(src)
-        self._box.mark_down(src, msg)
-
-    # -- the link to the router ------------------------------------------------------------------
-    def _open_link(self) -> _Link:
-        self._epoch += 1
-        link = _Link(self._epoch)
-        stub = self._channel.stream_stream(METHOD)
-        link.call = stub(self._requests(link), wait_for_ready=True,
-                         metadata=((INC_METADATA, str(self._inc)),))
-        return link
-
-    def _requests(self, link: _Link) -> Iterator[bytes]:
-        try:
-            while True:
-                item = link.out.get()
-                if item is _END:
-                    return
-                if isinstance(item, tuple):  # a data frame: free its backpressure slot
-                    yield item[0]
-                    with contextlib.suppress(ValueError):
-                        link.slots.release()
-                else:
-                    yield item
-        finally:
-            link.dead.set()
-
-    def _run_reader(self) -> None:
-        failed_at: float | None = None
-        while True:
-            link = self._link
-            outcome = self._read(link)
-            link.dead.set()
-            with contextlib.suppress(ValueError):
-                for _ in range(_DATA_SLOTS):
-                    link.slots.release()
-            if outcome is None or self._closed:
-                self._welcome.set()
-                return
-            # the link broke without a goodbye: reconnect as the same incarnation
-            failed_at = failed_at or time.monotonic()
-            if time.monotonic() - failed_at > self.reconnect_s or not self._welcome.is_set():
-                log.warning("%s: %s", self._name, outcome)
-                self._box.fail(outcome)
-                self._welcome.set()
-                return
-            log.info("%s: link to the router lost (%s); reconnecting", self._name, outcome)
-            time.sleep(0.2)
-            try:
-                grpc.channel_ready_future(self._channel).result(
-                    timeout=max(0.1, self.reconnect_s - (time.monotonic() - failed_at)))
-            except grpc.FutureTimeoutError:
-                continue
-            with self._state:
-                self._link = self._open_link()
-                for q in self._held.values():
-                    for m in q:
-                        m.sent = -1
-            self._reasm.drop_all()
-            self._kick.set()
-            failed_at = None  # reset once the new link is welcomed (see _read)
-
-    def _read(self, link: _Link) -> Exception | None:
-        """Read one link until it ends; None if it ended for good, else the error to retry on."""
-        try:
-            for frame in link.call:
-                header, body = parse_frame(frame)
-                k = header["k"]
-                if k == "data":
-                    self._on_data(header, body)
-                elif k == "ack":
-                    self._on_ack(header)
-                elif k == "nack":
-                    self._on_nack(header)
-                elif k == "down":
-                    self._peer_down(str(header.get("src")), header.get("inc"),
-                                    str(header.get("msg", "disconnected")))
-                elif k == "up":
-                    self._peer_up(str(header.get("src")), int(header.get("inc", 0)))
-                elif k == "abort":
-                    self._box.abort(str(header.get("src")), str(header.get("session", "*")),
-                                    str(header.get("msg", "")))
-                elif k == "error":
-                    dst = str(header.get("dst"))
-                    self._errors[dst] = str(header.get("msg"))
-                    self._box.mark_down(dst, str(header.get("msg")))
-                elif k == "shutdown":
-                    self._box.fail(PartyUnavailable("router", str(header.get("msg", "shut down"))))
-                    return None
-                elif k == "welcome":
-                    online = header.get("online", {})
-                    online = online if isinstance(online, dict) else {}
-                    self.online = sorted(online)
-                    with self._state:
-                        gone = [p for p, i in self._peer_inc.items() if i is not None and p not in online]
-                    for p in gone:
-                        self._peer_down(p, self._known_inc.get(p), "disconnected while our link was down")
-                    for p, inc in online.items():
-                        self._peer_up(str(p), int(inc))
-                    self._welcome.set()
-            if self._closed:
-                return None
-            return PartyUnavailable("router", "the router closed our stream")
-        except grpc.RpcError as e:
-            code = e.code() if hasattr(e, "code") else None
-            details = e.details() if hasattr(e, "details") else str(e)
-            if self._closed and code == grpc.StatusCode.CANCELLED:
-                return None
-            exc: Exception
-            if code == grpc.StatusCode.PERMISSION_DENIED:
-                exc = AuthenticationError(f"router refused {self._name!r}: {details}")
-            elif code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
-                exc = RemoteProtocolError(f"router rejected our stream: {details}", peer="router")
-            else:
-                return PartyUnavailable("router", f"stream ended: {code} {details}")
-            log.warning("%s: %s", self._name, exc)
-            self._box.fail(exc)
-            return None
-        except CodecError as e:
-            log.error("%s: malformed frame from the router: %s", self._name, e)
-            self._box.fail(e)
-            link.call.cancel()
-            return None
-
-    def _nack(self, src: str, src_inc: int, seq: int) -> None:
-        """Ask ``src`` to resend from message ``seq`` (once per missing message)."""
-        if self._nacked.get((src, src_inc)) == seq or self._closed:
-            return
-        self._nacked[(src, src_inc)] = seq
-        self._link.out.put(make_frame({"k": "nack", "src": self._name, "dst": src,
-                                       "inc": self._inc, "to": src_inc, "id": seq}))
-
-    def _on_nack(self, header: dict[str, Any]) -> None:
-        src = str(header.get("src"))
-        if src not in self._held:
-            return
-        with self._state:
-            for m in self._held[src]:
-                if m.rinc == header.get("inc"):
-                    m.sent = -1
-        self._kick.set()
-
-    def _send_ack(self, src: str, src_inc: int, seq: int) -> None:
-        if not self._closed:
-            self._link.out.put(make_frame({"k": "ack", "src": self._name, "dst": src,
-                                           "inc": self._inc, "to": src_inc, "id": seq}))
-
-    def _on_data(self, header: dict[str, Any], body: memoryview) -> None:
-        """One data frame; a peer's protocol violation is charged to that peer only."""
-        src = str(header.get("src"))
-        try:
-            inc, rinc, seq = int(header["inc"]), int(header["rinc"]), int(header["id"])
-            i, n = int(header["i"]), int(header["n"])
-        except (KeyError, TypeError, ValueError):
-            log.error("%s: bad frame header from %r: %s", self._name, src, sorted(header))
-            self._box.mark_down(src, "sent a malformed message (frame header incomplete)")
-            return
-        if rinc != self._inc:
-            return  # bound to another incarnation of ours: not for this run
-        known = self._known_inc.get(src)
-        if known is not None and known != inc:
-            self._peer_up(src, inc)  # its data overtook its 'up' notice
-        elif known is None:
-            with self._state:
-                self._known_inc[src] = inc
-        last = self._delivered.get((src, inc), 0)
-        if seq != last + 1:
-            if seq <= last and i == n - 1:
-                self._send_ack(src, inc, last)  # a resend of what we already have
-            elif seq > last + 1:
-                self._nack(src, inc, last + 1)  # a gap: ask for a resend from the missing one
-            return
-        nxt = self._reasm.next_chunk(src, inc, seq)
-        if i != nxt:
-            # After a reconnect, frames of the old link can trail the resend: a chunk that is
-            # not the next one is skipped (the sender resends the whole message), a first
-            # chunk restarts it. Frames of one message are identical in every transmission.
-            if i != 0:
-                self._nack(src, inc, seq)
-                return
-            self._reasm.drop_message(src, inc, seq)
-        try:
-            tag = Tag.parse(str(header.get("tag")))
-            payload = self._reasm.feed(header, body)
-        except (CodecError, ValueError) as e:
-            log.error("%s: bad frame from %r: %s", self._name, src, e)
-            self._reasm.drop(src)
-            self._box.mark_down(src, f"sent a malformed message ({e})")
-            return
-        if payload is not None:
-            self._delivered[(src, inc)] = seq
-            self._box.put(src, tag, payload)
-            self._send_ack(src, inc, seq)
 
 
 def connect(config: FederationConfig, name: str, **kw: Any) -> Party:
