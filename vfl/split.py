@@ -18,6 +18,9 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from vfl.metrics import auc_or_nan as auc
+from vfl.metrics import ks_or_nan as ks
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -77,41 +80,7 @@ def init_interactive(d: int, k: int, seed: int) -> FloatArray:
     return np.random.default_rng([seed, 0x5EED]).normal(0.0, 1.0 / np.sqrt(d), size=(d, k))
 
 
-# -- metrics ------------------------------------------------------------------
-
-def auc(y: npt.ArrayLike, score: npt.ArrayLike) -> float:
-    """ROC AUC via the rank statistic (ties get average ranks)."""
-    yy = np.asarray(y).astype(bool)
-    s = np.asarray(score, dtype=np.float64)
-    n_pos, n_neg = int(yy.sum()), int((~yy).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[yy].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def ks(y: npt.ArrayLike, score: npt.ArrayLike) -> float:
-    """Kolmogorov–Smirnov statistic: max |TPR − FPR| over thresholds."""
-    yy = np.asarray(y).astype(bool)
-    s = np.asarray(score, dtype=np.float64)
-    if yy.all() or (~yy).all():
-        return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    ys = yy[order]
-    tpr = np.cumsum(ys) / ys.sum()
-    fpr = np.cumsum(~ys) / (~ys).sum()
-    last = np.r_[s[order][1:] != s[order][:-1], True]  # only at threshold boundaries
-    return float(np.max(np.abs(tpr - fpr)[last]))
-
+# -- metrics (one definition, vfl.metrics; NaN for a single-class validation set) --
 
 def binary_metrics(y: npt.ArrayLike, prob: npt.ArrayLike) -> dict[str, float]:
     """loss (log loss), auc, ks, accuracy at 0.5."""

@@ -103,7 +103,7 @@ def test_bank_writes_the_evaluation_report_of_the_he_model(data_dir: Path, tmp_p
     he = json.loads((tmp_path / "bank" / "report.json").read_text())["results"]["he"]
     rep = json.loads((tmp_path / "bank" / "report_he" / "report.json").read_text())
     assert rep["rows"] == 40 and rep["auc"] == pytest.approx(he["test_auc"], abs=1e-4)
-    assert 0 <= rep["ks"] <= 1 and len(rep["gains"]) == 10  # (KS: max(TPR - FPR), vfl.split: max |.|)
+    assert 0 <= rep["ks"] <= 1 and len(rep["gains"]) == 10  # (KS: max(TPR - FPR), vfl.metrics)
     for png in ("roc", "ks", "lift", "gains"):
         assert (tmp_path / "bank" / "report_he" / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path / "fintech" / "report_he").exists()

@@ -15,52 +15,15 @@ import os
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from party.errors import ConfigError
 from party.files import atomic_path, write_atomic
-
-FloatArray = npt.NDArray[np.float64]
-
-
-def _check(y: Any, s: Any) -> tuple[FloatArray, FloatArray]:
-    ya, sa = np.asarray(y, dtype=np.float64).ravel(), np.asarray(s, dtype=np.float64).ravel()
-    if len(ya) != len(sa) or len(ya) == 0:
-        raise ConfigError(f"{len(ya)} labels for {len(sa)} scores")
-    if not np.isin(ya, (0.0, 1.0)).all():
-        raise ConfigError("the evaluation needs 0/1 labels")
-    if ya.min() == ya.max():
-        raise ConfigError("AUC and KS need both classes among the labels")
-    return ya, sa
-
-
-def roc(y: Any, s: Any) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(fpr, tpr, thresholds), one point per distinct score, ties grouped."""
-    ya, sa = _check(y, s)
-    o = np.argsort(-sa, kind="mergesort")
-    ys, ss = ya[o], sa[o]
-    distinct = np.flatnonzero(np.diff(ss)) if len(ss) > 1 else np.array([], dtype=np.int64)
-    idx = np.r_[distinct, len(ss) - 1]
-    tp = np.cumsum(ys)[idx]
-    fp = (idx + 1) - tp
-    tpr = np.r_[0.0, tp / ys.sum()]
-    fpr = np.r_[0.0, fp / (len(ys) - ys.sum())]
-    return fpr, tpr, np.r_[np.inf, ss[idx]]
-
-
-def auc(y: Any, s: Any) -> float:
-    fpr, tpr, _ = roc(y, s)
-    return float(np.trapezoid(tpr, fpr))
-
-
-def ks(y: Any, s: Any) -> float:
-    fpr, tpr, _ = roc(y, s)
-    return float(np.max(tpr - fpr))
+from vfl.metrics import auc, check_scores, ks, roc
 
 
 def lift_gains(y: Any, s: Any, n_bins: int = 10) -> dict[str, list[float]]:
     """Per score decile (highest first): share of rows, cumulative gains, lift and cumulative lift."""
-    ya, sa = _check(y, s)
+    ya, sa = check_scores(y, s)
     o = np.argsort(-sa, kind="mergesort")
     parts = np.array_split(ya[o], n_bins)
     rate = ya.mean()
