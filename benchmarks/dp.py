@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 from benchmarks._emit import emit
-from examples.mnist_fedavg.task import MnistClient, load, make_model, partition, test
+from benchmarks._mnist_clients import flower_proxies, iid_clients
+from examples.mnist_fedavg.task import make_model, test
 from hfl.torch_utils import get_parameters, set_parameters
 
 DELTA = 1e-5
@@ -58,16 +59,9 @@ ARMS = ("tessera_central", "tessera_distributed", "flower_central")
 
 
 def _setup(args: argparse.Namespace) -> dict[str, Any]:
-    xtr, ytr, xte, yte = load()
-    if args.limit_train:
-        xtr, ytr = xtr[: args.limit_train], ytr[: args.limit_train]
-    parts = partition(ytr, args.clients, non_iid=False, seed=0)
-
-    def client_fn(cid: str) -> MnistClient:
-        idx = torch.from_numpy(parts[int(cid)])
-        return MnistClient(int(cid), xtr[idx], ytr[idx], model=args.model, epochs=args.epochs,
-                           batch_size=args.batch_size, lr=args.lr)
-
+    client_fn, (xte, yte) = iid_clients(args.clients, model=args.model, epochs=args.epochs,
+                                        batch_size=args.batch_size, lr=args.lr,
+                                        limit_train=args.limit_train)
     model = make_model(args.model)
 
     def accuracy(params: list[np.ndarray]) -> float:
@@ -150,28 +144,6 @@ def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *, mo
             "aggregate_s": float(statistics.median(aggs)), "cpu_per_round_s": cpu_s / args.rounds}
 
 
-def _flower_proxies(client_fn: Callable[[str], Any], n: int) -> Any:
-    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-    from flwr.server import SimpleClientManager
-    from flwr.server.client_proxy import ClientProxy
-
-    class Proxy(ClientProxy):
-        def fit(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
-            params, k, metrics = client_fn(self.cid).fit(parameters_to_ndarrays(ins.parameters),
-                                                         dict(ins.config))
-            return FitRes(Status(Code.OK, ""), ndarrays_to_parameters(params), k, metrics)
-
-        def get_properties(self, *a: Any) -> Any:
-            raise NotImplementedError
-
-        get_parameters = evaluate = reconnect = get_properties
-
-    cm = SimpleClientManager()
-    for i in range(n):
-        cm.register(Proxy(str(i)))
-    return cm
-
-
 def _flower(args: argparse.Namespace, s: dict[str, Any], z: float, *, seed: int = 0
             ) -> dict[str, Any]:
     from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
@@ -179,7 +151,7 @@ def _flower(args: argparse.Namespace, s: dict[str, Any], z: float, *, seed: int 
     from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
 
     m = _per_round(args)
-    cm = _flower_proxies(s["client_fn"], args.clients)
+    cm = flower_proxies(s["client_fn"], args.clients)
     fedavg = _scheduled(FedAvg, _schedule(args, seed), str)
     inner = fedavg(fraction_fit=m / args.clients, min_fit_clients=m,
                    min_available_clients=args.clients, fraction_evaluate=0.0,
@@ -243,7 +215,7 @@ def _noise_check(args: argparse.Namespace, s: dict[str, Any], z: float) -> dict[
 
     def run_flower(zz: float) -> np.ndarray:
         np.random.seed(7)
-        cm = _flower_proxies(s["client_fn"], args.clients)
+        cm = flower_proxies(s["client_fn"], args.clients)
         st = FlowerDP(FlowerFedAvg(fraction_fit=m / args.clients, min_fit_clients=m,
                                    min_available_clients=args.clients), zz, args.clip, m)
         st.configure_fit(1, fc.ndarrays_to_parameters(s["init"]), cm)

@@ -30,26 +30,16 @@ import numpy as np
 import torch
 
 from benchmarks._emit import emit
+from benchmarks._mnist_clients import (
+    flower_proxies,
+    iid_clients,
+    timed_fit,
+    timed_flower_fedavg,
+    union_s,
+)
 from examples.mnist_fedavg import run as mnist_run
-from examples.mnist_fedavg.task import MnistClient, load, make_model, partition
+from examples.mnist_fedavg.task import MnistClient, make_model
 from hfl.torch_utils import get_parameters
-
-
-def union_s(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
-    """Length of the union of intervals clipped to [lo, hi]."""
-    xs = sorted((max(a, lo), min(b, hi)) for a, b in intervals if b > lo and a < hi)
-    total, end = 0.0, -float("inf")
-    start = None
-    for a, b in xs:
-        if start is None or a > end:
-            if start is not None:
-                total += end - start
-            start, end = a, b
-        else:
-            end = max(end, b)
-    if start is not None:
-        total += end - start
-    return total
 
 
 def overhead_summary(rounds: Sequence[tuple[float, float, list[tuple[float, float]]]]
@@ -91,17 +81,10 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _clients(args: argparse.Namespace, timings: list[tuple[float, float]]) -> Any:
-    xtr, ytr, _, _ = load()
-    if args.limit_train:
-        xtr, ytr = xtr[:args.limit_train], ytr[:args.limit_train]
-    parts = partition(ytr, args.clients, non_iid=False, seed=0)
-
-    def client_fn(cid: str) -> MnistClient:
-        idx = torch.from_numpy(parts[int(cid)])
-        return MnistClient(int(cid), xtr[idx], ytr[idx], model="cnn", epochs=args.epochs,
-                           batch_size=args.batch_size, lr=args.lr, timings=timings)
-
+def _clients(args: argparse.Namespace, timings: list[tuple[float, float]] | None) -> Any:
+    client_fn, _ = iid_clients(args.clients, model="cnn", epochs=args.epochs,
+                               batch_size=args.batch_size, lr=args.lr,
+                               limit_train=args.limit_train, timings=timings)
     return client_fn
 
 
@@ -145,35 +128,12 @@ def overhead_tessera(args: argparse.Namespace, secure: bool) -> tuple[float, lis
 
 def overhead_flower(args: argparse.Namespace) -> tuple[float, list[float]]:
     """flwr 1.42 Server.fit_round over in-process ClientProxy objects (no Ray)."""
-    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-    from flwr.server import Server, SimpleClientManager
-    from flwr.server.client_proxy import ClientProxy
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server import Server
     from flwr.server.strategy import FedAvg
 
     timings: list[tuple[float, float]] = []
-    client_fn = _clients(args, timings)
-
-    class Proxy(ClientProxy):
-        def fit(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
-            c = client_fn(self.cid)
-            params, n, metrics = c.fit(parameters_to_ndarrays(ins.parameters), dict(ins.config))
-            return FitRes(Status(Code.OK, ""), ndarrays_to_parameters(params), n, metrics)
-
-        def get_properties(self, *a: Any) -> Any:
-            raise NotImplementedError
-
-        def get_parameters(self, *a: Any) -> Any:
-            raise NotImplementedError
-
-        def evaluate(self, *a: Any) -> Any:
-            raise NotImplementedError
-
-        def reconnect(self, *a: Any) -> Any:
-            raise NotImplementedError
-
-    cm = SimpleClientManager()
-    for i in range(args.clients):
-        cm.register(Proxy(str(i)))
+    cm = flower_proxies(_clients(args, timings), args.clients)
     strategy = FedAvg(fraction_fit=args.fraction, min_fit_clients=1, min_available_clients=args.clients,
                       fraction_evaluate=0.0,
                       on_fit_config_fn=lambda r: {"server_round": r})
@@ -198,7 +158,6 @@ def overhead_flower_ray(args: argparse.Namespace) -> tuple[float, list[float]]:
     ``configure_fit`` to the end of its ``aggregate_fit``.
     """
     import flwr
-    from flwr.server.strategy import FedAvg
     from flwr.simulation import start_simulation
 
     class Timed(flwr.client.NumPyClient):  # the same client code, behind Flower's own NumPyClient
@@ -209,9 +168,7 @@ def overhead_flower_ray(args: argparse.Namespace) -> tuple[float, list[float]]:
             return self.inner.get_parameters(config)
 
         def fit(self, parameters: Any, config: dict[str, Any]) -> Any:
-            t0 = time.perf_counter()
-            out, n, metrics = self.inner.fit(parameters, config)
-            return out, n, {**metrics, "t0": t0, "t1": time.perf_counter()}
+            return timed_fit(self.inner.fit, parameters, config)
 
     make = _clients(args, [])
 
@@ -219,27 +176,11 @@ def overhead_flower_ray(args: argparse.Namespace) -> tuple[float, list[float]]:
         torch.set_num_threads(1)
         return Timed(make(cid)).to_client()
 
-    marks: list[tuple[float, float, list[tuple[float, float]]]] = []
-    start: list[float] = []
-
-    class TimedFedAvg(FedAvg):
-        def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
-            start.append(time.perf_counter())
-            return super().configure_fit(server_round, parameters, client_manager)
-
-        def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
-            out = super().aggregate_fit(server_round, results, failures)
-            ivs = [(float(r.metrics["t0"]), float(r.metrics["t1"])) for _, r in results]
-            marks.append((start[-1], time.perf_counter(), ivs))
-            if failures:
-                raise RuntimeError(f"flower round {server_round}: {len(failures)} client failures")
-            return out
-
-    strategy = TimedFedAvg(fraction_fit=args.fraction, min_fit_clients=1,
-                           min_available_clients=args.clients, fraction_evaluate=0.0,
-                           initial_parameters=flwr.common.ndarrays_to_parameters(
-                               get_parameters(make_model("cnn"))),
-                           on_fit_config_fn=lambda r: {"server_round": r})
+    strategy, marks = timed_flower_fedavg(
+        fail_on_failures=True, fraction_fit=args.fraction, min_fit_clients=1,
+        min_available_clients=args.clients, fraction_evaluate=0.0,
+        initial_parameters=flwr.common.ndarrays_to_parameters(get_parameters(make_model("cnn"))),
+        on_fit_config_fn=lambda r: {"server_round": r})
     start_simulation(client_fn=client_fn, num_clients=args.clients,
                      config=flwr.server.ServerConfig(num_rounds=args.rounds), strategy=strategy,
                      client_resources={"num_cpus": 1, "num_gpus": 0.0},

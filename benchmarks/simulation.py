@@ -74,6 +74,7 @@ def client_fn(context: Any) -> Any:
     """tessera's and Flower's ``client_fn(context)``: the same client for both."""
     import torch
 
+    from benchmarks._mnist_clients import timed_fit
     from examples.mnist_fedavg.task import MnistClient
 
     torch.set_num_threads(1)
@@ -87,9 +88,7 @@ def client_fn(context: Any) -> Any:
             self.epochs, self.batch_size, self.lr = 1, B, LR
 
         def fit(self, parameters: Any, config: dict[str, Any]) -> Any:
-            t0 = time.perf_counter()
-            out, n, metrics = super().fit(parameters, config)
-            return out, n, {**metrics, "t0": t0, "t1": time.perf_counter()}
+            return timed_fit(super().fit, parameters, config)
 
     return Timed()
 
@@ -112,20 +111,10 @@ def _fit_config(rnd: int) -> dict[str, Any]:
     return {"server_round": rnd, "epochs": 1, "lr": LR}
 
 
-def _union(intervals: list[tuple[float, float]]) -> float:
-    total, start, end = 0.0, None, -float("inf")
-    for a, b in sorted(intervals):
-        if start is None or a > end:
-            if start is not None:
-                total += end - start
-            start, end = a, b
-        else:
-            end = max(end, b)
-    return total + (end - start if start is not None else 0.0)
-
-
 def _summary(times: list[float], ivs: list[list[tuple[float, float]]], workers: int) -> dict[str, Any]:
-    over = [100 * max(0.0, t - _union(iv)) / t for t, iv in zip(times, ivs, strict=True)]
+    from benchmarks._mnist_clients import union_s
+
+    over = [100 * max(0.0, t - union_s(iv)) / t for t, iv in zip(times, ivs, strict=True)]
     idle = [100 * max(0.0, 1 - sum(b - a for a, b in iv) / (t * workers))
             for t, iv in zip(times, ivs, strict=True)]
     later = slice(1, None) if len(times) > 1 else slice(None)
@@ -177,9 +166,9 @@ def _tessera(args: argparse.Namespace, backend: str, secure: bool) -> dict[str, 
 
 def _flower(args: argparse.Namespace) -> dict[str, Any]:
     import flwr
-    from flwr.server.strategy import FedAvg
     from flwr.simulation import start_simulation
 
+    from benchmarks._mnist_clients import timed_flower_fedavg
     from examples.mnist_fedavg.task import make_model
     from hfl.torch_utils import get_parameters
 
@@ -195,25 +184,11 @@ def _flower(args: argparse.Namespace) -> dict[str, Any]:
 
         return Wrapped().to_client()
 
-    marks: list[tuple[float, list[tuple[float, float]]]] = []
-    start: list[float] = []
-
-    class TimedFedAvg(FedAvg):
-        def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
-            start.append(time.perf_counter())
-            return super().configure_fit(server_round, parameters, client_manager)
-
-        def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
-            out = super().aggregate_fit(server_round, results, failures)
-            ivs = [(float(r.metrics["t0"]), float(r.metrics["t1"])) for _, r in results]
-            marks.append((time.perf_counter() - start[-1], ivs))
-            return out
-
-    strategy = TimedFedAvg(fraction_fit=args.fraction, min_fit_clients=1,
-                           min_available_clients=args.clients, fraction_evaluate=0.0,
-                           initial_parameters=flwr.common.ndarrays_to_parameters(
-                               get_parameters(make_model(MODEL))),
-                           on_fit_config_fn=_fit_config)
+    strategy, marks = timed_flower_fedavg(
+        fail_on_failures=False, fraction_fit=args.fraction, min_fit_clients=1,
+        min_available_clients=args.clients, fraction_evaluate=0.0,
+        initial_parameters=flwr.common.ndarrays_to_parameters(get_parameters(make_model(MODEL))),
+        on_fit_config_fn=_fit_config)
     t0 = time.perf_counter()
     start_simulation(client_fn=fl_client_fn, num_clients=args.clients,
                      config=flwr.server.ServerConfig(num_rounds=args.rounds), strategy=strategy,
@@ -221,7 +196,7 @@ def _flower(args: argparse.Namespace) -> dict[str, Any]:
                      ray_init_args={"address": "local", "num_cpus": args.workers,
                                     "include_dashboard": False, "log_to_driver": False})
     wall = time.perf_counter() - t0
-    out = _summary([t for t, _ in marks], [iv for _, iv in marks], args.workers)
+    out = _summary([t1 - t0 for t0, t1, _ in marks], [iv for _, _, iv in marks], args.workers)
     out.update(wall_s=round(wall, 2), completed=int(len(marks) == args.rounds))
     return out
 
