@@ -32,6 +32,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from benchmarks._emit import emit
 
@@ -169,6 +170,34 @@ def run(flwr: Path, *, verbose: bool, target: str = "hfl",
 STRATEGIES = ("FedAvg", "FedAvgM", "FedAdagrad", "FedAdam", "FedYogi", "FedProx")
 
 
+def _case(name: str, seed: int) -> tuple[Any, list[Any], dict[str, object]]:
+    """One strategy's case: its generator, the initial float32 model, its constructor options."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    init = [rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=5).astype(np.float32)]
+    kw: dict[str, object] = {"proximal_mu": 0.1} if name == "FedProx" else {}
+    if name == "FedAvgM":
+        kw = {"server_learning_rate": 0.7, "server_momentum": 0.9}
+    return rng, init, kw
+
+
+def _client_models(rng: Any, weights: list[Any], clients: int) -> tuple[list[list[Any]], list[int]]:
+    """A round's client models (``weights`` plus noise, float32) and example counts."""
+    import numpy as np
+
+    models = [[(a + rng.normal(scale=0.1, size=a.shape)).astype(np.float32) for a in weights]
+              for _ in range(clients)]
+    return models, [int(n) for n in rng.integers(1, 100, size=clients)]
+
+
+def _max_abs_diff(xs: list[Any], ys: list[Any]) -> float:
+    """The largest absolute difference between two models, in float64."""
+    import numpy as np
+
+    return max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in zip(xs, ys, strict=True))
+
+
 def strategy_diffs(rounds: int = 5, clients: int = 4, seed: int = 0) -> dict[str, float]:
     """Max |hfl - flwr| over ``rounds`` of each strategy's aggregate_fit on the same random results.
 
@@ -178,25 +207,18 @@ def strategy_diffs(rounds: int = 5, clients: int = 4, seed: int = 0) -> dict[str
     """
     import flwr.common as fc
     import flwr.server.strategy as fs
-    import numpy as np
 
     import hfl.common as hc
     import hfl.server.strategy as hs
 
     out: dict[str, float] = {}
     for name in STRATEGIES:
-        rng = np.random.default_rng(seed)
-        init = [rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=5).astype(np.float32)]
-        kw: dict[str, object] = {"proximal_mu": 0.1} if name == "FedProx" else {}
-        if name == "FedAvgM":
-            kw = {"server_learning_rate": 0.7, "server_momentum": 0.9}
+        rng, init, kw = _case(name, seed)
         ours = getattr(hs, name)(initial_parameters=hc.ndarrays_to_parameters(init), **kw)
         ref = getattr(fs, name)(initial_parameters=fc.ndarrays_to_parameters(init), **kw)
         w_ours, w_ref, worst = init, init, 0.0
         for rnd in range(1, rounds + 1):
-            models = [[(a + rng.normal(scale=0.1, size=a.shape)).astype(np.float32) for a in w_ref]
-                      for _ in range(clients)]
-            ns = [int(n) for n in rng.integers(1, 100, size=clients)]
+            models, ns = _client_models(rng, w_ref, clients)
             res_o = [(None, hc.FitRes(hc.Status(hc.Code.OK, ""), hc.ndarrays_to_parameters(m), n, {}))
                      for m, n in zip(models, ns, strict=True)]
             res_r = [(None, fc.FitRes(fc.Status(fc.Code.OK, ""), fc.ndarrays_to_parameters(m), n, {}))
@@ -204,8 +226,7 @@ def strategy_diffs(rounds: int = 5, clients: int = 4, seed: int = 0) -> dict[str
             p_o, _ = ours.aggregate_fit(rnd, res_o, [])
             p_r, _ = ref.aggregate_fit(rnd, res_r, [])
             w_ours, w_ref = hc.parameters_to_ndarrays(p_o), fc.parameters_to_ndarrays(p_r)
-            worst = max(worst, *(float(np.max(np.abs(a.astype(np.float64) - b)))
-                                 for a, b in zip(w_ours, w_ref, strict=True)))
+            worst = max(worst, _max_abs_diff(w_ours, w_ref))
         out[name] = worst
     return out
 
@@ -227,18 +248,13 @@ def serverapp_strategy_diffs(rounds: int = 5, clients: int = 4, seed: int = 0) -
     """As :func:`strategy_diffs`, for the Message-API strategies' aggregate_train."""
     import flwr.app as fa
     import flwr.serverapp.strategy as fss
-    import numpy as np
 
     import hfl.app as ha
     import hfl.serverapp.strategy as hss
 
     out: dict[str, float] = {}
     for name in STRATEGIES:
-        rng = np.random.default_rng(seed)
-        init = [rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=5).astype(np.float32)]
-        kw: dict[str, object] = {"proximal_mu": 0.1} if name == "FedProx" else {}
-        if name == "FedAvgM":
-            kw = {"server_learning_rate": 0.7, "server_momentum": 0.9}
+        rng, init, kw = _case(name, seed)
         pair = []
         for lib, strat in ((ha, hss), (fa, fss)):
             st = getattr(strat, name)(**kw)
@@ -246,9 +262,7 @@ def serverapp_strategy_diffs(rounds: int = 5, clients: int = 4, seed: int = 0) -
         cur = [list(init), list(init)]
         worst = 0.0
         for rnd in range(1, rounds + 1):
-            models = [[(a + rng.normal(scale=0.1, size=a.shape)).astype(np.float32) for a in cur[1]]
-                      for _ in range(clients)]
-            ns = [int(n) for n in rng.integers(1, 100, size=clients)]
+            models, ns = _client_models(rng, cur[1], clients)
             for i, (lib, st) in enumerate(pair):
                 arrays = lib.ArrayRecord(cur[i])
                 if name == "FedAvgM" and st.current_arrays is None:  # what configure_train does
@@ -260,8 +274,7 @@ def serverapp_strategy_diffs(rounds: int = 5, clients: int = 4, seed: int = 0) -
                            for m, n in zip(models, ns, strict=True)]
                 agg, _ = st.aggregate_train(rnd, replies)
                 cur[i] = agg.to_numpy_ndarrays()
-            worst = max(worst, *(float(np.max(np.abs(a.astype(np.float64) - b)))
-                                 for a, b in zip(cur[0], cur[1], strict=True)))
+            worst = max(worst, _max_abs_diff(cur[0], cur[1]))
         out[name] = worst
     return out
 
