@@ -45,169 +45,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("party", "psi", "vfl", "hfl", "secure_agg", "ftl", "he", "benchmarks")
-PARTIES = ("bank", "fintech")
+from benchmarks._soak_hfl import (
+    HFL_CLIENTS,
+    _maxdiff,
+    _simulate,
+    hfl_client_main,
+    hfl_server_main,
+)
+from benchmarks._soak_procs import (
+    PARTIES,
+    ROOT,
+    Proc,
+    RunResult,
+    check_outputs,
+    git_state,
+    loadavg,
+    log,
+    make_inputs,
+    rss_mb,
+    snapshot,
+)
+
 FINISHED = " shared with "  # in the line vfl.align prints after writing its output
-HFL_CLIENTS = 4
-
-
-def log(msg: str) -> None:
-    print(f"soak: {msg}", file=sys.stderr, flush=True)
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MB (VmRSS from /proc; no psutil needed)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-# -- processes --------------------------------------------------------------------------------
-
-
-class Proc:
-    """A child process in its own session (so SIGKILL reaches its worker processes too)."""
-
-    def __init__(self, args: list[str], log_path: Path, cwd: Path, env: dict[str, str]) -> None:
-        self.args = args
-        self.log_path = log_path
-        with open(log_path, "ab") as out:  # the child keeps its own descriptor
-            self.p = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=out,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
-        self.started = time.monotonic()
-
-    @property
-    def pid(self) -> int:
-        return self.p.pid
-
-    def poll(self) -> int | None:
-        return self.p.poll()
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (the party and any PSI worker processes)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.p.pid, signal.SIGKILL)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.p.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.p.pid, signal.SIGTERM)
-            try:
-                self.p.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                self.p.wait(10)
-        else:  # the leader is gone; make sure no worker of its group is left behind
-            self.kill()
-        self.poll()
-
-    def wait(self, timeout_s: float) -> int | None:
-        try:
-            rc = self.p.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-        self.poll()
-        return rc
-
-    def tail(self, n: int = 3) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(lines[-n:])
-
-
-# -- alignment runs ---------------------------------------------------------------------------
-
-
-@dataclass
-class RunResult:
-    index: int
-    outcome: str  # ok | wrong | hung | failed
-    seconds: float
-    shared: int
-    order: list[str]
-    gap_s: float
-    kill: dict[str, Any] | None
-    killed: bool
-    survivor_restarts: int
-    why: str = ""
-    events: list[str] = field(default_factory=list)
-    killed_after_finish: bool = False
-
-
-def make_inputs(d: Path, rows: int, shared: int, rng: random.Random) -> set[str]:
-    """bank.csv and fintech.csv with ``rows`` rows each, ``shared`` IDs in common; returns them."""
-    n_ids = 2 * rows - shared
-    ids = [f"C{n:010d}" for n in rng.sample(range(10**10), n_ids)]
-    common = ids[:shared]
-    own = {"bank": common + ids[shared:rows], "fintech": common + ids[rows:]}
-    for name, rows_ids in own.items():
-        rows_ids = list(rows_ids)
-        rng.shuffle(rows_ids)
-        with open(d / f"{name}.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["id", f"{name}_value"])
-            for i in rows_ids:
-                w.writerow([i, _value(name, i)])
-    return set(common)
-
-
-def _value(name: str, id_: str) -> str:
-    """A per-row payload derived from the ID, so a shuffled or mixed-up row is detected."""
-    return str((int(id_[1:]) * (7 if name == "bank" else 13)) % 1_000_003)
-
-
-def check_outputs(d: Path, expected: set[str], logs: dict[str, Path]) -> str:
-    """'' if both outputs hold exactly the shared IDs, in the same order, rows intact."""
-    order: dict[str, list[str]] = {}
-    for name in PARTIES:
-        out = d / f"{name}_aligned.csv"
-        if not out.is_file():
-            return f"{name}: exit 0 but no {out.name}"
-        with open(out, newline="") as f:
-            r = csv.reader(f)
-            header = next(r, None)
-            if header != ["id", f"{name}_value"]:
-                return f"{name}: output header {header}"
-            ids = []
-            for row in r:
-                if len(row) != 2 or row[1] != _value(name, row[0]):
-                    return f"{name}: row {row} is not an input row"
-                ids.append(row[0])
-        if len(ids) != len(expected) or set(ids) != expected:
-            return (f"{name}: {len(ids)} rows ({len(set(ids) & expected)} of them shared), "
-                    f"expected the {len(expected)} shared")
-        said = logs[name].read_text(errors="replace")
-        if f" {len(expected)} shared" not in said:
-            return f"{name}: did not print '{len(expected)} shared'"
-        order[name] = ids
-    if order["bank"] != order["fintech"]:
-        first = next(i for i, (a, b) in enumerate(zip(order["bank"], order["fintech"], strict=True)) if a != b)
-        return f"the two outputs differ in ID order (first at row {first})"
-    return ""
 
 
 class Soak:
@@ -481,131 +350,9 @@ class Soak:
         log(f"hfl phase did not complete cleanly; logs in {dest}")
 
 
-# -- HFL pieces (run in the server/client processes and for the reference) --------------------
-
-DIM = 5
-
-
-def _hfl_strategy(on_fit: bool = True) -> Any:
-    import hfl
-
-    return hfl.FedAvg(fraction_fit=1.0, min_fit_clients=2, min_available_clients=2,
-                      fraction_evaluate=0.0, min_evaluate_clients=0,
-                      on_fit_config_fn=(lambda r: {"round": r}) if on_fit else None)
-
-
-def _linear_client(i: int, *, sleep_s: float = 0.0, fail_rounds: set[int] | None = None) -> Any:
-    """Linear regression [w (DIM,), b ()] by 3 GD steps on client ``i``'s data; deterministic."""
-    import numpy as np
-
-    import hfl
-
-    rng = np.random.default_rng(1000 + i)
-    x = rng.normal(size=(40 + 9 * i, DIM))
-    y = x @ (np.arange(1, DIM + 1) / DIM) + 0.5 + 0.1 * rng.normal(size=len(x))
-
-    class Linear(hfl.NumPyClient):
-        def get_parameters(self, config: dict[str, Any]) -> list[Any]:
-            return [np.zeros(DIM, np.float32), np.zeros((), np.float32)]
-
-        def fit(self, parameters: list[Any], config: dict[str, Any]) -> Any:
-            if fail_rounds is not None and config.get("round") in fail_rounds:
-                raise RuntimeError("replay: this client failed this round in the gRPC run")
-            if sleep_s:
-                time.sleep(sleep_s)  # a round lasts long enough for a kill to land mid-training
-            w, b = (np.asarray(p, np.float64).copy() for p in parameters)
-            for _ in range(3):
-                err = x @ w + b - y
-                w -= 0.05 * (x.T @ err / len(y))
-                b -= 0.05 * err.mean()
-            loss = float(np.mean((x @ w + b - y) ** 2))
-            return [w.astype(np.float32), np.asarray(b, np.float32)], len(y), {"train_loss": loss}
-
-        def evaluate(self, parameters: list[Any], config: dict[str, Any]) -> Any:
-            w, b = (np.asarray(p, np.float64) for p in parameters)
-            return float(np.mean((x @ w + b - y) ** 2)), len(y), {}
-
-    return Linear()
-
-
-def _simulate(rounds: int, seed: int, survivors: dict[int, list[str]] | None) -> list[Any]:
-    """Final model of an in-memory run; with ``survivors``, clients outside a round's list fail it."""
-    import numpy as np
-
-    import hfl
-
-    def client_fn(cid: str) -> Any:
-        fails = None if survivors is None else {
-            r for r, s in survivors.items() if f"client_{cid}" not in s}
-        return _linear_client(int(cid), fail_rounds=fails)
-
-    h = hfl.simulate(client_fn, HFL_CLIENTS, num_rounds=rounds, strategy=_hfl_strategy(), seed=seed)
-    assert h.parameters is not None
-    return [np.asarray(a) for a in h.parameters]
-
-
-def _maxdiff(a: list[Any], b: list[Any]) -> float:
-    import numpy as np
-
-    return float(max(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))
-                     for x, y in zip(a, b, strict=True)))
-
-
-def hfl_server_main(fed: str, d: str, rounds: str, seed: str) -> int:
-    import logging
-
-    import hfl
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    h = hfl.start_server(federation=fed, host_router=False, progress=False,
-                         config=hfl.ServerConfig(num_rounds=int(rounds), round_timeout=60),
-                         strategy=_hfl_strategy(), seed=int(seed), min_clients_at_start=HFL_CLIENTS,
-                         checkpoint_dir=Path(d) / "ck", output_dir=Path(d) / "out",
-                         wait_for_clients_s=120)
-    assert h.parameters is not None
-    out = {"rounds": h.rounds, "parameters": [a.tolist() for a in h.parameters]}
-    tmp = Path(d) / "result.json.tmp"
-    tmp.write_text(json.dumps(out))
-    tmp.replace(Path(d) / "result.json")
-    print(f"server: {len(h.rounds)} rounds", flush=True)
-    return 0
-
-
-def hfl_client_main(fed: str, i: str) -> int:
-    import logging
-
-    import hfl
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    why = hfl.start_client(client=_linear_client(int(i), sleep_s=0.15), federation=fed,
-                           name=f"client_{i}", max_wait_time=120)
-    print(f"client_{i}: {why}", flush=True)
-    return 0 if why == "shutdown" else 1
-
-
 # -- main -------------------------------------------------------------------------------------
 
 
-def snapshot(dest: Path) -> Path:
-    """Copy the packages under test to ``dest`` (edits to the tree then do not reach the soak)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for pkg in PACKAGES:
-        if (ROOT / pkg).is_dir():
-            shutil.copytree(ROOT / pkg, dest / pkg, ignore=ignore)
-    return dest
-
-
-def git_state() -> dict[str, Any]:
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=20).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    dirty = git("status", "--porcelain", "--", *PACKAGES)
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_files_under_test": len(dirty.splitlines()) if dirty else 0}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
