@@ -53,7 +53,7 @@ from party.errors import (
     ConfigError,
     PartyUnavailable,
 )
-from party.files import write_atomic
+from party.files import read_tls, write_atomic
 
 # party.tokens: used here, and the rest re-exported (defined here before the split)
 from party.tokens import _TOKEN as _TOKEN
@@ -72,13 +72,6 @@ from party.tokens import token_parties as token_parties
 log = logging.getLogger("party.enroll")
 
 ENROLL_METHOD = "/tessera.Enroll/Join"
-
-
-def read_tls(path: Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{what}: cannot read {path}: {e.strerror}") from None
 
 
 def peer_serial(context: grpc.ServicerContext) -> int | None:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from party.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -82,3 +84,11 @@ def data_dir() -> Path:
         "offline data sets not found; looked in " + ", ".join(map(str, candidates))
         + " (set TESSERA_DATA to the folder holding fate/, mnist/, credit_default_taiwan/)"
     )
+
+
+def read_tls(path: str | os.PathLike[str], what: str) -> bytes:
+    """The bytes of a TLS file (certificate or key), or a ConfigError naming the setting ``what``."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot read {path}: {e.strerror}") from None

@@ -35,12 +35,12 @@ from party.errors import (
     PartyTimeout,
     PartyUnavailable,
 )
+from party.files import read_tls
 from party.grpc_held import _DATA_SLOTS as _DATA_SLOTS  # re-exported: was defined here
 from party.grpc_held import _END, HOLD_BYTES, HOLD_S, _Msg
 from party.grpc_held import _Link as _Link  # re-exported: was defined here
 from party.grpc_link import _RouterLink
 from party.party import Party
-from party.router import read_tls
 from party.transport import Mailbox, Tag, TransportStats
 
 log = logging.getLogger("party.grpc")

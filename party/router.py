@@ -49,6 +49,7 @@ from party import cli
 from party.chunking import FRAME_LIMIT, make_frame, parse_frame
 from party.config import FederationConfig, load_federation
 from party.errors import CodecError, ConfigError
+from party.files import read_tls as read_tls  # re-exported: its old home
 
 log = logging.getLogger("party.router")
 
@@ -66,14 +67,6 @@ SERVER_OPTIONS = [
     ("grpc.max_concurrent_streams", 1024),
 ]
 _CLOSE = object()
-
-
-def read_tls(path: Any, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ConfigError(f"{what}: cannot read {path}: {e.strerror}") from None
 
 
 class _Link:
