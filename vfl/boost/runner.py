@@ -21,9 +21,9 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 PROTOCOL = "vfl.boost"
 ACTIVE_FORMAT = "tessera.boost.active/1"
 PASSIVE_FORMAT = "tessera.boost.passive/1"
+T = TypeVar("T")
 
 
 def _gone(e: BaseException) -> bool:
@@ -97,6 +98,21 @@ def _serve_passive(party: Party, active: str, booster: PassiveBooster, session: 
         raise
 
 
+def _rejoining(party: Party, checkpoint_dir: str | os.PathLike[str] | None, rejoin_s: float,
+               once: Callable[[bool], T]) -> T:
+    """``once(rejoin)``; with ``checkpoint_dir`` and ``rejoin_s > 0`` (``rejoin``), a peer that
+    vanishes (:func:`_gone`) is waited for and ``once`` runs again: one ``rejoin_s`` window in all."""
+    rejoin = bool(checkpoint_dir) and rejoin_s > 0
+    deadline = time.monotonic() + rejoin_s
+    while True:
+        try:
+            return once(rejoin)
+        except PartyUnavailable as e:
+            if not (rejoin and _gone(e)):
+                raise
+            _wait_rejoin(party, e, deadline)
+
+
 def _wait_rejoin(party: Party, e: PartyUnavailable, deadline: float) -> None:
     left = deadline - time.monotonic()
     wait_peer = getattr(party.transport, "wait_peer", None)
@@ -125,16 +141,9 @@ def train_active(party: Party, passives: list[str], bins: Bins, y: Any, params: 
     With ``checkpoint_dir``, a passive party that vanishes (kill -9, a lost machine) is waited
     for up to ``rejoin_s``; restart only it and both resume from the last complete tree.
     """
-    deadline = time.monotonic() + rejoin_s
-    while True:
-        try:
-            return _train_active_once(party, passives, bins, y, params, scheme=scheme, key_bits=key_bits,
-                                      session=session, timeout_s=timeout_s, checkpoint_dir=checkpoint_dir,
-                                      binner=binner, rejoin=bool(checkpoint_dir) and rejoin_s > 0)
-        except PartyUnavailable as e:
-            if not (checkpoint_dir and rejoin_s > 0 and _gone(e)):
-                raise
-            _wait_rejoin(party, e, deadline)
+    return _rejoining(party, checkpoint_dir, rejoin_s, lambda rejoin: _train_active_once(
+        party, passives, bins, y, params, scheme=scheme, key_bits=key_bits, session=session,
+        timeout_s=timeout_s, checkpoint_dir=checkpoint_dir, binner=binner, rejoin=rejoin))
 
 
 def _train_active_once(party: Party, passives: list[str], bins: Bins, y: Any, params: BoostParams, *,
@@ -167,16 +176,9 @@ def train_passive(party: Party, active: str, bins: Bins, *, session: str = "boos
 
     With ``checkpoint_dir``, an active party that vanishes is waited for up to ``rejoin_s``.
     """
-    deadline = time.monotonic() + rejoin_s
-    while True:
-        try:
-            return _train_passive_once(party, active, bins, session=session, timeout_s=timeout_s,
-                                       checkpoint_dir=checkpoint_dir, binner=binner, min_rows_floor=min_rows_floor,
-                                       salt=salt, rejoin=bool(checkpoint_dir) and rejoin_s > 0)
-        except PartyUnavailable as e:
-            if not (checkpoint_dir and rejoin_s > 0 and _gone(e)):
-                raise
-            _wait_rejoin(party, e, deadline)
+    return _rejoining(party, checkpoint_dir, rejoin_s, lambda rejoin: _train_passive_once(
+        party, active, bins, session=session, timeout_s=timeout_s, checkpoint_dir=checkpoint_dir,
+        binner=binner, min_rows_floor=min_rows_floor, salt=salt, rejoin=rejoin))
 
 
 def _train_passive_once(party: Party, active: str, bins: Bins, *, session: str, timeout_s: float,
