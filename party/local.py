@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
@@ -294,8 +294,29 @@ class LocalFederation:
             return [c.name for c in self.children if c.proc.poll() is None]
 
 
+def run_hfl(server: str, server_module: str, clients: Sequence[str], client_module: str, *,
+            name: str, out: str | Path | None, server_args: Sequence[str | Path | int | float] = (),
+            client_args: Sequence[str | Path | int | float] = (), timeout_s: float = 1800) -> Path:
+    """An HFL federation on 127.0.0.1 whose server hosts the router; returns its ``out/``.
+
+    Writes ``federation.toml`` (``server`` = server, ``clients`` = clients) in ``out``, starts
+    ``python -m server_module --config F *server_args --out <work>/out`` and waits until it
+    listens, then ``python -m client_module --config F --party <client> *client_args`` for
+    each client, and waits ``timeout_s`` for all of them (:meth:`LocalFederation.wait`).
+    """
+    with LocalFederation({server: "server", **dict.fromkeys(clients, "client")}, name=name,
+                         out=out, router=False, config_name="federation.toml") as fed:
+        results = fed.work / "out"
+        procs = [fed.start(server, server_module, "--config", fed.config, *server_args,
+                           "--out", results, listens=True)]
+        procs += [fed.start(c, client_module, "--config", fed.config, "--party", c, *client_args)
+                  for c in clients]
+        fed.wait(procs, timeout_s=timeout_s)
+    return results
+
+
 def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-__all__ = ["Child", "LaunchError", "LocalFederation", "echo_line", "free_port", "wait_port"]
+__all__ = ["Child", "LaunchError", "LocalFederation", "echo_line", "free_port", "run_hfl", "wait_port"]

@@ -5,7 +5,7 @@
 Makes a CA and certificates, writes federation.toml (aggregator = server; bank_a,
 bank_b, bank_c = clients), starts ``examples.banks.aggregator`` (it hosts the
 router) and, once its port listens, three ``examples.banks.bank`` processes
-(``party.local.LocalFederation``: the first failure stops every process).
+(``party.local.run_hfl``: the first failure stops every process).
 ``--smoke``: 2 rounds on 1,000 rows per bank.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from examples.banks.task import FILES
 from party import cli
-from party.local import LocalFederation
+from party.local import run_hfl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,15 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     limit = ["--limit", "1000"] if args.smoke else []
 
     def body() -> int:
-        with LocalFederation({"aggregator": "server", **dict.fromkeys(banks, "client")},
-                             name="credit-hfl", out=args.out, router=False,
-                             config_name="federation.toml") as fed:
-            out = fed.work / "out"
-            procs = [fed.start("aggregator", "examples.banks.aggregator", "--config", fed.config,
-                               "--rounds", rounds, "--out", out, listens=True)]
-            procs += [fed.start(b, "examples.banks.bank", "--config", fed.config, "--party", b,
-                                *limit) for b in banks]
-            fed.wait(procs, timeout_s=1800)
+        out = run_hfl("aggregator", "examples.banks.aggregator", banks, "examples.banks.bank",
+                      name="credit-hfl", out=args.out, server_args=["--rounds", rounds],
+                      client_args=limit)
         print(f"banks: done; history in {out}")
         return 0
 

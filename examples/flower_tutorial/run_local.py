@@ -4,7 +4,7 @@
 
 Makes a CA and certificates, writes federation.toml, starts server.py (it hosts the
 router) and, once its port listens, two client.py processes, and waits
-(``party.local.LocalFederation``: the first failure stops every process). ``--smoke``
+(``party.local.run_hfl``: the first failure stops every process). ``--smoke``
 trains each client on 2,000 images with SGD lr 0.02: the quick start's lr 0.001 stays
 on its initial plateau for the ~200 steps a smoke run has (accuracy 0.10-0.12 after 3
 rounds), lr 0.02 reaches about 0.9 on MNIST.
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from party import cli
-from party.local import LocalFederation
+from party.local import run_hfl
 
 CLIENTS = ["client_0", "client_1"]
 
@@ -32,15 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["--cifar10", args.cifar10] if args.cifar10 else [])
 
     def body() -> int:
-        with LocalFederation({"server": "server", **dict.fromkeys(CLIENTS, "client")},
-                             name="flower-tutorial", out=args.out, router=False,
-                             config_name="federation.toml") as fed:
-            out = fed.work / "out"
-            procs = [fed.start("server", "examples.flower_tutorial.server", "--config", fed.config,
-                               "--rounds", args.rounds, "--out", out, listens=True)]
-            procs += [fed.start(c, "examples.flower_tutorial.client", "--config", fed.config,
-                                "--party", c, *extra) for c in CLIENTS]
-            fed.wait(procs, timeout_s=1800)
+        out = run_hfl("server", "examples.flower_tutorial.server", CLIENTS,
+                      "examples.flower_tutorial.client", name="flower-tutorial", out=args.out,
+                      server_args=["--rounds", args.rounds], client_args=extra)
         print(f"flower tutorial: done; history in {out}")
         return 0
 
