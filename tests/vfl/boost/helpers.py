@@ -25,15 +25,22 @@ def credit(rows: int = 300, max_bin: int = 16) -> dict[str, Any]:
 
 def global_splits(model: Any, passive: Any, n_active: int) -> list[list[tuple[int, int]]]:
     """Each tree's internal nodes as (column of the joined table, bin), in node order."""
+    return joined_splits(model, dict.fromkeys(model.passives, (passive, n_active)))
+
+
+def joined_splits(model: Any, passives: dict[str, tuple[Any, int]]) -> list[list[tuple[int, int]]]:
+    """As :func:`global_splits`, ``passives``: each passive party's booster and the column of the
+    joined table its first feature is."""
     out = []
     for tree in model.trees:
         s = []
         for nd in tree:
             if nd.is_leaf:
                 continue
-            if nd.owner in model.passives:
-                f, b, _ = passive.table[nd.record]
-                s.append((n_active + f, b))
+            if nd.owner in passives:
+                booster, first = passives[nd.owner]
+                f, b, _ = booster.table[nd.record]
+                s.append((first + f, b))
             else:
                 s.append(model.table[nd.record])
         out.append(s)

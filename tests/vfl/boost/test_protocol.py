@@ -7,7 +7,7 @@ import pytest
 
 from party.codec import decode, encode
 from party.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from tests.vfl.boost.helpers import credit, global_splits, ref_splits
+from tests.vfl.boost.helpers import credit, global_splits, joined_splits, ref_splits
 from vfl.boost import ActiveBooster, Binner, BoostParams, PassiveBooster
 from vfl.boost import messages as M
 from vfl.boost.crypto import PlainCipher
@@ -206,19 +206,7 @@ def test_two_passive_parties_match_the_reference_on_the_joined_table() -> None:
     m = drive(act.train(), pas)
     joined = np.concatenate([d["ba"], b1, b2], 1)
     base, trees = fit_reference(joined, d["y"], p)
-    ours = []
-    for tree in m.trees:
-        s = []
-        for nd in tree:
-            if nd.is_leaf:
-                continue
-            if nd.owner == "bank":
-                s.append(m.table[nd.record])
-            else:
-                f, b, _ = pas[nd.owner].table[nd.record]
-                s.append((13 + (0 if nd.owner == "p1" else 5) + f, b))
-        ours.append(s)
-    assert ours == ref_splits(trees)
+    assert joined_splits(m, {"p1": (pas["p1"], 13), "p2": (pas["p2"], 13 + 5)}) == ref_splits(trees)
     assert {nd.owner for t in m.trees for nd in t} >= {"p1", "p2"}
     pred = drive(act.predict(d["ba"]), pas)
     np.testing.assert_allclose(pred, sigmoid(base + sum(t.predict(joined) for t in trees)), atol=1e-9)

@@ -176,24 +176,47 @@ def test_export_to_xgboost_needs_both_consents_and_predicts_the_same(tmp_path: P
                       binner=d["bina"])
 
 
-def test_only_the_killed_passive_party_is_restarted_and_the_active_one_waits(tmp_path: Path, monkeypatch) -> None:
+def _kill_once_and_restart(survivor: Any, killed: Any, kill: Any) -> tuple[Any, Any]:
+    """``survivor(rejoin_s=60)`` on a thread; here ``killed()`` with ``kill(mp)`` patched in
+    (it dies with SystemExit), then ``killed()`` restarted alone. Returns both results."""
     import threading
 
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["r"] = survivor(rejoin_s=60)
+        except BaseException as e:
+            out["err"] = e
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    with pytest.MonkeyPatch.context() as mp:
+        kill(mp)
+        with pytest.raises(SystemExit):
+            killed()
+    restarted = killed()  # the operator restarts it only
+    th.join(60)
+    assert "err" not in out, out.get("err")
+    return out["r"], restarted
+
+
+def _bank(net: Any, d: dict[str, Any], ck: Path, **kw: Any) -> Any:
+    return train_active(Party("bank", net.transport("bank"), role=Role.ACTIVE), ["fintech"], d["ba"], d["y"], P,
+                        scheme="plaintext", checkpoint_dir=ck / "bank", timeout_s=60, **kw)
+
+
+def _fintech(net: Any, d: dict[str, Any], ck: Path, **kw: Any) -> Any:
+    return train_passive(Party("fintech", net.transport("fintech"), role=Role.PASSIVE), "bank", d["bp"],
+                         checkpoint_dir=ck / "fintech", timeout_s=60, **kw)
+
+
+def test_only_the_killed_passive_party_is_restarted_and_the_active_one_waits(tmp_path: Path) -> None:
     from party import InMemoryNetwork
 
     d = credit()
     fresh = _fit(d, P)
     net = InMemoryNetwork(["bank", "fintech"])
-    out: dict[str, Any] = {}
-
-    def bank() -> None:
-        try:
-            party = Party("bank", net.transport("bank"), role=Role.ACTIVE)
-            out["m"] = train_active(party, ["fintech"], d["ba"], d["y"], P, scheme="plaintext",
-                                    checkpoint_dir=tmp_path / "bank", timeout_s=60, rejoin_s=60)
-        except BaseException as e:
-            out["err"] = e
-
     real_split = PassiveBooster._split
 
     def killed_in_tree_2(self: PassiveBooster, m: Any) -> Any:
@@ -202,39 +225,20 @@ def test_only_the_killed_passive_party_is_restarted_and_the_active_one_waits(tmp
             raise SystemExit("killed")
         return real_split(self, m)
 
-    th = threading.Thread(target=bank, daemon=True)
-    th.start()
-    monkeypatch.setattr(PassiveBooster, "_split", killed_in_tree_2)
-    with pytest.raises(SystemExit):
-        train_passive(Party("fintech", net.transport("fintech"), role=Role.PASSIVE), "bank", d["bp"],
-                      checkpoint_dir=tmp_path / "fintech", timeout_s=60)
-    monkeypatch.setattr(PassiveBooster, "_split", real_split)
-    b = train_passive(Party("fintech", net.transport("fintech"), role=Role.PASSIVE), "bank", d["bp"],
-                      checkpoint_dir=tmp_path / "fintech", timeout_s=60)  # the operator restarts it only
-    th.join(60)
-    assert "err" not in out, out.get("err")
-    assert _trees(out["m"]) == _trees(fresh["bank"][0])
+    m, b = _kill_once_and_restart(lambda **kw: _bank(net, d, tmp_path, **kw),
+                                  lambda: _fintech(net, d, tmp_path),
+                                  lambda mp: mp.setattr(PassiveBooster, "_split", killed_in_tree_2))
+    assert _trees(m) == _trees(fresh["bank"][0])
     assert b.table == fresh["fintech"].table
 
 
-def test_only_the_killed_active_party_is_restarted_and_the_passive_one_waits(tmp_path: Path, monkeypatch) -> None:
-    import threading
-
+def test_only_the_killed_active_party_is_restarted_and_the_passive_one_waits(tmp_path: Path) -> None:
     import vfl.boost.runner as runner
     from party import InMemoryNetwork
 
     d = credit()
     fresh = _fit(d, P)
     net = InMemoryNetwork(["bank", "fintech"])
-    out: dict[str, Any] = {}
-
-    def fintech() -> None:
-        try:
-            out["b"] = train_passive(Party("fintech", net.transport("fintech"), role=Role.PASSIVE), "bank",
-                                     d["bp"], checkpoint_dir=tmp_path / "fintech", timeout_s=60, rejoin_s=60)
-        except BaseException as e:
-            out["err"] = e
-
     real_save = runner.save_active
 
     def dies_after_tree_2(path: Any, model: Any, binner: Any, *, checkpoint: bool = False) -> None:
@@ -243,16 +247,8 @@ def test_only_the_killed_active_party_is_restarted_and_the_passive_one_waits(tmp
             net.disconnect("bank", "killed (kill -9)")  # dies without a word, its checkpoint written
             raise SystemExit("killed")
 
-    th = threading.Thread(target=fintech, daemon=True)
-    th.start()
-    monkeypatch.setattr(runner, "save_active", dies_after_tree_2)
-    with pytest.raises(SystemExit):
-        train_active(Party("bank", net.transport("bank"), role=Role.ACTIVE), ["fintech"], d["ba"], d["y"], P,
-                     scheme="plaintext", checkpoint_dir=tmp_path / "bank", timeout_s=60)
-    monkeypatch.setattr(runner, "save_active", real_save)
-    m = train_active(Party("bank", net.transport("bank"), role=Role.ACTIVE), ["fintech"], d["ba"], d["y"], P,
-                     scheme="plaintext", checkpoint_dir=tmp_path / "bank", timeout_s=60)  # restarted alone
-    th.join(60)
-    assert "err" not in out, out.get("err")
+    b, m = _kill_once_and_restart(lambda **kw: _fintech(net, d, tmp_path, **kw),
+                                  lambda: _bank(net, d, tmp_path),
+                                  lambda mp: mp.setattr(runner, "save_active", dies_after_tree_2))
     assert _trees(m) == _trees(fresh["bank"][0])
-    assert out["b"].table == fresh["fintech"].table
+    assert b.table == fresh["fintech"].table
