@@ -52,22 +52,25 @@ def col_layout(rows: int, m: int, slots: int) -> tuple[int, int, int]:
     return blk, nb, -(-m // nb)
 
 
+def _runs(records: FloatArray, layout: tuple[int, int, int], slots: int) -> FloatArray:
+    """Slot vectors (ciphertexts, slots) of a layout (run length, runs per ciphertext,
+    ciphertexts): run i starts with the values of ``records[i]``, zeros elsewhere."""
+    width, per, n_ct = layout
+    out = np.zeros((n_ct * per, width), dtype=np.float64)
+    out[:records.shape[0], :records.shape[1]] = records
+    return out.reshape(n_ct, slots)
+
+
 def pack_cols(x: FloatArray, slots: int) -> FloatArray:
     """Column-blocked slot vectors of ``x`` (rows ≤ slots): shape (ciphertexts, slots)."""
     rows, m = x.shape
-    blk, nb, n_ct = col_layout(rows, m, slots)
-    out = np.zeros((n_ct * nb, blk), dtype=np.float64)
-    out[:m, :rows] = x.T
-    return out.reshape(n_ct, slots)
+    return _runs(x.T, col_layout(rows, m, slots), slots)
 
 
 def col_weights(mat: FloatArray, rows: int, slots: int, o: int) -> FloatArray:
     """Plaintext vectors (ciphertexts, slots) whose block p of ct c is ``mat[c*nb+p, o]``."""
-    m = mat.shape[0]
-    blk, nb, n_ct = col_layout(rows, m, slots)
-    w = np.zeros(n_ct * nb, dtype=np.float64)
-    w[:m] = mat[:, o]
-    return np.repeat(w, blk).reshape(n_ct, slots)
+    layout = col_layout(rows, mat.shape[0], slots)
+    return _runs(np.repeat(mat[:, o:o + 1], layout[0], axis=1), layout, slots)
 
 
 def sum_blocks(v: FloatArray, rows: int, slots: int) -> FloatArray:
@@ -88,19 +91,13 @@ def row_layout(rows: int, m: int, slots: int) -> tuple[int, int, int]:
 def pack_rows(x: FloatArray, slots: int) -> FloatArray:
     """Row-blocked slot vectors of ``x``: shape (ciphertexts, slots)."""
     rows, m = x.shape
-    m_pad, per, n_ct = row_layout(rows, m, slots)
-    out = np.zeros((n_ct * per, m_pad), dtype=np.float64)
-    out[:rows, :m] = x
-    return out.reshape(n_ct, slots)
+    return _runs(x, row_layout(rows, m, slots), slots)
 
 
 def row_weights(col: FloatArray, m: int, slots: int) -> FloatArray:
     """Plaintext vectors that repeat ``col[b]`` over row b's run: (ciphertexts, slots)."""
-    rows = col.shape[0]
-    m_pad, per, n_ct = row_layout(rows, m, slots)
-    w = np.zeros(n_ct * per, dtype=np.float64)
-    w[:rows] = col
-    return np.repeat(w, m_pad).reshape(n_ct, slots)
+    layout = row_layout(col.shape[0], m, slots)
+    return _runs(np.repeat(col[:, None], layout[0], axis=1), layout, slots)
 
 
 def sum_rows(v: FloatArray, m: int, slots: int) -> FloatArray:
