@@ -16,6 +16,7 @@ from typing import Any, Union
 import numpy as np
 
 from hfl import common
+from hfl import messages as wire
 from hfl.client import client as client_mod
 from hfl.client import numpy_client
 from hfl.client.client import Client
@@ -29,15 +30,7 @@ from hfl.messages import (
     HELLO_TAG,
     PROTOCOL,
     AppMessage,
-    EvaluateIns,
-    EvaluateRes,
     Failure,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
     Hello,
     Shutdown,
     from_app_message,
@@ -78,28 +71,28 @@ def _not_implemented(what: str, c: Any) -> Failure:
 
 
 def _handle_numpy(c: NumPyClient, msg: Any) -> Any:
-    if isinstance(msg, GetPropertiesIns):
-        return GetPropertiesRes(dict(c.get_properties(dict(msg.config)) or {}))
-    if isinstance(msg, GetParametersIns):
+    if isinstance(msg, wire.GetPropertiesIns):
+        return wire.GetPropertiesRes(dict(c.get_properties(dict(msg.config)) or {}))
+    if isinstance(msg, wire.GetParametersIns):
         if not numpy_client.has_get_parameters(c):
             return _not_implemented("get_parameters", c)
-        return GetParametersRes(_arrays(c.get_parameters(dict(msg.config)), "get_parameters"))
-    if isinstance(msg, FitIns):
+        return wire.GetParametersRes(_arrays(c.get_parameters(dict(msg.config)), "get_parameters"))
+    if isinstance(msg, wire.FitIns):
         if not numpy_client.has_fit(c):
             return _not_implemented("fit", c)
         fit_out: Any = c.fit(list(msg.parameters), dict(msg.config))
         if not isinstance(fit_out, tuple) or len(fit_out) != 3:
             raise TypeError("fit must return (parameters, num_examples, metrics)")
         params, n, metrics = fit_out
-        return FitRes(_arrays(params, "fit"), int(n), dict(metrics or {}))
-    if isinstance(msg, EvaluateIns):
+        return wire.FitRes(_arrays(params, "fit"), int(n), dict(metrics or {}))
+    if isinstance(msg, wire.EvaluateIns):
         if not numpy_client.has_evaluate(c):
             return _not_implemented("evaluate", c)
         ev_out: Any = c.evaluate(list(msg.parameters), dict(msg.config))
         if not isinstance(ev_out, tuple) or len(ev_out) != 3:
             raise TypeError("evaluate must return (loss, num_examples, metrics)")
         loss, n, metrics = ev_out
-        return EvaluateRes(float(loss), int(n), dict(metrics or {}))
+        return wire.EvaluateRes(float(loss), int(n), dict(metrics or {}))
     raise TypeError(f"unexpected instruction {type(msg).__name__}")
 
 
@@ -110,22 +103,22 @@ def _status_failure(res: Any) -> Failure | None:
 
 
 def _handle_client(c: Client, msg: Any) -> Any:
-    if isinstance(msg, GetPropertiesIns):
+    if isinstance(msg, wire.GetPropertiesIns):
         r0 = client_mod.maybe_call_get_properties(c, common.GetPropertiesIns(dict(msg.config)))
-        return _status_failure(r0) or GetPropertiesRes(dict(r0.properties))
-    if isinstance(msg, GetParametersIns):
+        return _status_failure(r0) or wire.GetPropertiesRes(dict(r0.properties))
+    if isinstance(msg, wire.GetParametersIns):
         r1 = client_mod.maybe_call_get_parameters(c, common.GetParametersIns(dict(msg.config)))
-        return _status_failure(r1) or GetParametersRes(parameters_to_ndarrays(r1.parameters))
-    if isinstance(msg, FitIns):
+        return _status_failure(r1) or wire.GetParametersRes(parameters_to_ndarrays(r1.parameters))
+    if isinstance(msg, wire.FitIns):
         r2 = client_mod.maybe_call_fit(c, common.FitIns(ndarrays_to_parameters(msg.parameters),
                                                          dict(msg.config)))
-        return _status_failure(r2) or FitRes(parameters_to_ndarrays(r2.parameters),
-                                              int(r2.num_examples), dict(r2.metrics or {}))
-    if isinstance(msg, EvaluateIns):
-        r3 = client_mod.maybe_call_evaluate(c, common.EvaluateIns(ndarrays_to_parameters(msg.parameters),
-                                                                   dict(msg.config)))
-        return _status_failure(r3) or EvaluateRes(float(r3.loss), int(r3.num_examples),
-                                                   dict(r3.metrics or {}))
+        return _status_failure(r2) or wire.FitRes(parameters_to_ndarrays(r2.parameters),
+                                                   int(r2.num_examples), dict(r2.metrics or {}))
+    if isinstance(msg, wire.EvaluateIns):
+        r3 = client_mod.maybe_call_evaluate(
+            c, common.EvaluateIns(ndarrays_to_parameters(msg.parameters), dict(msg.config)))
+        return _status_failure(r3) or wire.EvaluateRes(float(r3.loss), int(r3.num_examples),
+                                                        dict(r3.metrics or {}))
     raise TypeError(f"unexpected instruction {type(msg).__name__}")
 
 
@@ -200,7 +193,7 @@ def run_client(
                 return f"server gone: no instruction within {idle_timeout_s:g} s"
             if isinstance(msg, Shutdown):
                 return "shutdown"
-            if isinstance(msg, FitIns) and msg.secagg_session:
+            if isinstance(msg, wire.FitIns) and msg.secagg_session:
                 _secure_fit(party, client, msg, server=server, tag=tag, executor=executor)
             else:
                 reply = executor.submit(handle, client, msg).result() if executor else handle(
@@ -212,24 +205,24 @@ def run_client(
 
 
 def _secure_fit(
-    party: Party, client: ClientLike, ins: FitIns, *, server: str, tag: Tag,
+    party: Party, client: ClientLike, ins: wire.FitIns, *, server: str, tag: Tag,
     executor: Executor | None,
 ) -> None:
     """Train, check the update locally, then send it only through secure aggregation."""
     from hfl.secure import client_round  # imports secure_agg lazily
 
     res = executor.submit(handle, client, ins).result() if executor else handle(client, ins)
-    if isinstance(res, FitRes):
+    if isinstance(res, wire.FitRes):
         # The server cannot inspect a masked update, so the client checks its own.
         why = describe_mismatch(list(ins.parameters), list(res.parameters))
         if why is None and res.num_examples <= 0:
             why = f"num_examples is {res.num_examples}"
         if why is not None:
             res = Failure(f"fit result rejected before secure aggregation: {why}")
-    if not isinstance(res, FitRes):
+    if not isinstance(res, wire.FitRes):
         party.send(server, tag.at("res"), res)
         return
-    party.send(server, tag.at("res"), FitRes([], res.num_examples, res.metrics))
+    party.send(server, tag.at("res"), wire.FitRes([], res.num_examples, res.metrics))
     delta = flatten_update(list(res.parameters), list(ins.parameters))
     try:
         client_round(party, server, delta, res.num_examples, session=ins.secagg_session,

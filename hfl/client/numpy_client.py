@@ -14,22 +14,10 @@ from abc import ABC
 from collections.abc import Callable
 from typing import Any
 
+from hfl import common
 from hfl.client.client import Client, implements
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
-from hfl.common.typing import (
-    OK,
-    Config,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    NDArrays,
-    Scalar,
-)
+from hfl.common.typing import OK
 
 EXCEPTION_MESSAGE_WRONG_RETURN_TYPE_FIT = (
     "NumPyClient.fit did not return a tuple with 3 elements: "
@@ -42,22 +30,24 @@ EXCEPTION_MESSAGE_WRONG_RETURN_TYPE_EVALUATE = (
 class NumPyClient(ABC):  # noqa: B024 - abstract in name only, as Flower's
     """Abstract base class for Flower clients using NumPy."""
 
-    def get_properties(self, config: Config) -> dict[str, Scalar]:
+    def get_properties(self, config: common.Config) -> dict[str, common.Scalar]:
         """Return a client's set of properties."""
         _ = (self, config)
         return {}
 
-    def get_parameters(self, config: dict[str, Scalar]) -> NDArrays:
+    def get_parameters(self, config: dict[str, common.Scalar]) -> common.NDArrays:
         """Return the current local model parameters."""
         _ = (self, config)
         return []
 
-    def fit(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[NDArrays, int, dict[str, Scalar]]:
+    def fit(self, parameters: common.NDArrays, config: dict[str, common.Scalar]
+            ) -> tuple[common.NDArrays, int, dict[str, common.Scalar]]:
         """Train the provided parameters using the locally held dataset."""
         _ = (self, parameters, config)
         return [], 0, {}
 
-    def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
+    def evaluate(self, parameters: common.NDArrays, config: dict[str, common.Scalar]
+                 ) -> tuple[float, int, dict[str, common.Scalar]]:
         """Evaluate the provided parameters using the locally held dataset."""
         _ = (self, parameters, config)
         return 0.0, 0, {}
@@ -77,16 +67,17 @@ def _constructor(self: Any, numpy_client: NumPyClient) -> None:
     self.numpy_client = numpy_client
 
 
-def _get_properties(self: Any, ins: GetPropertiesIns) -> GetPropertiesRes:
-    return GetPropertiesRes(status=OK, properties=self.numpy_client.get_properties(config=ins.config))
+def _get_properties(self: Any, ins: common.GetPropertiesIns) -> common.GetPropertiesRes:
+    return common.GetPropertiesRes(
+        status=OK, properties=self.numpy_client.get_properties(config=ins.config))
 
 
-def _get_parameters(self: Any, ins: GetParametersIns) -> GetParametersRes:
+def _get_parameters(self: Any, ins: common.GetParametersIns) -> common.GetParametersRes:
     parameters = self.numpy_client.get_parameters(config=ins.config)
-    return GetParametersRes(status=OK, parameters=ndarrays_to_parameters(parameters))
+    return common.GetParametersRes(status=OK, parameters=ndarrays_to_parameters(parameters))
 
 
-def _triple(results: Any, first: type, message: str) -> tuple[Any, int, dict[str, Scalar]]:
+def _triple(results: Any, first: type, message: str) -> tuple[Any, int, dict[str, common.Scalar]]:
     """A NumPyClient's ``(first, num_examples, metrics)`` result, or Flower's TypeError."""
     if not (isinstance(results, tuple) and len(results) == 3 and isinstance(results[0], first)
             and isinstance(results[1], int) and isinstance(results[2], dict)):
@@ -94,19 +85,19 @@ def _triple(results: Any, first: type, message: str) -> tuple[Any, int, dict[str
     return results
 
 
-def _fit(self: Any, ins: FitIns) -> FitRes:
+def _fit(self: Any, ins: common.FitIns) -> common.FitRes:
     parameters_prime, num_examples, metrics = _triple(
         self.numpy_client.fit(parameters_to_ndarrays(ins.parameters), ins.config), list,
         EXCEPTION_MESSAGE_WRONG_RETURN_TYPE_FIT)
-    return FitRes(status=OK, parameters=ndarrays_to_parameters(parameters_prime),
-                  num_examples=num_examples, metrics=metrics)
+    return common.FitRes(status=OK, parameters=ndarrays_to_parameters(parameters_prime),
+                         num_examples=num_examples, metrics=metrics)
 
 
-def _evaluate(self: Any, ins: EvaluateIns) -> EvaluateRes:
+def _evaluate(self: Any, ins: common.EvaluateIns) -> common.EvaluateRes:
     loss, num_examples, metrics = _triple(
         self.numpy_client.evaluate(parameters_to_ndarrays(ins.parameters), ins.config), float,
         EXCEPTION_MESSAGE_WRONG_RETURN_TYPE_EVALUATE)
-    return EvaluateRes(status=OK, loss=loss, num_examples=num_examples, metrics=metrics)
+    return common.EvaluateRes(status=OK, loss=loss, num_examples=num_examples, metrics=metrics)
 
 
 def _wrap_numpy_client(client: NumPyClient) -> Client:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hfl.common import typing
 from hfl.common.message import DEFAULT_TTL, Context, Error, Message, MessageType, Metadata
 from hfl.common.parameter import (
     bytes_to_ndarray,
@@ -23,33 +24,8 @@ from hfl.common.parameter import (
     parameters_to_ndarrays,
 )
 from hfl.common.record import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from hfl.common.typing import (
-    Code,
-    Config,
-    ConfigRecordValues,
-    DisconnectRes,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    MetricRecordValues,
-    Metrics,
-    MetricsAggregationFn,
-    NDArray,
-    NDArrayFloat,
-    NDArrayInt,
-    NDArrays,
-    Parameters,
-    Properties,
-    ReconnectIns,
-    Scalar,
-    Status,
-    Value,
-)
+from hfl.common.typing import *  # noqa: F403 - Flower's names, listed once in typing.__all__
+from hfl.common.typing import Metrics, NDArray
 from party import ConfigError
 
 #: Flower's deprecated record names (the same classes).
@@ -134,43 +110,18 @@ __all__ = [
     "DEFAULT_TTL",
     "Array",
     "ArrayRecord",
-    "Code",
-    "Config",
     "ConfigRecord",
-    "ConfigRecordValues",
     "ConfigsRecord",
     "Context",
-    "DisconnectRes",
     "Error",
-    "EvaluateIns",
-    "EvaluateRes",
-    "FitIns",
-    "FitRes",
-    "GetParametersIns",
-    "GetParametersRes",
-    "GetPropertiesIns",
-    "GetPropertiesRes",
     "Message",
     "MessageType",
     "Metadata",
     "MetricRecord",
-    "MetricRecordValues",
-    "Metrics",
-    "MetricsAggregationFn",
     "MetricsRecord",
-    "NDArray",
-    "NDArrayFloat",
-    "NDArrayInt",
-    "NDArrays",
-    "Parameters",
     "ParametersRecord",
-    "Properties",
-    "ReconnectIns",
     "RecordDict",
     "RecordSet",
-    "Scalar",
-    "Status",
-    "Value",
     "array_from_numpy",
     "bytes_to_ndarray",
     "check_metrics",
@@ -183,3 +134,4 @@ __all__ = [
     "parameters_to_ndarrays",
     "refuse_flower_kwargs",
 ]
+__all__ += typing.__all__

@@ -147,3 +147,32 @@ class DisconnectRes:
 
 
 OK = Status(Code.OK, "Success")
+
+#: What ``hfl.common`` re-exports under Flower's ``flwr.common`` names.
+__all__ = [
+    "Code",
+    "Config",
+    "ConfigRecordValues",
+    "DisconnectRes",
+    "EvaluateIns",
+    "EvaluateRes",
+    "FitIns",
+    "FitRes",
+    "GetParametersIns",
+    "GetParametersRes",
+    "GetPropertiesIns",
+    "GetPropertiesRes",
+    "MetricRecordValues",
+    "Metrics",
+    "MetricsAggregationFn",
+    "NDArray",
+    "NDArrayFloat",
+    "NDArrayInt",
+    "NDArrays",
+    "Parameters",
+    "Properties",
+    "ReconnectIns",
+    "Scalar",
+    "Status",
+    "Value",
+]

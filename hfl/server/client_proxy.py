@@ -11,19 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from hfl.common.typing import (
-    DisconnectRes,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    Properties,
-    ReconnectIns,
-)
+from hfl import common
 
 
 class ClientProxy(ABC):
@@ -33,27 +21,28 @@ class ClientProxy(ABC):
 
     def __init__(self, cid: str):
         self.cid = cid
-        self.properties: Properties = {}
+        self.properties: common.Properties = {}
 
     @abstractmethod
-    def get_properties(self, ins: GetPropertiesIns, timeout: float | None,
-                       group_id: int | None) -> GetPropertiesRes:
+    def get_properties(self, ins: common.GetPropertiesIns, timeout: float | None,
+                       group_id: int | None) -> common.GetPropertiesRes:
         """Return the client's properties."""
 
     @abstractmethod
-    def get_parameters(self, ins: GetParametersIns, timeout: float | None,
-                       group_id: int | None) -> GetParametersRes:
+    def get_parameters(self, ins: common.GetParametersIns, timeout: float | None,
+                       group_id: int | None) -> common.GetParametersRes:
         """Return the current local model parameters."""
 
     @abstractmethod
-    def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
+    def fit(self, ins: common.FitIns, timeout: float | None, group_id: int | None) -> common.FitRes:
         """Refine the provided parameters using the locally held dataset."""
 
     @abstractmethod
-    def evaluate(self, ins: EvaluateIns, timeout: float | None, group_id: int | None) -> EvaluateRes:
+    def evaluate(self, ins: common.EvaluateIns, timeout: float | None, group_id: int | None
+                 ) -> common.EvaluateRes:
         """Evaluate the provided parameters using the locally held dataset."""
 
     @abstractmethod
-    def reconnect(self, ins: ReconnectIns, timeout: float | None,
-                  group_id: int | None) -> DisconnectRes:
+    def reconnect(self, ins: common.ReconnectIns, timeout: float | None,
+                  group_id: int | None) -> common.DisconnectRes:
         """Disconnect and (optionally) reconnect later."""

@@ -19,23 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from hfl import common
 from hfl import messages as wire
 from hfl.common import describe_mismatch
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
-from hfl.common.typing import (
-    OK,
-    DisconnectRes,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    NDArrays,
-    ReconnectIns,
-)
+from hfl.common.typing import OK
 from hfl.server.client_manager import ClientManager
 from hfl.server.client_proxy import ClientProxy
 from hfl.server.criterion import Criterion
@@ -87,7 +75,7 @@ def _wrong_result(r: Any, kind: type[wire.FitRes] | type[wire.EvaluateRes]) -> s
     return why
 
 
-def check_fit(r: Any, params: NDArrays, secure: bool) -> str | None:
+def check_fit(r: Any, params: common.NDArrays, secure: bool) -> str | None:
     """Why a fit reply is rejected: not a FitRes, no examples, arrays unlike ``params``
     (NaN/inf included), or, under secure aggregation, any parameters in the clear."""
     why = _wrong_result(r, wire.FitRes)
@@ -252,36 +240,38 @@ class PartyClientProxy(ClientProxy):
             raise ClientFailure(self.cid, why)
         return r
 
-    def get_properties(self, ins: GetPropertiesIns, timeout: float | None,
-                       group_id: int | None) -> GetPropertiesRes:
+    def get_properties(self, ins: common.GetPropertiesIns, timeout: float | None,
+                       group_id: int | None) -> common.GetPropertiesRes:
         r = self._one(wire.GetPropertiesIns(dict(ins.config)), timeout, wire.GetPropertiesRes)
-        return GetPropertiesRes(OK, dict(r.properties))
+        return common.GetPropertiesRes(OK, dict(r.properties))
 
-    def get_parameters(self, ins: GetParametersIns, timeout: float | None,
-                       group_id: int | None) -> GetParametersRes:
+    def get_parameters(self, ins: common.GetParametersIns, timeout: float | None,
+                       group_id: int | None) -> common.GetParametersRes:
         r = self._one(wire.GetParametersIns(dict(ins.config)), timeout, wire.GetParametersRes)
-        return GetParametersRes(OK, ndarrays_to_parameters(r.parameters))
+        return common.GetParametersRes(OK, ndarrays_to_parameters(r.parameters))
 
-    def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
+    def fit(self, ins: common.FitIns, timeout: float | None, group_id: int | None) -> common.FitRes:
         arrays = parameters_to_ndarrays(ins.parameters)
         r = self._one(wire.FitIns(arrays, dict(ins.config)), timeout)
         why = check_fit(r, arrays, secure=False)
         if why is not None:
             raise ClientFailure(self.cid, f"rejected: {why}")
-        return FitRes(OK, ndarrays_to_parameters(r.parameters), r.num_examples, dict(r.metrics))
+        return common.FitRes(OK, ndarrays_to_parameters(r.parameters), r.num_examples,
+                             dict(r.metrics))
 
-    def evaluate(self, ins: EvaluateIns, timeout: float | None, group_id: int | None) -> EvaluateRes:
+    def evaluate(self, ins: common.EvaluateIns, timeout: float | None,
+                 group_id: int | None) -> common.EvaluateRes:
         r = self._one(wire.EvaluateIns(parameters_to_ndarrays(ins.parameters), dict(ins.config)), timeout)
         why = check_evaluate(r)
         if why is not None:
             raise ClientFailure(self.cid, why)
-        return EvaluateRes(OK, r.loss, r.num_examples, dict(r.metrics))
+        return common.EvaluateRes(OK, r.loss, r.num_examples, dict(r.metrics))
 
-    def reconnect(self, ins: ReconnectIns, timeout: float | None,
-                  group_id: int | None) -> DisconnectRes:
+    def reconnect(self, ins: common.ReconnectIns, timeout: float | None,
+                  group_id: int | None) -> common.DisconnectRes:
         """Tell the client to leave (tessera clients do not come back on a timer)."""
         self._server.ask([(self.cid, wire.Shutdown("reconnect requested"))], 0.0, expect_reply=False)
-        return DisconnectRes(reason="RECONNECT")
+        return common.DisconnectRes(reason="RECONNECT")
 
     def __repr__(self) -> str:
         return f"PartyClientProxy({self.cid!r})"

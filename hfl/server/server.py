@@ -43,23 +43,12 @@ from typing import Any
 
 import numpy as np
 
+from hfl import common
 from hfl import messages as wire
 from hfl.checkpoint import load_latest, save_round
 from hfl.common import describe_mismatch
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
-from hfl.common.typing import (
-    OK,
-    Code,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    Metrics,
-    NDArrays,
-    Parameters,
-    ReconnectIns,
-)
+from hfl.common.typing import OK
 from hfl.history import History
 from hfl.server.client_manager import ClientManager
 from hfl.server.client_proxy import ClientProxy
@@ -159,7 +148,7 @@ class Server(PartyClients):
         self.stop_condition = stop_condition
         self.run_id = uuid.uuid4().hex[:12]  # fresh per server start: fresh SecAgg sessions
         self.history = History()
-        self.parameters: NDArrays | None = None
+        self.parameters: common.NDArrays | None = None
         self._incarnation: dict[str, str] = {}
         self._seq: dict[str, int] = {}
         self.handshake_timeout_s = 30.0
@@ -187,14 +176,14 @@ class Server(PartyClients):
         if isinstance(self._client_manager, PartyClientManager):
             self._client_manager.rng = np.random.default_rng([self.seed, *key])
 
-    def initial_parameters(self, timeout_s: float) -> NDArrays:
+    def initial_parameters(self, timeout_s: float) -> common.NDArrays:
         init = self.strategy.initialize_parameters(client_manager=self._client_manager)
         if init is not None:
             return [np.asarray(a) for a in parameters_to_ndarrays(init)]
         if self.party is None:
             proxy = self._client_manager.sample(1)[0]
-            res = proxy.get_parameters(GetParametersIns(config={}), timeout=timeout_s, group_id=0)
-            if res.status.code != Code.OK:
+            res = proxy.get_parameters(common.GetParametersIns(config={}), timeout=timeout_s, group_id=0)
+            if res.status.code != common.Code.OK:
                 raise TesseraError(f"could not get initial parameters from client {proxy.cid}: "
                                    f"{res.status.message}")
             return parameters_to_ndarrays(res.parameters)
@@ -212,9 +201,10 @@ class Server(PartyClients):
         log.info("initial parameters from client %s", c)
         return [np.array(a) for a in r.parameters]
 
-    def _instructions(self, plan: Sequence[tuple[ClientProxy, FitIns | EvaluateIns]], parameters: Parameters,
-                      params: NDArrays, make: Callable[[NDArrays, dict[str, Any]], Any],
-                      ) -> tuple[list[tuple[str, Any]], dict[str, NDArrays]]:
+    def _instructions(self, plan: Sequence[tuple[ClientProxy, common.FitIns | common.EvaluateIns]],
+                      parameters: common.Parameters,
+                      params: common.NDArrays, make: Callable[[common.NDArrays, dict[str, Any]], Any],
+                      ) -> tuple[list[tuple[str, Any]], dict[str, common.NDArrays]]:
         """The wire instruction for each client of ``plan``, and the arrays each was sent.
 
         One message object per distinct (parameters, config), so :meth:`ask` encodes it
@@ -222,9 +212,9 @@ class Server(PartyClients):
         decoded again.
         """
         msgs: dict[tuple[int, str], Any] = {}
-        decoded: dict[int, NDArrays] = {id(parameters): params}
+        decoded: dict[int, common.NDArrays] = {id(parameters): params}
         instructions: list[tuple[str, Any]] = []
-        sent: dict[str, NDArrays] = {}
+        sent: dict[str, common.NDArrays] = {}
         for proxy, ins in plan:
             key_p = id(ins.parameters)
             if key_p not in decoded:
@@ -240,7 +230,7 @@ class Server(PartyClients):
     def _party_plan(self, plan: Sequence[tuple[ClientProxy, Any]]) -> bool:
         return all(isinstance(p, PartyClientProxy) and p._server is self for p, _ in plan)
 
-    def run_round(self, rnd: int, params: NDArrays, timeout_s: float) -> NDArrays:
+    def run_round(self, rnd: int, params: common.NDArrays, timeout_s: float) -> common.NDArrays:
         """Run round ``rnd`` from global ``params``; returns the new global model."""
         t0 = time.monotonic()
         record: dict[str, Any] = {"round": rnd}
@@ -252,8 +242,8 @@ class Server(PartyClients):
                                            client_manager=self._client_manager)
         record["fit_clients"] = [p.cid for p, _ in plan]
         t_fit = time.monotonic()
-        new: NDArrays | None = None
-        fit_metrics: Metrics = {}
+        new: common.NDArrays | None = None
+        fit_metrics: common.Metrics = {}
         n_results = 0
         failures_by: dict[str, str] = {}
         if plan:
@@ -274,7 +264,7 @@ class Server(PartyClients):
                 new_p, fit_metrics = self.strategy.aggregate_fit(rnd, results, failures)
             record["aggregate_s"] = round(time.monotonic() - t_agg, 4)
             if new_p is not None:
-                new_arrays = parameters_to_ndarrays(new_p) if isinstance(new_p, Parameters) else list(new_p)
+                new_arrays = parameters_to_ndarrays(new_p) if isinstance(new_p, common.Parameters) else list(new_p)
                 bad = describe_mismatch(params, new_arrays)
                 if bad is not None:
                     log.error("round %d: aggregate rejected (%s); the model is unchanged", rnd, bad)
@@ -298,8 +288,9 @@ class Server(PartyClients):
         self.history.rounds.append(record)
         return params
 
-    def _fit_party(self, rnd: int, plan: Sequence[tuple[ClientProxy, FitIns]], parameters: Parameters,
-                   params: NDArrays, timeout_s: float,
+    def _fit_party(self, rnd: int, plan: Sequence[tuple[ClientProxy, common.FitIns]],
+                   parameters: common.Parameters,
+                   params: common.NDArrays, timeout_s: float,
                    ) -> tuple[list[tuple[ClientProxy, wire.FitRes]], dict[str, str]]:
         session, sa = "", {}
         if self.secure_agg is not None:
@@ -323,13 +314,15 @@ class Server(PartyClients):
                 log.warning("round %d: client %s %s", rnd, c, fail[c])
         return results, fail
 
-    def _aggregate(self, rnd: int, params: NDArrays, results: list[tuple[ClientProxy, wire.FitRes]],
+    def _aggregate(self, rnd: int, params: common.NDArrays,
+                   results: list[tuple[ClientProxy, wire.FitRes]],
                    fail: dict[str, str], record: dict[str, Any],
-                   ) -> tuple[Parameters | NDArrays | None, Metrics]:
+                   ) -> tuple[common.Parameters | common.NDArrays | None, common.Metrics]:
         if self.secure_agg is None:
-            flower_results = [(p, FitRes(OK, ndarrays_to_parameters(r.parameters), r.num_examples,
-                                         dict(r.metrics))) for p, r in results]
-            failures: list[tuple[ClientProxy, FitRes] | BaseException] = [
+            flower_results = [(p, common.FitRes(OK, ndarrays_to_parameters(r.parameters),
+                                                r.num_examples, dict(r.metrics)))
+                              for p, r in results]
+            failures: list[tuple[ClientProxy, common.FitRes] | BaseException] = [
                 ClientFailure(c, why) for c, why in sorted(fail.items())]
             return self.strategy.aggregate_fit(rnd, flower_results, failures)
         return secure_aggregate(self._party(), self.strategy, rnd, params, results, fail, record,
@@ -339,7 +332,7 @@ class Server(PartyClients):
     def _session(self, rnd: int) -> str:
         return f"{self.run_id}-r{rnd}"
 
-    def _evaluate(self, rnd: int, params: NDArrays, timeout_s: float, record: dict[str, Any]) -> None:
+    def _evaluate(self, rnd: int, params: common.NDArrays, timeout_s: float, record: dict[str, Any]) -> None:
         parameters = ndarrays_to_parameters(params)
         central = self.strategy.evaluate(rnd, parameters=parameters)
         if central is not None:
@@ -356,7 +349,7 @@ class Server(PartyClients):
             return
         if self.party is not None and self._party_plan(plan):
             results, fail = self._evaluate_party(plan, parameters, params, timeout_s)
-            failures: list[tuple[ClientProxy, EvaluateRes] | BaseException] = [
+            failures: list[tuple[ClientProxy, common.EvaluateRes] | BaseException] = [
                 ClientFailure(c, why) for c, why in sorted(fail.items())]
         else:
             results, failures = evaluate_clients(plan, self.max_workers, timeout_s, rnd)
@@ -369,18 +362,19 @@ class Server(PartyClients):
         if fail:
             record["evaluate_failures"] = fail
 
-    def _evaluate_party(self, plan: Sequence[tuple[ClientProxy, EvaluateIns]], parameters: Parameters,
-                        params: NDArrays, timeout_s: float,
-                        ) -> tuple[list[tuple[ClientProxy, EvaluateRes]], dict[str, str]]:
+    def _evaluate_party(self, plan: Sequence[tuple[ClientProxy, common.EvaluateIns]],
+                        parameters: common.Parameters,
+                        params: common.NDArrays, timeout_s: float,
+                        ) -> tuple[list[tuple[ClientProxy, common.EvaluateRes]], dict[str, str]]:
         instructions, _ = self._instructions(plan, parameters, params, wire.EvaluateIns)
         replies, fail = self.ask(instructions, timeout_s)
         by_cid = {p.cid: p for p, _ in plan}
-        results: list[tuple[ClientProxy, EvaluateRes]] = []
+        results: list[tuple[ClientProxy, common.EvaluateRes]] = []
         for c in sorted(replies):
             r = replies[c]
             why = check_evaluate(r)
             if why is None:
-                results.append((by_cid[c], EvaluateRes(OK, r.loss, r.num_examples, dict(r.metrics))))
+                results.append((by_cid[c], common.EvaluateRes(OK, r.loss, r.num_examples, dict(r.metrics))))
             else:
                 fail[c] = why
         return results, fail
@@ -450,7 +444,7 @@ class Server(PartyClients):
             return
         for proxy in list(self._client_manager.all().values()):
             try:
-                proxy.reconnect(ReconnectIns(seconds=None), timeout=timeout, group_id=None)
+                proxy.reconnect(common.ReconnectIns(seconds=None), timeout=timeout, group_id=None)
             except Exception as e:  # a proxy's own transport error: log, go on
                 log.warning("reconnect %s failed: %s", proxy.cid, e)
 

@@ -21,25 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from hfl import common
 from hfl.clientapp import handle_legacy_message
 from hfl.common.message import Context, Message, MessageType
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
 from hfl.common.record import ArrayRecord, ConfigRecord, RecordDict
-from hfl.common.typing import (
-    OK,
-    Code,
-    DisconnectRes,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    ReconnectIns,
-    Status,
-)
+from hfl.common.typing import OK
 from hfl.server.client_proxy import ClientProxy
 from hfl.server.grid import Grid
 from party import TesseraError
@@ -145,7 +132,7 @@ class ServerApp:
 
 
 # -- the legacy API over a Grid (Flower's recorddict_compat keys) ---------------------------------
-def fitins_to_message(ins: FitIns | EvaluateIns, dst: int, message_type: str) -> Message:
+def fitins_to_message(ins: common.FitIns | common.EvaluateIns, dst: int, message_type: str) -> Message:
     """A legacy instruction as a Message (keys ``<ins>.parameters`` / ``<ins>.config``)."""
     prefix = "fitins" if message_type == MessageType.TRAIN else "evaluateins"
     content = RecordDict({f"{prefix}.parameters": ArrayRecord(parameters_to_ndarrays(ins.parameters)),
@@ -167,31 +154,31 @@ class GridClientProxy(ClientProxy):
             raise TesseraError(f"node {self.node_id}: {reply.error.reason}")
         return reply.content
 
-    def get_properties(self, ins: GetPropertiesIns, timeout: float | None, group_id: int | None) -> GetPropertiesRes:
-        return GetPropertiesRes(Status(Code.GET_PROPERTIES_NOT_IMPLEMENTED, "not over a grid"), {})
+    def get_properties(self, ins: common.GetPropertiesIns, timeout: float | None, group_id: int | None) -> common.GetPropertiesRes:
+        return common.GetPropertiesRes(common.Status(common.Code.GET_PROPERTIES_NOT_IMPLEMENTED, "not over a grid"), {})
 
-    def get_parameters(self, ins: GetParametersIns, timeout: float | None, group_id: int | None) -> GetParametersRes:
+    def get_parameters(self, ins: common.GetParametersIns, timeout: float | None, group_id: int | None) -> common.GetParametersRes:
         msg = Message(RecordDict({"getparametersins.config": ConfigRecord(dict(ins.config))}),
                       self.node_id, MessageType.QUERY + ".get_parameters")
         content = self._ask(msg, timeout)
-        return GetParametersRes(OK, ndarrays_to_parameters(
+        return common.GetParametersRes(OK, ndarrays_to_parameters(
             content["getparametersres.parameters"].to_numpy_ndarrays()))
 
-    def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
+    def fit(self, ins: common.FitIns, timeout: float | None, group_id: int | None) -> common.FitRes:
         content = self._ask(fitins_to_message(ins, self.node_id, MessageType.TRAIN), timeout)
         m = dict(content["fitres.metrics"])
         n = int(m.pop("num-examples"))
-        return FitRes(OK, ndarrays_to_parameters(content["fitres.parameters"].to_numpy_ndarrays()), n, m)
+        return common.FitRes(OK, ndarrays_to_parameters(content["fitres.parameters"].to_numpy_ndarrays()), n, m)
 
-    def evaluate(self, ins: EvaluateIns, timeout: float | None, group_id: int | None) -> EvaluateRes:
+    def evaluate(self, ins: common.EvaluateIns, timeout: float | None, group_id: int | None) -> common.EvaluateRes:
         content = self._ask(fitins_to_message(ins, self.node_id, MessageType.EVALUATE), timeout)
         m = dict(content["evaluateres.metrics"])
         n = int(m.pop("num-examples"))
         loss = float(m.pop("loss"))
-        return EvaluateRes(OK, loss, n, m)
+        return common.EvaluateRes(OK, loss, n, m)
 
-    def reconnect(self, ins: ReconnectIns, timeout: float | None, group_id: int | None) -> DisconnectRes:
-        return DisconnectRes(reason="UNKNOWN")
+    def reconnect(self, ins: common.ReconnectIns, timeout: float | None, group_id: int | None) -> common.DisconnectRes:
+        return common.DisconnectRes(reason="UNKNOWN")
 
 
 def _run_legacy_over_grid(comps: ServerAppComponents, grid: Grid) -> Any:

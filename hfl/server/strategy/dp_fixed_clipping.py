@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hfl import common
 from hfl.common.differential_privacy import (
     CLIENTS_DISCREPANCY_WARNING,
     KEY_CLIPPING_NORM,
@@ -46,16 +47,6 @@ from hfl.common.differential_privacy import (
     compute_stdv,
 )
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
-from hfl.common.typing import (
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    Metrics,
-    NDArrays,
-    Parameters,
-    Scalar,
-)
 from hfl.server.strategy.strategy import Strategy
 from party.errors import ConfigError
 
@@ -110,28 +101,28 @@ class _CentralDP(Strategy):
         self.num_rounds = num_rounds
         self.num_total_clients = num_total_clients
         self.accountant = CentralAccountant(self.delta)
-        self.current_round_params: NDArrays = []
+        self.current_round_params: common.NDArrays = []
         self._q = 1.0
         self._rng = np.random.default_rng()
 
     # -- delegation ---------------------------------------------------------------------
-    def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
+    def initialize_parameters(self, client_manager: ClientManager) -> common.Parameters | None:
         return self.strategy.initialize_parameters(client_manager)
 
     def configure_evaluate(
-        self, server_round: int, parameters: Parameters, client_manager: ClientManager
-    ) -> list[tuple[ClientProxy, EvaluateIns]]:
+        self, server_round: int, parameters: common.Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, common.EvaluateIns]]:
         return self.strategy.configure_evaluate(server_round, parameters, client_manager)
 
     def aggregate_evaluate(
-        self, server_round: int, results: list[tuple[ClientProxy, EvaluateRes]],
-        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
-    ) -> tuple[float | None, dict[str, Scalar]]:
+        self, server_round: int, results: list[tuple[ClientProxy, common.EvaluateRes]],
+        failures: list[tuple[ClientProxy, common.EvaluateRes] | BaseException],
+    ) -> tuple[float | None, dict[str, common.Scalar]]:
         return self.strategy.aggregate_evaluate(server_round, results, failures)
 
     def evaluate(
-        self, server_round: int, parameters: Parameters
-    ) -> tuple[float, dict[str, Scalar]] | None:
+        self, server_round: int, parameters: common.Parameters
+    ) -> tuple[float, dict[str, common.Scalar]] | None:
         return self.strategy.evaluate(server_round, parameters)
 
     def __getattr__(self, name: str) -> Any:
@@ -142,8 +133,8 @@ class _CentralDP(Strategy):
 
     # -- the DP round -------------------------------------------------------------------
     def configure_fit(
-        self, server_round: int, parameters: Parameters, client_manager: ClientManager
-    ) -> list[tuple[ClientProxy, FitIns]]:
+        self, server_round: int, parameters: common.Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, common.FitIns]]:
         self.current_round_params = parameters_to_ndarrays(parameters)
         available = self.num_total_clients or client_manager.num_available()
         self._q = min(1.0, self.num_sampled_clients / max(1, available))
@@ -169,13 +160,13 @@ class _CentralDP(Strategy):
         """The clipping norm this round's noise is calibrated to."""
         return self.clipping_norm
 
-    def _clip_results(self, results: list[tuple[ClientProxy, FitRes]]) -> None:
+    def _clip_results(self, results: list[tuple[ClientProxy, common.FitRes]]) -> None:
         for _, res in results:
             param = parameters_to_ndarrays(res.parameters)
             compute_clip_model_update(param, self.current_round_params, self.clipping_norm)
             res.parameters = ndarrays_to_parameters(param)
 
-    def _noise(self, params: Parameters | None, clip: float) -> Parameters | None:
+    def _noise(self, params: common.Parameters | None, clip: float) -> common.Parameters | None:
         if params is None:
             return None
         assert self.noise_multiplier is not None
@@ -184,7 +175,8 @@ class _CentralDP(Strategy):
         return add_gaussian_noise_to_params(params, self.noise_multiplier, clip,
                                             self.num_sampled_clients)
 
-    def _account(self, server_round: int, metrics: dict[str, Scalar]) -> dict[str, Scalar]:
+    def _account(self, server_round: int,
+                 metrics: dict[str, common.Scalar]) -> dict[str, common.Scalar]:
         assert self.noise_multiplier is not None
         inc, total = self.accountant.step(self._noise_multiplier_for_accounting(), self._q)
         log.info("round %d: DP epsilon %.4f this round, %.4f in total (delta %g)",
@@ -197,9 +189,9 @@ class _CentralDP(Strategy):
         return self.noise_multiplier
 
     def aggregate_fit(
-        self, server_round: int, results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
-    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        self, server_round: int, results: list[tuple[ClientProxy, common.FitRes]],
+        failures: list[tuple[ClientProxy, common.FitRes] | BaseException],
+    ) -> tuple[common.Parameters | None, dict[str, common.Scalar]]:
         if failures:
             return None, {}
         if len(results) != self.num_sampled_clients:
@@ -211,7 +203,7 @@ class _CentralDP(Strategy):
         self._after_clip(results)
         return self._noise(params, clip), self._account(server_round, dict(metrics))
 
-    def _after_clip(self, results: list[tuple[ClientProxy, FitRes]]) -> None:
+    def _after_clip(self, results: list[tuple[ClientProxy, common.FitRes]]) -> None:
         """Adaptive clipping updates its norm here."""
 
     # -- secure aggregation -------------------------------------------------------------
@@ -220,9 +212,9 @@ class _CentralDP(Strategy):
         return self._client_side and bool(self.strategy.supports_secure_aggregation)
 
     def aggregate_mean(
-        self, server_round: int, mean: NDArrays, num_examples: int,
-        metrics: list[tuple[int, Metrics]],
-    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        self, server_round: int, mean: common.NDArrays, num_examples: int,
+        metrics: list[tuple[int, common.Metrics]],
+    ) -> tuple[common.Parameters | None, dict[str, common.Scalar]]:
         if not self._client_side:
             raise ConfigError(
                 f"{type(self).__name__} clips each client's update on the server, which "
@@ -235,11 +227,11 @@ class _CentralDP(Strategy):
         self._after_mean(metrics)
         return self._noise(params, clip), self._account(server_round, dict(out))
 
-    def _after_mean(self, metrics: list[tuple[int, Metrics]]) -> None:
+    def _after_mean(self, metrics: list[tuple[int, common.Metrics]]) -> None:
         """Client-side adaptive clipping reads the norm bits here."""
 
     # -- checkpoints --------------------------------------------------------------------
-    def state_dict(self) -> dict[str, NDArrays]:
+    def state_dict(self) -> dict[str, common.NDArrays]:
         state = dict(self.strategy.state_dict())
         state["dp/accountant"] = [np.asarray(self.accountant.steps, dtype=np.float64).reshape(-1, 2)]
         state["dp/clip"] = [np.asarray([self.clipping_norm,
@@ -247,7 +239,7 @@ class _CentralDP(Strategy):
                                         else self.noise_multiplier])]
         return state
 
-    def load_state_dict(self, state: dict[str, NDArrays]) -> None:
+    def load_state_dict(self, state: dict[str, common.NDArrays]) -> None:
         inner = {k: v for k, v in state.items() if not k.startswith("dp/")}
         self.strategy.load_state_dict(inner)
         if "dp/accountant" in state:

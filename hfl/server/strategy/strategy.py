@@ -19,16 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from hfl.common.typing import (
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    Metrics,
-    NDArrays,
-    Parameters,
-    Scalar,
-)
+from hfl import common
 
 if TYPE_CHECKING:
     from hfl.server.client_manager import ClientManager
@@ -39,50 +30,50 @@ class Strategy(ABC):
     """Abstract base class for server strategy implementations (Flower's)."""
 
     @abstractmethod
-    def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
+    def initialize_parameters(self, client_manager: ClientManager) -> common.Parameters | None:
         """Initial global model parameters, or None to ask one client for its own."""
 
     @abstractmethod
     def configure_fit(
-        self, server_round: int, parameters: Parameters, client_manager: ClientManager
-    ) -> list[tuple[ClientProxy, FitIns]]:
+        self, server_round: int, parameters: common.Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, common.FitIns]]:
         """The next round of training: which clients, with which instructions."""
 
     @abstractmethod
     def aggregate_fit(
         self,
         server_round: int,
-        results: list[tuple[ClientProxy, FitRes]],
-        failures: list[tuple[ClientProxy, FitRes] | BaseException],
-    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        results: list[tuple[ClientProxy, common.FitRes]],
+        failures: list[tuple[ClientProxy, common.FitRes] | BaseException],
+    ) -> tuple[common.Parameters | None, dict[str, common.Scalar]]:
         """New global parameters from the training results (None: keep the model)."""
 
     @abstractmethod
     def configure_evaluate(
-        self, server_round: int, parameters: Parameters, client_manager: ClientManager
-    ) -> list[tuple[ClientProxy, EvaluateIns]]:
+        self, server_round: int, parameters: common.Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, common.EvaluateIns]]:
         """The next round of federated evaluation."""
 
     @abstractmethod
     def aggregate_evaluate(
         self,
         server_round: int,
-        results: list[tuple[ClientProxy, EvaluateRes]],
-        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
-    ) -> tuple[float | None, dict[str, Scalar]]:
+        results: list[tuple[ClientProxy, common.EvaluateRes]],
+        failures: list[tuple[ClientProxy, common.EvaluateRes] | BaseException],
+    ) -> tuple[float | None, dict[str, common.Scalar]]:
         """Aggregate the evaluation results."""
 
     @abstractmethod
     def evaluate(
-        self, server_round: int, parameters: Parameters
-    ) -> tuple[float, dict[str, Scalar]] | None:
+        self, server_round: int, parameters: common.Parameters
+    ) -> tuple[float, dict[str, common.Scalar]] | None:
         """Evaluate the current model parameters on the server (None: no central data)."""
 
     # -- tessera extensions (optional) -----------------------------------------------------
     def aggregate_mean(
-        self, server_round: int, mean: NDArrays, num_examples: int,
-        metrics: list[tuple[int, Metrics]],
-    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        self, server_round: int, mean: common.NDArrays, num_examples: int,
+        metrics: list[tuple[int, common.Metrics]],
+    ) -> tuple[common.Parameters | None, dict[str, common.Scalar]]:
         """New global parameters from the example-weighted mean of the clients' models.
 
         What secure aggregation gives the server instead of the individual results.
@@ -97,10 +88,10 @@ class Strategy(ABC):
         """True when :meth:`aggregate_mean` computes what :meth:`aggregate_fit` would."""
         return False
 
-    def state_dict(self) -> dict[str, NDArrays]:
+    def state_dict(self) -> dict[str, common.NDArrays]:
         """Server-side optimiser state to checkpoint (momentum, moments)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, NDArrays]) -> None:
+    def load_state_dict(self, state: dict[str, common.NDArrays]) -> None:
         """Restore :meth:`state_dict` after a restart."""
         return None
