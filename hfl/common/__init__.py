@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hfl.common import typing
+from hfl.common import record, typing
 from hfl.common.message import DEFAULT_TTL, Context, Error, Message, MessageType, Metadata
 from hfl.common.parameter import (
     bytes_to_ndarray,
@@ -108,19 +108,14 @@ def finite_or_none(x: float) -> float | None:
 
 __all__ = [
     "DEFAULT_TTL",
-    "Array",
-    "ArrayRecord",
-    "ConfigRecord",
     "ConfigsRecord",
     "Context",
     "Error",
     "Message",
     "MessageType",
     "Metadata",
-    "MetricRecord",
     "MetricsRecord",
     "ParametersRecord",
-    "RecordDict",
     "RecordSet",
     "array_from_numpy",
     "bytes_to_ndarray",
@@ -134,4 +129,5 @@ __all__ = [
     "parameters_to_ndarrays",
     "refuse_flower_kwargs",
 ]
+__all__ += record.__all__
 __all__ += typing.__all__

@@ -342,3 +342,6 @@ class RecordDict(TypedDict[str, Any]):
     @property
     def object_id(self) -> str:
         return _sha(["RecordDict", [[k, type(v).__name__, v.object_id] for k, v in self.items()]])
+
+
+__all__ = ["Array", "ArrayRecord", "ConfigRecord", "MetricRecord", "RecordDict"]
