@@ -70,7 +70,7 @@ What each party learns:
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -108,6 +108,8 @@ from party.errors import ConfigError, RemoteProtocolError
 from party.fsm import Table, transition
 
 FloatArray = npt.NDArray[np.float64]
+D = TypeVar("D", GuestData, HostData)
+M = TypeVar("M", GuestModel, HostModel)
 
 
 class Stage(enum.Enum):
@@ -143,15 +145,24 @@ def min_batch_rows(peer_width: int) -> int:
     return peer_width + 2
 
 
-class _Side(Endpoint[Stage]):
+class _Side(Endpoint[Stage], Generic[D, M]):
+    """What both sides share: data, model, parameters, the hello and its checks, the steps.
+
+    ``model``: a side's model to continue (default a fresh ``model_type``); ``start_epoch``: the
+    epoch a resumed run starts at; ``predict_only``: scoring with a trained model, no schedule.
+    """
+
     roles = ("guest", "host")
     label = "ftl {role}"
-    data: GuestData | HostData
-    model: GuestModel | HostModel
+    model_type: type[M]
+    data: D
+    model: M
 
-    def __init__(self, data: GuestData | HostData, model: GuestModel | HostModel, params: FtlParams,
-                 ckks: CkksParams | None, rng: np.random.Generator | None, start_epoch: int,
-                 predict_only: bool) -> None:
+    def __init__(self, data: D, params: FtlParams, *, ckks: CkksParams | None = None,
+                 model: M | None = None, start_epoch: int = 0,
+                 rng: np.random.Generator | None = None, predict_only: bool = False) -> None:
+        self._check_params(params)
+        model = model or self.model_type(data.x.shape[1], params)
         super().__init__(ckks or CkksParams(), rng, Stage.NEW)
         if model.net.n_features != data.x.shape[1]:
             raise ConfigError(f"{self.role} model expects {model.net.n_features} features, "
@@ -165,6 +176,13 @@ class _Side(Endpoint[Stage]):
         self.start_epoch = start_epoch
         self._at: tuple[int, int] = (-1, -1)  # (epoch, step) of the step in progress
         self._batch_cache: tuple[int, list[npt.NDArray[np.int64]]] | None = None
+        self._start()
+
+    def _check_params(self, params: FtlParams) -> None:
+        """Refuse parameters this side cannot train with, before anything is built."""
+
+    def _start(self) -> None:
+        """This side's own state, after the shared set-up."""
 
     def _n_overlap(self) -> int:
         return int(self.data.overlap.size)
@@ -244,19 +262,14 @@ class _Side(Endpoint[Stage]):
                                       peer=self.peer_name)
 
 
-class FtlHost(_Side):
+class FtlHost(_Side[HostData, HostModel]):
     """B's side: features, no labels. Owns ``HostModel`` and B's key pair."""
 
     role = "host"
     transitions = HOST_TRANSITIONS
-    data: HostData
-    model: HostModel
+    model_type = HostModel
 
-    def __init__(self, data: HostData, params: FtlParams, *, ckks: CkksParams | None = None,
-                 model: HostModel | None = None, start_epoch: int = 0,
-                 rng: np.random.Generator | None = None, predict_only: bool = False) -> None:
-        super().__init__(data, model or HostModel(data.x.shape[1], params), params, ckks, rng,
-                         start_epoch, predict_only)
+    def _start(self) -> None:
         self._batch: HostBatch | None = None
         self._pred_mask: FloatArray | None = None  # prediction: our masks of the scores
         self._pred: FloatArray | None = None
@@ -346,22 +359,19 @@ class FtlHost(_Side):
         return np.asarray(scores, dtype=np.float64)
 
 
-class FtlGuest(_Side):
+class FtlGuest(_Side[GuestData, GuestModel]):
     """A's side: labelled rows. Owns ``GuestModel`` and A's key pair."""
 
     role = "guest"
     transitions = GUEST_TRANSITIONS
-    data: GuestData
-    model: GuestModel
+    model_type = GuestModel
 
-    def __init__(self, data: GuestData, params: FtlParams, *, ckks: CkksParams | None = None,
-                 model: GuestModel | None = None, start_epoch: int = 0,
-                 rng: np.random.Generator | None = None, predict_only: bool = False) -> None:
+    def _check_params(self, params: FtlParams) -> None:
         if not params.taylor:
             raise ConfigError("the encrypted mode needs taylor=True (the Taylor form of the loss)")
-        super().__init__(data, model or GuestModel(data.x.shape[1], params), params, ckks, rng,
-                         start_epoch, predict_only)
-        self.ys = label_matrix(data.y, params.n_classes)
+
+    def _start(self) -> None:
+        self.ys = label_matrix(self.data.y, self.params.n_classes)
         self._batch: GuestBatch | None = None
         self._masks: tuple[FloatArray, FloatArray] | None = None
         self._stats: FloatArray | None = None
