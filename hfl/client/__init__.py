@@ -19,18 +19,10 @@ all clients' weighted updates (plus example counts and metrics, which stay in th
 
 from collections.abc import Callable
 
-from hfl.client.app import (
-    DEFAULT_IDLE_TIMEOUT_S,
-    HELLO_TAG,
-    flatten_update,
-    handle,
-    refuse_flower_kwargs,
-    run_client,
-    start_client,
-    start_numpy_client,
-)
+from hfl.client import app
+from hfl.client.app import *  # noqa: F403 - the legacy client API, listed in app.__all__
+from hfl.client.app import DEFAULT_IDLE_TIMEOUT_S
 from hfl.client.client import Client
-from hfl.client.numpy_client import NumPyClient
 from hfl.clientapp import ClientApp
 from hfl.common.message import Context
 
@@ -38,18 +30,5 @@ from hfl.common.message import Context
 ClientFn = Callable[[str], Client]
 ClientFnExt = Callable[[Context], Client]
 
-__all__ = [
-    "DEFAULT_IDLE_TIMEOUT_S",
-    "HELLO_TAG",
-    "Client",
-    "ClientApp",
-    "ClientFn",
-    "ClientFnExt",
-    "NumPyClient",
-    "flatten_update",
-    "handle",
-    "refuse_flower_kwargs",
-    "run_client",
-    "start_client",
-    "start_numpy_client",
-]
+__all__ = ["DEFAULT_IDLE_TIMEOUT_S", "ClientApp", "ClientFn", "ClientFnExt"]
+__all__ += app.__all__
