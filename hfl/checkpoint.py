@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from hfl.common import NDArrays
-from hfl.common.parameter import NPY_LOCK
 from party import ConfigError, write_atomic
 from party.files import sweep_stale_tmp
+from party.npy import load_npz
 
 log = logging.getLogger("hfl.checkpoint")
 MANIFEST = "latest.json"
@@ -88,8 +88,7 @@ def load_latest(directory: str | Path) -> Checkpoint | None:
         raise ConfigError(f"checkpoint {path} named by {d / MANIFEST} is unreadable: {e}") from None
     if hashlib.sha256(data).hexdigest() != digest:
         raise ConfigError(f"checkpoint {path} does not match the sha256 in {d / MANIFEST}")
-    with NPY_LOCK, np.load(io.BytesIO(data), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = load_npz(data)
     n = int(manifest.get("num_arrays", 0))
     params = [arrays[f"params/{i}"] for i in range(n)]
     state: dict[str, NDArrays] = {}

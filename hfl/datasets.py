@@ -7,7 +7,7 @@ place, or ``cifar-10-batches-bin/`` beside it: raw bytes, no pickle) or the pyth
 version (``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``) through
 :class:`CifarUnpickler`, which admits only dicts, lists, bytes, str, int and uint8
 arrays (its docstring has the security argument). An ``.npz`` of your own
-(``np.load(allow_pickle=False)``) is accepted when named explicitly.
+(:func:`party.npy.load_npz`, no pickle) is accepted when named explicitly.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from hfl.common.parameter import NPY_LOCK
 from party import ConfigError
 from party.files import data_dir
+from party.npy import load_npz
 
 _IDX_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -275,12 +275,12 @@ def _assemble(parts: list[tuple[np.ndarray, np.ndarray]]) -> Cifar:
 
 
 def _cifar_npz(p: Path) -> Cifar:
-    with NPY_LOCK, np.load(p, allow_pickle=False) as z:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
-        if missing:
-            raise ConfigError(f"{p}: missing arrays {sorted(missing)}")
-        return (z["x_train"], z["y_train"].astype(np.int64), z["x_test"],
-                z["y_test"].astype(np.int64))
+    z = load_npz(p)
+    missing = {"x_train", "y_train", "x_test", "y_test"} - set(z)
+    if missing:
+        raise ConfigError(f"{p}: missing arrays {sorted(missing)}")
+    return (z["x_train"], z["y_train"].astype(np.int64), z["x_test"],
+            z["y_test"].astype(np.int64))
 
 
 class _NdarrayMarker:

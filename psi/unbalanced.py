@@ -83,6 +83,7 @@ import numpy as np
 from party.errors import ConfigError, RemoteProtocolError
 from party.files import write_atomic
 from party.handshake import RunConfirm, open_run
+from party.npy import load_npy
 from party.party import Party
 from party.transport import Tag
 from psi.group import SUITE, GroupEngine, InvalidPoint, invert_scalar, random_scalar
@@ -457,7 +458,7 @@ def _online(party: Party, peer: str, keys: Sequence[bytes], peer_size: int, conf
         if len(tags) and (pos.max() >= len(stored) or not bool((stored[pos] == tags).all())):
             raise RemoteProtocolError(f"{peer} returned a tag that is not in {party.name}'s cache",
                                       peer=peer)
-        order = np.load(store.path / "rows.npy", mmap_mode="r")
+        order = load_npy(store.path / "rows.npy", mmap_mode="r")
         rows = np.asarray(order[pos], dtype=np.int64)
     _confirm(party, peer, at, hashlib.sha256(b"tessera-psi ub result\x00" + transcript + shared).digest(),
              timeout_s, "unbalanced-PSI result")

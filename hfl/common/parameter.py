@@ -8,12 +8,12 @@ refused on both sides, so bytes from another party cannot run code here.
 before 3.11.8 and 3.12.1, concurrent ``ast.parse`` calls in two threads can
 raise ``SystemError: AST constructor recursion depth mismatch``
 (python/cpython#106905), which failed a client's round in threaded
-simulations. Every ``np.load`` in ``hfl`` therefore holds :data:`NPY_LOCK`.
+simulations. ``hfl`` therefore reads ``.npy``/``.npz`` through :mod:`party.npy`,
+which holds its lock (:data:`NPY_LOCK` here) only while a header is parsed.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from io import BytesIO
 from typing import Any
@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from hfl.common.typing import NDArray, NDArrays, Parameters
+from party.npy import NPY_HEADER_LOCK, load_npy
 
-#: Held around ``np.load`` (its header parser is not thread-safe on older CPythons).
-NPY_LOCK = threading.Lock()
+#: :data:`party.npy.NPY_HEADER_LOCK` under its earlier name (the same lock object).
+NPY_LOCK = NPY_HEADER_LOCK
 
 
 def ndarray_to_bytes(ndarray: NDArray) -> bytes:
@@ -35,9 +36,7 @@ def ndarray_to_bytes(ndarray: NDArray) -> bytes:
 
 def bytes_to_ndarray(tensor: bytes) -> NDArray:
     """Deserialise ``.npy`` bytes to an array (no pickle: object arrays are refused)."""
-    with NPY_LOCK:
-        out: NDArray = np.load(BytesIO(tensor), allow_pickle=False)
-    return out
+    return load_npy(tensor)
 
 
 def ndarrays_to_parameters(ndarrays: Sequence[NDArray]) -> Parameters:
