@@ -70,6 +70,14 @@ def _not_implemented(what: str, c: Any) -> Failure:
     return Failure(f"{type(c).__name__} does not implement `{what}`")
 
 
+def _triple(method: Callable[..., Any], msg: Any, expected: str) -> tuple[Any, Any, Any]:
+    """``method(parameters, config)`` (``fit`` or ``evaluate``), which must return a 3-tuple."""
+    out: Any = method(list(msg.parameters), dict(msg.config))
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise TypeError(expected)
+    return out
+
+
 def _handle_numpy(c: NumPyClient, msg: Any) -> Any:
     if isinstance(msg, wire.GetPropertiesIns):
         return wire.GetPropertiesRes(dict(c.get_properties(dict(msg.config)) or {}))
@@ -80,18 +88,13 @@ def _handle_numpy(c: NumPyClient, msg: Any) -> Any:
     if isinstance(msg, wire.FitIns):
         if not numpy_client.has_fit(c):
             return _not_implemented("fit", c)
-        fit_out: Any = c.fit(list(msg.parameters), dict(msg.config))
-        if not isinstance(fit_out, tuple) or len(fit_out) != 3:
-            raise TypeError("fit must return (parameters, num_examples, metrics)")
-        params, n, metrics = fit_out
+        params, n, metrics = _triple(c.fit, msg, "fit must return (parameters, num_examples, metrics)")
         return wire.FitRes(_arrays(params, "fit"), int(n), dict(metrics or {}))
     if isinstance(msg, wire.EvaluateIns):
         if not numpy_client.has_evaluate(c):
             return _not_implemented("evaluate", c)
-        ev_out: Any = c.evaluate(list(msg.parameters), dict(msg.config))
-        if not isinstance(ev_out, tuple) or len(ev_out) != 3:
-            raise TypeError("evaluate must return (loss, num_examples, metrics)")
-        loss, n, metrics = ev_out
+        loss, n, metrics = _triple(c.evaluate, msg,
+                                   "evaluate must return (loss, num_examples, metrics)")
         return wire.EvaluateRes(float(loss), int(n), dict(metrics or {}))
     raise TypeError(f"unexpected instruction {type(msg).__name__}")
 
