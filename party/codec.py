@@ -18,7 +18,8 @@ a dtype not on the allow-list, an unregistered or mismatched record) raise
 
 Constrained field types (``Annotated[T, check]`` on a ``@wire`` field, checked by the
 codec on decode before the class is built, a violation a ``CodecError``) live in
-:mod:`party.codec_checks`; every name there is re-exported here.
+:mod:`party.codec_checks`; every name there is re-exported here. A message class based on
+:class:`Checked` applies the same checks when it is built locally.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from party.codec_checks import (
     ByteRows,
     Bytes,
     Check,
+    Checked,
     Ciphertexts,
     Dict,
     FiniteFloat,
@@ -322,6 +324,7 @@ __all__ = [
     "ByteRows",
     "Bytes",
     "Check",
+    "Checked",
     "Ciphertexts",
     "Dict",
     "FiniteFloat",

@@ -84,11 +84,13 @@ class Bool(Check):
 
 @dataclass(frozen=True)
 class Str(Check):
-    """A ``str``: one of ``one_of`` if given, non-empty if ``nonempty``, at most ``max_len``."""
+    """A ``str``: one of ``one_of`` if given, non-empty if ``nonempty``, at most ``max_len``,
+    without any of the characters in ``forbid``."""
 
     one_of: tuple[str, ...] = ()
     nonempty: bool = False
     max_len: int | None = None
+    forbid: str = ""
 
     def problem(self, v: Any, fields: Mapping[str, Any]) -> str | None:
         if not isinstance(v, str):
@@ -99,22 +101,29 @@ class Str(Check):
             return "must not be empty"
         if self.max_len is not None and len(v) > self.max_len:
             return f"has {len(v)} characters, at most {self.max_len}"
+        bad = next((c for c in self.forbid if c in v), None)
+        if bad is not None:
+            return f"may not contain {bad!r}"
         return None
 
 
 @dataclass(frozen=True)
 class Bytes(Check):
-    """``bytes`` of exactly ``size`` bytes, or a multiple of ``multiple_of``, at most ``max_len``."""
+    """``bytes`` of exactly ``size`` bytes, or of one of the lengths ``sizes`` (``(0, 32)``:
+    empty or 32 bytes), or a multiple of ``multiple_of`` bytes long, at most ``max_len``."""
 
     size: int | None = None
     multiple_of: int | None = None
     max_len: int | None = None
+    sizes: tuple[int, ...] = ()
 
     def problem(self, v: Any, fields: Mapping[str, Any]) -> str | None:
         if not isinstance(v, bytes):
             return f"must be bytes, got {type(v).__name__}"
         if self.size is not None and len(v) != self.size:
             return f"must be {self.size} bytes, got {len(v)}"
+        if self.sizes and len(v) not in self.sizes:
+            return f"must be {' or '.join(map(str, self.sizes))} bytes, got {len(v)}"
         if self.multiple_of is not None and len(v) % self.multiple_of:
             return f"must be a multiple of {self.multiple_of} bytes long, got {len(v)}"
         if self.max_len is not None and len(v) > self.max_len:
@@ -276,4 +285,14 @@ def check_fields(msg: Any) -> None:
     problems = field_problems(cls, {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)})
     if problems:
         raise ValueError(f"{cls.__name__}: {'; '.join(problems)}")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Base of a ``@wire`` dataclass whose messages are checked when built locally too: its
+    ``__post_init__`` applies the codec's field checks (:func:`check_fields`), so a bad value
+    is a ``ValueError`` naming the field at construction, not only on the peer's decode."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 

@@ -40,9 +40,9 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from party.codec import decode, encode, wire
+from party.codec import Bytes, Checked, ListOf, NonNegInt, Record, Str, decode, encode, wire
 from party.errors import (
     ConfigError,
     LocalProtocolError,
@@ -76,35 +76,24 @@ class RunExcluded(TesseraError):
 LEFT_OUT = bytes(32)
 
 
+Digest = Annotated[bytes, Bytes(size=32)]
+
+
 @wire("party.run_hello", version=1)
 @dataclass(frozen=True)
-class RunHello:
+class RunHello(Checked):
     protocol: str
     session: str
-    parties: list[str]
-    info: dict[str, Any]
-    incarnation: int
-    nonce: bytes
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.nonce, bytes) and len(self.nonce) == 32):
-            raise RemoteProtocolError("run hello: nonce must be 32 bytes")
-        if not isinstance(self.incarnation, int) or isinstance(self.incarnation, bool) or self.incarnation < 0:
-            raise RemoteProtocolError("run hello: incarnation must be a non-negative int")
-        if not (isinstance(self.parties, list) and all(isinstance(p, str) for p in self.parties)):
-            raise RemoteProtocolError("run hello: parties must be a list of names")
-        if not isinstance(self.info, dict):
-            raise RemoteProtocolError("run hello: info must be a dict")
+    parties: Annotated[list[str], ListOf(Str())]
+    info: Record
+    incarnation: NonNegInt
+    nonce: Digest
 
 
 @wire("party.run_confirm", version=1)
 @dataclass(frozen=True)
-class RunConfirm:
-    transcript: bytes
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.transcript, bytes) and len(self.transcript) == 32):
-            raise RemoteProtocolError("run confirm: transcript must be 32 bytes")
+class RunConfirm(Checked):
+    transcript: Digest
 
 
 def info_digest(info: dict[str, Any]) -> bytes:
