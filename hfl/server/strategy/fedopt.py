@@ -16,13 +16,12 @@ server hands the strategy the model it got from a client before round 1.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
-from typing import Any, Unpack
+from typing import Unpack
 
 import numpy as np
 
-from hfl._kwargs import extends, with_signature
+from hfl._kwargs import extends, rule_init
 from hfl.common.parameter import parameters_to_ndarrays
 from hfl.common.typing import NDArrays
 from hfl.server.strategy.fedavg import FedAvg, FedAvgOptions
@@ -57,23 +56,7 @@ class FedOpt(FedAvg):
 
     def __init_subclass__(cls, *, fixed: Mapping[str, float] | None = None, **defaults: float) -> None:
         super().__init_subclass__()
-        if not fixed and not defaults:
-            return
-        fixed = dict(fixed or {})
-        parent = inspect.signature(cls.__init__)
-        unknown = sorted((set(defaults) | set(fixed)) - set(_RULE_ARGUMENTS))
-        if unknown:
-            raise TypeError(f"{cls.__name__}: FedOpt's class keywords are {', '.join(_RULE_ARGUMENTS)}, "
-                            f"not {', '.join(unknown)}")
-        sig = parent.replace(parameters=[p.replace(default=defaults.get(p.name, p.default))
-                                         for p in parent.parameters.values() if p.name not in fixed])
-        base_init = super(cls, cls).__init__
-
-        def __init__(self: FedOpt, **kwargs: Any) -> None:
-            base_init(self, **{**defaults, **kwargs, **fixed})
-
-        __init__.__qualname__, __init__.__module__ = f"{cls.__qualname__}.__init__", cls.__module__
-        cls.__init__ = with_signature(__init__, sig)  # type: ignore[method-assign]
+        rule_init(cls, FedOpt, _RULE_ARGUMENTS, fixed, defaults)
 
     def second_moment(self, v: NDArrays, delta_t: NDArrays) -> NDArrays:
         """v_t from v_{t−1} and Δ_t (each subclass's rule)."""

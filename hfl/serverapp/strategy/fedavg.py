@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import TypedDict
 
 from hfl.common.message import Message, MessageType
 from hfl.common.record import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
@@ -19,6 +20,22 @@ from hfl.serverapp.strategy.strategy_utils import (
 log = logging.getLogger("hfl.serverapp")
 
 MetricsAggrFn = Callable[[list[RecordDict], str], MetricRecord]
+
+
+class FedAvgOptions(TypedDict, total=False):
+    """FedAvg's constructor arguments that FedOpt forwards as ``**kwargs`` (the types only:
+    ``hfl._kwargs.extends`` shows FedAvg's defaults in FedOpt's signature)."""
+
+    fraction_train: float
+    fraction_evaluate: float
+    min_train_nodes: int
+    min_evaluate_nodes: int
+    min_available_nodes: int
+    weighted_by_key: str
+    arrayrecord_key: str
+    configrecord_key: str
+    train_metrics_aggr_fn: MetricsAggrFn | None
+    evaluate_metrics_aggr_fn: MetricsAggrFn | None
 
 
 class FedAvg(Strategy):

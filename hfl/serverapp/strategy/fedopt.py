@@ -7,32 +7,34 @@ m_t = β1 m_{t−1} + (1 − β1) Δ_t, then each subclass's v_t and step.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Unpack
 
 import numpy as np
 
-from hfl._kwargs import parent_kwargs
+from hfl._kwargs import extends, rule_init
 from hfl.common.message import Message
 from hfl.common.record import Array, ArrayRecord, ConfigRecord, MetricRecord
 from hfl.common.typing import NDArray
 from hfl.serverapp.exception import AggregationError
 from hfl.serverapp.grid import Grid
-from hfl.serverapp.strategy.fedavg import FedAvg
+from hfl.serverapp.strategy.fedavg import FedAvg, FedAvgOptions
 
 log = logging.getLogger("hfl.serverapp")
 
 
 class FedOpt(FedAvg):
-    """Federated Optim strategy (Reddi et al., 2021)."""
+    """Federated Optim strategy (Reddi et al., 2021).
 
-    def __init__(self, *, fraction_train: float = 1.0, fraction_evaluate: float = 1.0,
-                 min_train_nodes: int = 2, min_evaluate_nodes: int = 2, min_available_nodes: int = 2,
-                 weighted_by_key: str = "num-examples", arrayrecord_key: str = "arrays",
-                 configrecord_key: str = "config", train_metrics_aggr_fn: Any = None,
-                 evaluate_metrics_aggr_fn: Any = None, eta: float = 1e-1, eta_l: float = 1e-1,
-                 beta_1: float = 0.0, beta_2: float = 0.0, tau: float = 1e-3) -> None:
-        super().__init__(**parent_kwargs(FedAvg.__init__, locals()))
+    A rule is a subclass with its ``_second_moment`` (and ``_eta``, if it scales η) that
+    states its own defaults, or fixes arguments, as class keywords, as in
+    :class:`hfl.server.strategy.FedOpt`: ``class FedAdam(FedOpt, beta_1=0.9, ...)``.
+    """
+
+    @extends(FedAvg.__init__)
+    def __init__(self, *, eta: float = 1e-1, eta_l: float = 1e-1, beta_1: float = 0.0,
+                 beta_2: float = 0.0, tau: float = 1e-3, **kwargs: Unpack[FedAvgOptions]) -> None:
+        super().__init__(**kwargs)
         self.current_arrays: dict[str, NDArray] | None = None
         self.eta = eta
         self.eta_l = eta_l
@@ -41,6 +43,10 @@ class FedOpt(FedAvg):
         self.beta_2 = beta_2
         self.m_t: dict[str, NDArray] | None = None
         self.v_t: dict[str, NDArray] | None = None
+
+    def __init_subclass__(cls, *, fixed: Mapping[str, float] | None = None, **defaults: float) -> None:
+        super().__init_subclass__()
+        rule_init(cls, FedOpt, _RULE_ARGUMENTS, fixed, defaults)
 
     def summary(self) -> None:
         log.info("\t├──> %s: eta=%s, eta_l=%s, beta_1=%s, beta_2=%s, tau=%s", type(self).__name__,
@@ -98,3 +104,7 @@ class FedOpt(FedAvg):
         new_arrays = {k: x + eta * m_t[k] / (np.sqrt(self.v_t[k]) + self.tau)
                       for k, x in self.current_arrays.items()}
         return ArrayRecord({k: Array(np.asarray(v)) for k, v in new_arrays.items()}), aggregated_metrics
+
+
+#: The arguments a FedOpt rule may give its own defaults or fix (class keywords).
+_RULE_ARGUMENTS = ("eta", "eta_l", "beta_1", "beta_2", "tau")
