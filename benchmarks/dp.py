@@ -141,7 +141,34 @@ def _tessera(args: argparse.Namespace, s: dict[str, Any], z: float | None, *, mo
     aggs = [r.get("aggregate_s", 0.0) for r in h.rounds]
     return {"acc": final.get("acc", math.nan), "epsilon": eps, "wall_s": time.perf_counter() - t0,
             "round_s": float(statistics.median(rounds)), "round_mean_s": float(np.mean(rounds)),
-            "aggregate_s": float(statistics.median(aggs)), "cpu_per_round_s": cpu_s / args.rounds}
+            "aggregate_s": float(statistics.median(aggs)), "cpu_per_round_s": cpu_s / args.rounds,
+            "rounds_s": rounds, "aggregates_s": aggs, "cpu_s": cpu_s}
+
+
+def _timing(args: argparse.Namespace, s: dict[str, Any], z: float,
+            first: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Distributed-DP and plain SecAgg+ runs on seed 0's clients, ``--timing-repeats`` of
+    each, interleaved (D S S D D S ...) so that a change in the machine's load falls on both
+    arms alike; each arm's rounds are pooled. ``first``: a distributed run already made."""
+    runs: dict[str, list[dict[str, Any]]] = {"distributed": [first] if first else [],
+                                             "secagg": []}
+    order = []
+    for i in range(args.timing_repeats):
+        pair = ["distributed", "secagg"] if i % 2 == 0 else ["secagg", "distributed"]
+        order += pair
+    for mode in order:
+        if len(runs[mode]) < args.timing_repeats:
+            runs[mode].append(_tessera(args, s, z if mode == "distributed" else None,
+                                       mode=mode, seed=0))
+
+    def pooled(rs: list[dict[str, Any]]) -> dict[str, Any]:
+        rounds = [t for r in rs for t in r["rounds_s"]]
+        aggs = [t for r in rs for t in r["aggregates_s"]]
+        return {"round_s": float(statistics.median(rounds)), "round_mean_s": float(np.mean(rounds)),
+                "aggregate_s": float(statistics.median(aggs)),
+                "cpu_per_round_s": sum(r["cpu_s"] for r in rs) / len(rounds), "rounds": len(rounds)}
+
+    return pooled(runs["distributed"]), pooled(runs["secagg"])
 
 
 def _flower(args: argparse.Namespace, s: dict[str, Any], z: float, *, seed: int = 0
@@ -260,12 +287,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--limit-train", type=int, default=None)
     ap.add_argument("--no-flower", action="store_true")
+    ap.add_argument("--timing-repeats", type=int, default=1,
+                    help="runs per arm for dp_distributed_round_over_secagg (interleaved)")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="only dp_distributed_round_over_secagg (no central, Flower or seeds)")
     ap.add_argument("--noise-stream", choices=["own", "flower"], default="own",
                     help="tessera central's noise draws: its own seeded generator, or the same "
                          "draws as Flower's arm (then the two arms differ only by implementation)")
     args = ap.parse_args(argv)
-    if args.seeds < 1:
-        ap.error("--seeds must be >= 1")
+    if args.seeds < 1 or args.timing_repeats < 1:
+        ap.error("--seeds and --timing-repeats must be >= 1")
+    if args.timing_only:
+        args.no_flower, args.seeds = True, 1
     torch.set_num_threads(1)
     s = _setup(args)
     q = _per_round(args) / args.clients
@@ -294,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dis0: dict[str, Any] = {}
         for seed in range(args.seeds):
             cs = {**c, "seed": seed, "load_avg_1m": round(os.getloadavg()[0], 2)}
+            if args.timing_only:
+                break
             cen = _tessera(args, s, z, mode="central", seed=seed)
             dis = _tessera(args, s, z, mode="distributed", seed=seed)
             dis0 = dis0 or dis
@@ -328,13 +363,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                  standard_error_points=round(100 * se, 2),
                  within_noise=bool(args.seeds > 1 and abs(mt - mf) < 2 * se),
                  note="tessera_central mean minus flower_central mean")
-        md, _ = _summary(accs["tessera_distributed"])
-        emit("dp_accuracy_distributed_minus_central", round(100 * (md - _summary(
-            accs["tessera_central"])[0]), 2), "accuracy points", **cl)
+        if accs["tessera_distributed"]:
+            md, _ = _summary(accs["tessera_distributed"])
+            emit("dp_accuracy_distributed_minus_central", round(100 * (md - _summary(
+                accs["tessera_central"])[0]), 2), "accuracy points", **cl)
+        statistic = "median round time, seed 0's clients, against the first ε's SecAgg+ runs"
         if secagg is None:
-            secagg = _tessera(args, s, None, mode="secagg", seed=0)
+            dis0, secagg = _timing(args, s, z, dis0)
+            statistic = (f"median round time, seed 0's clients, {args.timing_repeats} interleaved "
+                         "run(s) per arm, rounds pooled")
         emit("dp_distributed_round_over_secagg", round(dis0["round_s"] / secagg["round_s"], 3),
-             "x", **cl, statistic="median round time, seed 0's clients",
+             "x", **cl, statistic=statistic,
+             rounds_per_arm=secagg["rounds"],
+             mean_ratio=round(dis0["round_mean_s"] / secagg["round_mean_s"], 3),
              distributed_round_s=round(dis0["round_s"], 3),
              secagg_round_s=round(secagg["round_s"], 3),
              distributed_round_mean_s=round(dis0["round_mean_s"], 3),
