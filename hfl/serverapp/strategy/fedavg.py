@@ -81,17 +81,23 @@ class FedAvg(Strategy):
         return [Message(content=record, message_type=message_type, dst_node_id=node_id)
                 for node_id in node_ids]
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
-        """Configure the next round of federated training."""
-        if self.fraction_train == 0.0:
+    def _configure(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid,
+                   fraction: float, min_nodes: int, message_type: str) -> Iterable[Message]:
+        """One message for each of ``max(fraction · nodes, min_nodes)`` sampled nodes."""
+        if fraction == 0.0:
             return []
-        num_nodes = int(len(list(grid.get_node_ids())) * self.fraction_train)
-        sample_size = max(num_nodes, self.min_train_nodes)
+        num_nodes = int(len(list(grid.get_node_ids())) * fraction)
+        sample_size = max(num_nodes, min_nodes)
         node_ids, _ = sample_nodes(grid, self.min_available_nodes, sample_size)
         config["server-round"] = server_round
         record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
-        return self._construct_messages(record, node_ids, MessageType.TRAIN)
+        return self._construct_messages(record, node_ids, message_type)
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Configure the next round of federated training."""
+        return self._configure(server_round, arrays, config, grid, self.fraction_train,
+                               self.min_train_nodes, MessageType.TRAIN)
 
     def _check_and_log_replies(self, replies: Iterable[Message], is_train: bool,
                                validate: bool = True) -> tuple[list[Message], list[Message]]:
@@ -123,14 +129,8 @@ class FedAvg(Strategy):
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         """Configure the next round of federated evaluation."""
-        if self.fraction_evaluate == 0.0:
-            return []
-        num_nodes = int(len(list(grid.get_node_ids())) * self.fraction_evaluate)
-        sample_size = max(num_nodes, self.min_evaluate_nodes)
-        node_ids, _ = sample_nodes(grid, self.min_available_nodes, sample_size)
-        config["server-round"] = server_round
-        record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
-        return self._construct_messages(record, node_ids, MessageType.EVALUATE)
+        return self._configure(server_round, arrays, config, grid, self.fraction_evaluate,
+                               self.min_evaluate_nodes, MessageType.EVALUATE)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Aggregate MetricRecords in the received Messages."""

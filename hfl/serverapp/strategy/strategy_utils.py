@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import cast
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import numpy as np
 
@@ -87,28 +88,29 @@ def sample_nodes(grid: Grid, min_available_nodes: int, sample_size: int) -> tupl
     return random.sample(all_nodes, sample_size), all_nodes
 
 
+def _single_record_keys(replies: list[RecordDict], records: Callable[[RecordDict], Mapping[str, Any]],
+                        kind: str, not_one: str) -> tuple[str, set[str]]:
+    """The key of the one ``kind`` record in each reply, and its keys, the same in every reply."""
+    if any(len(records(msg)) != 1 for msg in replies):
+        raise InconsistentMessageReplies(reason=not_one)
+    record_key = next(iter(records(replies[0]).keys()))
+    all_keys = set(replies[0][record_key].keys())
+    if any(set(msg.get(record_key, {}).keys()) != all_keys for msg in replies[1:]):
+        raise InconsistentMessageReplies(
+            reason=f"All {kind}s must have the same keys for aggregation. This condition "
+                   "wasn't met. Skipping aggregation.")
+    return record_key, all_keys
+
+
 def validate_message_reply_consistency(replies: list[RecordDict], weighted_by_key: str,
                                        check_arrayrecord: bool) -> None:
     """Raise InconsistentMessageReplies unless the replies can be aggregated together."""
     if check_arrayrecord:
-        if any(len(msg.array_records) != 1 for msg in replies):
-            raise InconsistentMessageReplies(
-                reason="Expected exactly one ArrayRecord in replies. Skipping aggregation.")
-        record_key = next(iter(replies[0].array_records.keys()))
-        all_keys = set(replies[0][record_key].keys())
-        if any(set(msg.get(record_key, {}).keys()) != all_keys for msg in replies[1:]):
-            raise InconsistentMessageReplies(
-                reason="All ArrayRecords must have the same keys for aggregation. This condition "
-                       "wasn't met. Skipping aggregation.")
-    if any(len(msg.metric_records) != 1 for msg in replies):
-        raise InconsistentMessageReplies(
-            reason="Expected exactly one MetricRecord in replies, but found more. Skipping aggregation.")
-    record_key = next(iter(replies[0].metric_records.keys()))
-    all_keys = set(replies[0][record_key].keys())
-    if any(set(msg.get(record_key, {}).keys()) != all_keys for msg in replies[1:]):
-        raise InconsistentMessageReplies(
-            reason="All MetricRecords must have the same keys for aggregation. This condition "
-                   "wasn't met. Skipping aggregation.")
+        _single_record_keys(replies, lambda msg: msg.array_records, "ArrayRecord",
+                            "Expected exactly one ArrayRecord in replies. Skipping aggregation.")
+    record_key, all_keys = _single_record_keys(
+        replies, lambda msg: msg.metric_records, "MetricRecord",
+        "Expected exactly one MetricRecord in replies, but found more. Skipping aggregation.")
     if weighted_by_key not in all_keys:
         raise InconsistentMessageReplies(
             reason=f"Missing required key `{weighted_by_key}` in the MetricRecord of reply messages. "
