@@ -19,6 +19,18 @@ from hfl.server.criterion import Criterion
 log = logging.getLogger("hfl.server")
 
 
+def eligible(clients: dict[str, ClientProxy], cids: list[str], criterion: Criterion | None,
+             num_clients: int, level: int) -> list[str] | None:
+    """The ``cids`` that ``criterion`` selects; None, logged at ``level``, if fewer than ``num_clients``."""
+    if criterion is not None:
+        cids = [cid for cid in cids if criterion.select(clients[cid])]
+    if num_clients > len(cids):
+        log.log(level, "Sampling failed: number of available clients (%s) is less than number of "
+                "requested clients (%s).", len(cids), num_clients)
+        return None
+    return cids
+
+
 class ClientManager(ABC):
     """Abstract base class for managing Flower clients."""
 
@@ -87,12 +99,8 @@ class SimpleClientManager(ClientManager):
         if min_num_clients is None:
             min_num_clients = num_clients
         self.wait_for(min_num_clients)
-        available_cids = list(self.clients)
-        if criterion is not None:
-            available_cids = [cid for cid in available_cids if criterion.select(self.clients[cid])]
-        if num_clients > len(available_cids):
-            log.info("Sampling failed: number of available clients (%s) is less than number of "
-                     "requested clients (%s).", len(available_cids), num_clients)
+        available_cids = eligible(self.clients, list(self.clients), criterion, num_clients, logging.INFO)
+        if available_cids is None:
             return []
         sampled_cids = random.sample(available_cids, num_clients)
         return [self.clients[cid] for cid in sampled_cids]

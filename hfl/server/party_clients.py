@@ -24,7 +24,7 @@ from hfl import messages as wire
 from hfl.common import describe_mismatch
 from hfl.common.parameter import ndarrays_to_parameters, parameters_to_ndarrays
 from hfl.common.typing import OK
-from hfl.server.client_manager import ClientManager
+from hfl.server.client_manager import ClientManager, eligible
 from hfl.server.client_proxy import ClientProxy
 from hfl.server.criterion import Criterion
 from party import (
@@ -325,12 +325,8 @@ class PartyClientManager(ClientManager):
         if min_num_clients is None:
             min_num_clients = num_clients
         self._server.wait_for_clients(min_num_clients)  # raises NotEnoughClients after the wait
-        pool = sorted(self.clients)
-        if criterion is not None:
-            pool = [c for c in pool if criterion.select(self.clients[c])]
-        if num_clients > len(pool):
-            log.warning("Sampling failed: number of available clients (%d) is less than number of "
-                        "requested clients (%d).", len(pool), num_clients)
+        pool = eligible(self.clients, sorted(self.clients), criterion, num_clients, logging.WARNING)
+        if pool is None:
             return []
         idx = self.rng.choice(len(pool), size=num_clients, replace=False)
         return [self.clients[c] for c in sorted(pool[i] for i in idx)]
