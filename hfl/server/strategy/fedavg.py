@@ -209,11 +209,14 @@ class FedAvg(Strategy):
         return aggregate([(parameters_to_ndarrays(fit_res.parameters), fit_res.num_examples)
                           for _, fit_res in results])
 
-    def _fit_metrics(self, server_round: int, fit_metrics: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
-        if self.fit_metrics_aggregation_fn:
-            return self.fit_metrics_aggregation_fn(fit_metrics)
+    def _metrics(self, server_round: int, results: list[tuple[int, Metrics]],
+                 fn: MetricsAggregationFn | None, name: str) -> dict[str, Scalar]:
+        """``fn`` over the clients' (num_examples, metrics); without one, ``{}`` and Flower's
+        warning in round 1."""
+        if fn:
+            return fn(results)
         if server_round == 1:
-            log.warning("No fit_metrics_aggregation_fn provided")
+            log.warning("No %s provided", name)
         return {}
 
     def aggregate_evaluate(
@@ -227,13 +230,9 @@ class FedAvg(Strategy):
             return None, {}
         loss_aggregated = weighted_loss_avg(
             [(evaluate_res.num_examples, evaluate_res.loss) for _, evaluate_res in results])
-        metrics_aggregated: dict[str, Scalar] = {}
-        if self.evaluate_metrics_aggregation_fn:
-            eval_metrics = [(res.num_examples, res.metrics) for _, res in results]
-            metrics_aggregated = self.evaluate_metrics_aggregation_fn(eval_metrics)
-        elif server_round == 1:
-            log.warning("No evaluate_metrics_aggregation_fn provided")
-        return loss_aggregated, metrics_aggregated
+        return loss_aggregated, self._metrics(
+            server_round, [(res.num_examples, res.metrics) for _, res in results],
+            self.evaluate_metrics_aggregation_fn, "evaluate_metrics_aggregation_fn")
 
     # -- tessera: secure aggregation ------------------------------------------------------
     def server_update(self, server_round: int, fedavg_result: NDArrays) -> NDArrays:
@@ -246,7 +245,8 @@ class FedAvg(Strategy):
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         """What :meth:`aggregate_fit` returns, given only the clients' weighted mean (secure aggregation)."""
         new = self.server_update(server_round, [np.asarray(m) for m in mean])
-        return ndarrays_to_parameters(new), self._fit_metrics(server_round, metrics)
+        return ndarrays_to_parameters(new), self._metrics(
+            server_round, metrics, self.fit_metrics_aggregation_fn, "fit_metrics_aggregation_fn")
 
     @property
     def supports_secure_aggregation(self) -> bool:
