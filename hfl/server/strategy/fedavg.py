@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import numpy as np
 
@@ -69,6 +69,22 @@ def _as_parameters(p: Parameters | NDArrays | None) -> Parameters | None:
         return ndarrays_to_parameters(list(p))
     raise TypeError(f"initial_parameters must be Parameters (ndarrays_to_parameters(...)), "
                     f"got {type(p).__name__}")
+
+
+def _config(on_config_fn: Callable[[int], dict[str, Scalar]] | None,
+            server_round: int) -> dict[str, Scalar]:
+    return {} if on_config_fn is None else on_config_fn(server_round)
+
+
+Ins = TypeVar("Ins", FitIns, EvaluateIns)
+
+
+def _to_sample(ins: Ins, num_clients: Callable[[int], tuple[int, int]],
+               client_manager: ClientManager) -> list[tuple[ClientProxy, Ins]]:
+    """``ins`` for each client of a sample sized by ``num_clients`` (``num_fit_clients``...)."""
+    sample_size, min_num_clients = num_clients(client_manager.num_available())
+    clients = client_manager.sample(num_clients=sample_size, min_num_clients=min_num_clients)
+    return [(client, ins) for client in clients]
 
 
 class FedAvgOptions(TypedDict, total=False):
@@ -164,26 +180,16 @@ class FedAvg(Strategy):
     def configure_fit(self, server_round: int, parameters: Parameters,
                       client_manager: ClientManager) -> list[tuple[ClientProxy, FitIns]]:
         """Configure the next round of training."""
-        config: dict[str, Scalar] = {}
-        if self.on_fit_config_fn is not None:
-            config = self.on_fit_config_fn(server_round)
-        fit_ins = FitIns(parameters, config)
-        sample_size, min_num_clients = self.num_fit_clients(client_manager.num_available())
-        clients = client_manager.sample(num_clients=sample_size, min_num_clients=min_num_clients)
-        return [(client, fit_ins) for client in clients]
+        fit_ins = FitIns(parameters, _config(self.on_fit_config_fn, server_round))
+        return _to_sample(fit_ins, self.num_fit_clients, client_manager)
 
     def configure_evaluate(self, server_round: int, parameters: Parameters,
                            client_manager: ClientManager) -> list[tuple[ClientProxy, EvaluateIns]]:
         """Configure the next round of evaluation."""
         if self.fraction_evaluate == 0.0:
             return []
-        config: dict[str, Scalar] = {}
-        if self.on_evaluate_config_fn is not None:
-            config = self.on_evaluate_config_fn(server_round)
-        evaluate_ins = EvaluateIns(parameters, config)
-        sample_size, min_num_clients = self.num_evaluation_clients(client_manager.num_available())
-        clients = client_manager.sample(num_clients=sample_size, min_num_clients=min_num_clients)
-        return [(client, evaluate_ins) for client in clients]
+        evaluate_ins = EvaluateIns(parameters, _config(self.on_evaluate_config_fn, server_round))
+        return _to_sample(evaluate_ins, self.num_evaluation_clients, client_manager)
 
     def aggregate_fit(
         self,
