@@ -17,7 +17,6 @@ re-exported here.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -41,7 +40,7 @@ from party.grpc_held import _END, HOLD_BYTES, HOLD_S, _Msg
 from party.grpc_held import _Link as _Link  # re-exported: was defined here
 from party.grpc_link import _RouterLink
 from party.party import Party
-from party.transport import Mailbox, Tag, TransportStats
+from party.transport import Mailbox, Tag, TransportBase, TransportStats, new_incarnation
 
 log = logging.getLogger("party.grpc")
 
@@ -63,7 +62,7 @@ RECONNECT_S = 60.0
 LINGER_S = 10.0
 
 
-class GrpcTransport(_RouterLink):
+class GrpcTransport(_RouterLink, TransportBase):
     """One party's link to the router, keeping the delivery contract of :mod:`party.transport`.
 
     A data frame's header carries the receiver incarnation it is bound to (``rinc``)
@@ -107,7 +106,7 @@ class GrpcTransport(_RouterLink):
         self.hold_s = hold_s
         self.reconnect_s = reconnect_s
         self._connect_timeout_s = connect_timeout_s
-        self._inc = int.from_bytes(os.urandom(6), "little")
+        self._inc = new_incarnation()
         self._closed = False
         self._errors: dict[str, str] = {}
         self._held: dict[str, deque[_Msg]] = {p: deque() for p in parties if p != name}
@@ -163,20 +162,8 @@ class GrpcTransport(_RouterLink):
 
     # -- Transport protocol -----------------------------------------------------------------
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
     def peers(self) -> list[str]:
         return [p for p in self._parties if p != self._name]
-
-    @property
-    def stats(self) -> TransportStats:
-        return self._stats
-
-    @property
-    def incarnation(self) -> int:
-        return self._inc
 
     def peer_incarnation(self, name: str) -> int | None:
         with self._state:
@@ -244,9 +231,7 @@ class GrpcTransport(_RouterLink):
     def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
         if src not in self._parties:
             raise PartyUnavailable(src, f"not a party of this federation ({', '.join(self._parties)})")
-        data = self._box.get(src, tag, timeout_s)
-        self._stats.on_recv(len(data))
-        return data
+        return self._take(src, tag, timeout_s)
 
     def abort(self, session: str, reason: str) -> None:
         if self._closed or self._box._fatal is not None:

@@ -12,21 +12,16 @@ delivered to the new incarnation.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
 from party.errors import ClosedTransport, PartyTimeout, PartyUnavailable
-from party.transport import Mailbox, Tag, TransportStats
+from party.transport import Mailbox, Tag, TransportBase, TransportStats, new_incarnation
 
 log = logging.getLogger("party.inmemory")
 
 #: What a sender may hold for one absent destination (bytes), as the gRPC transport.
 HOLD_BYTES = 1 << 30
-
-
-def _new_inc() -> int:
-    return int.from_bytes(os.urandom(6), "little")
 
 
 class InMemoryNetwork:
@@ -136,7 +131,7 @@ class InMemoryNetwork:
         return self._boxes[name]
 
 
-class InMemoryTransport:
+class InMemoryTransport(TransportBase):
     """One party's view of an :class:`InMemoryNetwork`."""
 
     def __init__(self, network: InMemoryNetwork, name: str) -> None:
@@ -145,23 +140,11 @@ class InMemoryTransport:
         self._box = network.box(name)
         self._stats = TransportStats()
         self._closed = False
-        self._inc = _new_inc()
-
-    @property
-    def name(self) -> str:
-        return self._name
+        self._inc = new_incarnation()
 
     @property
     def peers(self) -> list[str]:
         return [n for n in self._net.names if n != self._name]
-
-    @property
-    def stats(self) -> TransportStats:
-        return self._stats
-
-    @property
-    def incarnation(self) -> int:
-        return self._inc
 
     def peer_incarnation(self, name: str) -> int | None:
         return self._net.incarnation_of(name)
@@ -186,9 +169,7 @@ class InMemoryTransport:
             raise ClosedTransport(f"{self._name}: transport closed")
         if src not in self._net:  # a set lookup: the server of N clients polls N sources per round
             raise PartyUnavailable(src, "not a member of this federation")
-        data = self._box.get(src, tag, timeout_s)
-        self._stats.on_recv(len(data))
-        return data
+        return self._take(src, tag, timeout_s)
 
     def close(self) -> None:
         if not self._closed:

@@ -41,6 +41,7 @@ The delivery contract (both transports; tested by ``tests/party/test_delivery.py
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections import deque
@@ -299,3 +300,40 @@ class Mailbox:
     def pending(self) -> dict[tuple[str, Tag], int]:
         with self._cv:
             return {k: len(v) for k, v in self._queues.items()}
+
+
+def new_incarnation() -> int:
+    """A fresh random 48-bit incarnation id (one per transport instance)."""
+    return int.from_bytes(os.urandom(6), "little")
+
+
+class TransportBase:
+    """What the transports here have alike: ``name``, ``stats`` and ``incarnation`` (from
+    the ``_name``, ``_stats`` and ``_inc`` their ``__init__`` sets) and :meth:`_take`,
+    a receive from their :class:`Mailbox` ``_box`` counted in ``stats``."""
+
+    _name: str
+    _stats: TransportStats
+    _inc: int
+    _box: Mailbox
+
+    @property
+    def name(self) -> str:
+        """This party's name."""
+        return self._name
+
+    @property
+    def stats(self) -> TransportStats:
+        """Traffic counters."""
+        return self._stats
+
+    @property
+    def incarnation(self) -> int:
+        """This transport instance's incarnation id."""
+        return self._inc
+
+    def _take(self, src: str, tag: Tag, timeout_s: float) -> bytearray:
+        """The next payload from ``src`` with exactly ``tag``, counted as received."""
+        data = self._box.get(src, tag, timeout_s)
+        self._stats.on_recv(len(data))
+        return data

@@ -12,10 +12,10 @@ from typing import Any
 from hfl.ray.cluster import describe_failure, log
 from party import Party, PartyTimeout, PartyUnavailable, Role, Tag
 from party.codec import decode
-from party.transport import Mailbox, TransportStats
+from party.transport import Mailbox, TransportBase, TransportStats
 
 
-class _Bridge:
+class _Bridge(TransportBase):
     """Actor side of one virtual client's Party during its SecAgg+ steps: messages go out
     through the actor's outbox (the driver relays them to the server) and come in through
     a :class:`Mailbox` the driver fills."""
@@ -31,20 +31,8 @@ class _Bridge:
         self._stats = TransportStats()
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
     def peers(self) -> list[str]:
         return [self._server]
-
-    @property
-    def stats(self) -> TransportStats:
-        return self._stats
-
-    @property
-    def incarnation(self) -> int:
-        return self._inc
 
     def peer_incarnation(self, name: str) -> int | None:
         return self._server_inc if name == self._server else None
@@ -61,9 +49,7 @@ class _Bridge:
         self._stats.on_send(len(payload))
 
     def recv(self, src: str, tag: Tag, *, timeout_s: float) -> bytearray:
-        data = self._box.get(src, tag, timeout_s)
-        self._stats.on_recv(len(data))
-        return data
+        return self._take(src, tag, timeout_s)
 
     def abort(self, session: str, reason: str) -> None:
         self._w.emit((self._name, "abort", session, reason, b""))
