@@ -15,7 +15,7 @@ import numpy as np
 
 from hfl.common import check_metrics
 from party import Tag, wire
-from party.codec import Check, Float, Int, ListOf, Str, check_fields
+from party.codec import Check, Checked, Float, Int, ListOf, Str
 
 PROTOCOL = "hfl"
 #: Client -> server, once per connection: the client's incarnation (``Hello``).
@@ -53,24 +53,28 @@ Loss = Annotated[float, Float(finite=False)]
 
 
 @dataclass(frozen=True)
-class _Checked:
-    """A message built locally passes the same field checks the codec applies on decode."""
+class _Records(Check):
+    """``AppMessage.records``: name -> ``[kind, dict]``, ``kind`` "arrays" (numpy arrays),
+    "metrics" or "config"."""
 
-    def __post_init__(self) -> None:
-        check_fields(self)
+    def problem(self, v: Any, fields: Any) -> str | None:
+        if not isinstance(v, dict):
+            return f"must be a dict, got {type(v).__name__}"
+        for name, rec in v.items():
+            if not (isinstance(rec, list) and len(rec) == 2 and rec[0] in ("arrays", "metrics", "config")
+                    and isinstance(rec[1], dict)):
+                return f"record {name!r} is not [kind, dict]"
+            if rec[0] == "arrays" and not all(isinstance(a, np.ndarray) for a in rec[1].values()):
+                return f"record {name!r}: its arrays must be numpy arrays"
+        return None
 
 
 @wire("hfl.hello", version=1)
 @dataclass(frozen=True)
-class Hello(_Checked):
+class Hello(Checked):
     """Client -> server on ``Tag("hfl", "hello")``: I am here, under this incarnation id."""
 
-    incarnation: Annotated[str, Str(nonempty=True, max_len=64)]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if "/" in self.incarnation:  # it is a tag component
-            raise ValueError("incarnation may not contain '/'")
+    incarnation: Annotated[str, Str(nonempty=True, max_len=64, forbid="/")]  # a tag component
 
 
 @wire("hfl.get_parameters_ins", version=1)
@@ -81,12 +85,12 @@ class GetParametersIns:
 
 @wire("hfl.get_parameters_res", version=1)
 @dataclass(frozen=True)
-class GetParametersRes(_Checked):
+class GetParametersRes(Checked):
     parameters: Arrays
 
 
 @dataclass(frozen=True)
-class Instruction(_Checked):
+class Instruction(Checked):
     """What a fit or evaluate instruction starts with: the model and the round's config."""
 
     parameters: Arrays
@@ -108,7 +112,7 @@ class FitIns(Instruction):
 
 @wire("hfl.fit_res", version=1)
 @dataclass(frozen=True)
-class FitRes(_Checked):
+class FitRes(Checked):
     """Client -> server: the locally trained parameters, the examples used, metrics."""
 
     parameters: Arrays
@@ -124,7 +128,7 @@ class EvaluateIns(Instruction):
 
 @wire("hfl.evaluate_res", version=1)
 @dataclass(frozen=True)
-class EvaluateRes(_Checked):
+class EvaluateRes(Checked):
     loss: Loss
     num_examples: Count
     metrics: Metrics = field(default_factory=dict)
@@ -154,13 +158,13 @@ class GetPropertiesIns:
 
 @wire("hfl.get_properties_res", version=1)
 @dataclass(frozen=True)
-class GetPropertiesRes(_Checked):
+class GetPropertiesRes(Checked):
     properties: Metrics = field(default_factory=dict)
 
 
 @wire("hfl.app_message", version=1)
 @dataclass(frozen=True)
-class AppMessage:
+class AppMessage(Checked):
     """A Message-API message (``hfl.common.Message``) between a ServerApp and a ClientApp.
 
     ``records`` maps each record's name to ``["arrays", {key: ndarray}]``,
@@ -169,18 +173,10 @@ class AppMessage:
     """
 
     message_type: str
-    records: dict[str, Any] = field(default_factory=dict)
+    records: Annotated[dict[str, Any], _Records()] = field(default_factory=dict)
     group_id: str = ""
     error_code: int = 0
     error_reason: str = ""
-
-    def __post_init__(self) -> None:
-        for name, rec in self.records.items():
-            if not (isinstance(rec, list) and len(rec) == 2 and rec[0] in ("arrays", "metrics", "config")
-                    and isinstance(rec[1], dict)):
-                raise ValueError(f"AppMessage record {name!r} is not [kind, dict]")
-            if rec[0] == "arrays" and not all(isinstance(a, np.ndarray) for a in rec[1].values()):
-                raise ValueError(f"AppMessage record {name!r}: its arrays must be numpy arrays")
 
 
 def to_app_message(msg: Any) -> AppMessage:
