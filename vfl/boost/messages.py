@@ -8,12 +8,14 @@ Active → passive: :class:`BoostPlan`, :class:`TreeStart`, :class:`NodeRequest`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from party import wire
+from party.errors import RemoteProtocolError
 
 
 @wire("boost.plan", version=1)
@@ -155,3 +157,12 @@ class ExportTable:
     thresholds: list[float]
     error: str = ""
     all_features: list[str] = field(default_factory=list)  # this party's columns, in order
+
+
+def dispatch(msg: Any, handlers: Mapping[type, Callable[[Any], Any]]) -> Any:
+    """The reply of the handler for ``msg``'s type (the first of ``handlers`` it is an instance
+    of); a message of no listed type is a :class:`RemoteProtocolError`."""
+    for kind, handler in handlers.items():
+        if isinstance(msg, kind):
+            return handler(msg)
+    raise RemoteProtocolError(f"unexpected message {type(msg).__name__}")

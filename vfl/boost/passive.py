@@ -27,6 +27,7 @@ from vfl.boost.messages import (
     SplitResult,
     TreeEnd,
     TreeStart,
+    dispatch,
 )
 from vfl.boost.params import BoostParams
 from vfl.boost.schedule import SUB_ROWS_PER_BIN, Bins, candidate_cuts, colsample
@@ -80,26 +81,19 @@ class PassiveBooster:
             return self._plan(msg)
         if self._params is None and not isinstance(msg, (PredictRequest, ExportRequest)):
             raise LocalProtocolError(f"{type(msg).__name__} before the plan")
-        if isinstance(msg, TreeStart):
-            return self._tree_start(msg)
-        if isinstance(msg, NodeRequest):
-            return self._nodes(msg)
-        if isinstance(msg, SplitRequest):
-            return self._split(msg)
-        if isinstance(msg, TreeEnd):
-            return self._tree_end(msg)
-        if isinstance(msg, Finish):
-            self.run_id = msg.run_id
-            self.record_gain = {int(k): float(v) for k, v in msg.record_gain.items()}
-            self.record_count = {int(k): int(v) for k, v in msg.record_count.items()}
-            if self.on_tree_end is not None:
-                self.on_tree_end(self)
-            return Ack("finish")
-        if isinstance(msg, PredictRequest):
-            return self.predict_bits(msg)
-        if isinstance(msg, ExportRequest):
-            return self.export_table(msg)
-        raise RemoteProtocolError(f"unexpected message {type(msg).__name__}")
+        return dispatch(msg, {
+            TreeStart: self._tree_start, NodeRequest: self._nodes, SplitRequest: self._split,
+            TreeEnd: self._tree_end, Finish: self._finish, PredictRequest: self.predict_bits,
+            ExportRequest: self.export_table,
+        })
+
+    def _finish(self, msg: Finish) -> Ack:
+        self.run_id = msg.run_id
+        self.record_gain = {int(k): float(v) for k, v in msg.record_gain.items()}
+        self.record_count = {int(k): int(v) for k, v in msg.record_count.items()}
+        if self.on_tree_end is not None:
+            self.on_tree_end(self)
+        return Ack("finish")
 
     def _plan(self, m: BoostPlan) -> PlanAck:
         try:

@@ -39,6 +39,7 @@ from party.errors import RemoteProtocolError
 from party.files import write_atomic
 from vfl.boost.binning import Binner
 from vfl.boost.crypto import Cipher, make_summer
+from vfl.boost.messages import dispatch
 from vfl.boost.schedule import Bins, Exchange, checked_replies
 from vfl.boost.tree import check_labels
 
@@ -203,11 +204,7 @@ class WoePassive:
             return None
         if self._plan is None:
             raise RemoteProtocolError(f"{type(msg).__name__} before the WOE plan")
-        if isinstance(msg, WoeLabels):
-            return self._masked(msg)
-        if isinstance(msg, WoeOpened):
-            return self._finish(msg)
-        raise RemoteProtocolError(f"unexpected message {type(msg).__name__}")
+        return dispatch(msg, {WoeLabels: self._masked, WoeOpened: self._finish})
 
     def _masked(self, msg: WoeLabels) -> WoeMasked:
         p = self._plan
