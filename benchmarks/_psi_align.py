@@ -51,23 +51,10 @@ def make_ids(name: str, n: int, overlap: float, seed: int) -> Any:
 
 SPU_REF = r"""
 import json, resource, sys, time
-from psi._spu_worker import load_spu
+from psi._spu_worker import link_desc, load_spu
 job = json.loads(sys.argv[1])
 ls, lp = load_spu()
-desc = ls.link.Desc()
-desc.id = job["link_id"]
-for name, ep in job["parties"]:
-    desc.add_party(name, ep)
-desc.enable_ssl = True
-for o in (desc.client_ssl_opts, desc.server_ssl_opts):
-    o.cert.certificate_path, o.cert.private_key_path = job["cert"], job["key"]
-    o.verify.ca_file_path, o.verify.verify_depth = job["ca"], 1
-desc.recv_timeout_ms = 3600 * 1000
-desc.connect_retry_times, desc.connect_retry_interval_ms = 300, 200
-desc.retry_opts.retry_interval_ms = 100
-desc.retry_opts.retry_interval_incr_ms = 100
-desc.retry_opts.max_retry_interval_ms = 1000
-desc.retry_opts.max_retry = 10
+desc = link_desc(ls, job)
 t = time.perf_counter()
 ctx = ls.link.create_brpc(desc, job["rank"])
 cfg = lp.PsiExecuteConfig()
@@ -156,6 +143,8 @@ def run_spu_bench(args: argparse.Namespace) -> int:
         refs = {n: subprocess.Popen(
             [sys.executable, "-c", SPU_REF, json.dumps({
                 "link_id": "bench-ref", "parties": [[m, eps[m]] for m in names], "rank": i,
+                "recv_timeout_ms": 3600 * 1000, "connect_retry_times": 300,
+                "connect_retry_interval_ms": 200,
                 "ca": str(dd / "certs" / "ca.pem"), "cert": str(dd / "certs" / f"{n}.pem"),
                 "key": str(dd / "certs" / f"{n}.key"), "protocol": args.protocol,
                 "input": str(dd / f"{n}.csv"), "output": str(dd / f"{n}_spu.csv"),

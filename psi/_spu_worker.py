@@ -87,9 +87,12 @@ def load_spu() -> tuple[ModuleType, ModuleType]:
     return mods[0], mods[1]
 
 
-def run(job: dict[str, Any]) -> dict[str, Any]:
-    """Open the link and run psi_execute; see :func:`psi.spu.run_spu_keys` for the job."""
-    ls, lp = load_spu()
+def link_desc(ls: Any, job: dict[str, Any]) -> Any:
+    """spu's link description for ``job``: its ``link_id`` and ``parties`` (name, endpoint),
+    mutual TLS with its ``ca``/``cert``/``key`` files, its ``connect_retry_times``,
+    ``connect_retry_interval_ms`` and ``recv_timeout_ms`` (also the HTTP timeout), and
+    quick resends to a peer whose server is not up yet. ``ls`` is :func:`load_spu`'s first
+    module."""
     desc = ls.link.Desc()
     desc.id = job["link_id"]
     for name, endpoint in job["parties"]:
@@ -109,6 +112,13 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     desc.retry_opts.retry_interval_incr_ms = 100
     desc.retry_opts.max_retry_interval_ms = 1000
     desc.retry_opts.max_retry = 10
+    return desc
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    """Open the link and run psi_execute; see :func:`psi.spu.run_spu_keys` for the job."""
+    ls, lp = load_spu()
+    desc = link_desc(ls, job)
     t0 = time.perf_counter()
     ctx = ls.link.create_brpc(desc, int(job["rank"]))
     t_link = time.perf_counter() - t0

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -329,23 +329,30 @@ def _save_result(ckpt: Checkpoint | None, keep_result: bool, keys: Sequence[byte
                                  "has_rows": res.rows is not None, "run_id": run_id})
 
 
+class PsiOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`run_psi_keys` (its docstring says what each does and
+    its signature gives the defaults), which :func:`run_psi` passes on."""
+
+    peers: Sequence[str] | None
+    config: PsiConfig | None
+    session: str
+    timeout_s: float
+    workers: int | None
+    progress: bool | None
+    checkpoint: str | os.PathLike[str] | None
+    rejoin_s: float | None
+    keep_result: bool
+    link: Any
+    cache: str | os.PathLike[str] | None
+
+
 def run_psi(
     party: Party,
     ids: Sequence[Any] | Sequence[Sequence[Any]],
     *,
     composite: bool = False,
-    peers: Sequence[str] | None = None,
-    config: PsiConfig | None = None,
     duplicates: Duplicates = "error",
-    session: str = "psi",
-    timeout_s: float = 600.0,
-    workers: int | None = None,
-    progress: bool | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    rejoin_s: float | None = None,
-    keep_result: bool = False,
-    link: Any = None,
-    cache: str | os.PathLike[str] | None = None,
+    **options: Unpack[PsiOptions],
 ) -> PsiResult:
     """Normalise ``ids`` (one per row; with ``composite=True`` a list of columns) and run PSI.
 
@@ -360,14 +367,10 @@ def run_psi(
         IdError: missing, empty or (by default) duplicated IDs, before connecting to anyone.
         and everything :func:`run_psi_keys` raises.
     """
-    config = config or PsiConfig()
+    config = options["config"] = options.get("config") or PsiConfig()
     columns = list(ids) if composite else [ids]
     norm = normalize_ids(columns, config.normalize, duplicates=duplicates)  # type: ignore[arg-type]
-    res = run_psi_keys(
-        party, norm.keys, peers=peers, config=config, session=session,
-        timeout_s=timeout_s, workers=workers, progress=progress, checkpoint=checkpoint,
-        rejoin_s=rejoin_s, keep_result=keep_result, link=link, cache=cache,
-    )
+    res = run_psi_keys(party, norm.keys, **options)
     if res.rows is not None:
         res.rows = map_rows(norm.rows, res.rows)
     res.normalize = norm.report
@@ -383,5 +386,5 @@ def map_rows(key_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["NormalizeReport", "map_rows", "run_psi", "run_psi_keys"]
+__all__ = ["NormalizeReport", "PsiOptions", "map_rows", "run_psi", "run_psi_keys"]
 
