@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
+import numpy as np
 import pytest
 
 from party.codec import Bytes, Checked, Str, decode, encode, wire
@@ -86,3 +87,31 @@ def test_wire_messages_check_their_fields(case: int) -> None:
 
 def test_the_message_table_is_complete() -> None:
     assert len(_wire_messages()) == 24
+
+
+def _boost_messages() -> list[tuple[object, str, object]]:
+    """SecureBoost messages (not ``Checked``: refused on decode only)."""
+    from vfl.boost.messages import BoostPlan, ExportRequest, ExportTable, NodeRequest, SplitRequest
+    from vfl.boost.woe import WoeMasked, WoeOpened
+
+    plan = BoostPlan({}, "ou", b"k", 10, ["p"])
+    return [
+        (plan, "rows", True), (plan, "passives", [""]), (plan, "public_key", "k"),
+        (SplitRequest(0, [1], [0]), "candidates", [-1]),  # a negative index would wrap around
+        (NodeRequest(0, 0, [0], np.zeros(2, np.int32), [[0, 1, 2]]), "pairs", [[0, -1, 2]]),
+        (ExportRequest("r", True), "consent", 1),
+        (ExportTable([0], ["f"], [0.5]), "thresholds", ["0.5"]),
+        (WoeMasked(b"", 0), "n", -1), (WoeOpened([1, 2]), "values", [1, 2.0]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_boost_messages_check_their_fields_on_decode(case: int) -> None:
+    msg, field, value = _boost_messages()[case]
+    assert decode(encode(msg)) is not None
+    with pytest.raises(CodecError, match=f"field {field!r}"):
+        decode(encode(dataclasses.replace(msg, **{field: value})))  # type: ignore[type-var]
+
+
+def test_the_boost_table_is_complete() -> None:
+    assert len(_boost_messages()) == 9

@@ -29,17 +29,18 @@ import math
 import secrets
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from party import wire
+from party.codec import Blob, Int, ListOf, NonNegInt, Text
 from party.errors import RemoteProtocolError
 from party.files import write_atomic
 from vfl.boost.binning import Binner
 from vfl.boost.crypto import Cipher, make_summer
-from vfl.boost.messages import dispatch
+from vfl.boost.messages import Floats, Texts, dispatch
 from vfl.boost.schedule import Bins, Exchange, checked_replies
 from vfl.boost.tree import check_labels
 
@@ -50,37 +51,37 @@ MASK_BITS = 80
 @wire("boost.woe_plan", version=1)
 @dataclass(frozen=True)
 class WoePlan:
-    rows: int
-    scheme: str
-    public_key: bytes
-    min_bin_rows: int
+    rows: NonNegInt
+    scheme: Text
+    public_key: Blob
+    min_bin_rows: NonNegInt
 
 
 @wire("boost.woe_labels", version=1)
 @dataclass(frozen=True)
 class WoeLabels:
-    labels: bytes  # encrypted 0/1 per row
+    labels: Blob  # encrypted 0/1 per row
 
 
 @wire("boost.woe_masked", version=1)
 @dataclass(frozen=True)
 class WoeMasked:
-    counts: bytes  # encrypted event count + mask, per (feature, bin)
-    n: int
-    error: str = ""
+    counts: Blob  # encrypted event count + mask, per (feature, bin)
+    n: NonNegInt
+    error: Text = ""
 
 
 @wire("boost.woe_opened", version=1)
 @dataclass(frozen=True)
 class WoeOpened:
-    values: list[int]
+    values: Annotated[list[int], ListOf(Int())]
 
 
 @wire("boost.woe_summary", version=1)
 @dataclass(frozen=True)
 class WoeSummary:
-    features: list[str]
-    iv: list[float]  # empty unless the passive party shares its IVs
+    features: Texts
+    iv: Floats  # empty unless the passive party shares its IVs
 
 
 def merge_small_bins(codes: npt.NDArray[np.int8], n_bins: int, min_rows: int) -> tuple[npt.NDArray[np.int64], list[list[int]]]:
