@@ -70,7 +70,7 @@ def _not_implemented(what: str, c: Any) -> Failure:
     return Failure(f"{type(c).__name__} does not implement `{what}`")
 
 
-def _triple(method: Callable[..., Any], msg: Any, expected: str) -> tuple[Any, Any, Any]:
+def _fit_or_evaluate(method: Callable[..., Any], msg: Any, expected: str) -> tuple[Any, Any, Any]:
     """``method(parameters, config)`` (``fit`` or ``evaluate``), which must return a 3-tuple."""
     out: Any = method(list(msg.parameters), dict(msg.config))
     if not isinstance(out, tuple) or len(out) != 3:
@@ -88,13 +88,14 @@ def _handle_numpy(c: NumPyClient, msg: Any) -> Any:
     if isinstance(msg, wire.FitIns):
         if not numpy_client.has_fit(c):
             return _not_implemented("fit", c)
-        params, n, metrics = _triple(c.fit, msg, "fit must return (parameters, num_examples, metrics)")
+        params, n, metrics = _fit_or_evaluate(c.fit, msg,
+                                              "fit must return (parameters, num_examples, metrics)")
         return wire.FitRes(_arrays(params, "fit"), int(n), dict(metrics or {}))
     if isinstance(msg, wire.EvaluateIns):
         if not numpy_client.has_evaluate(c):
             return _not_implemented("evaluate", c)
-        loss, n, metrics = _triple(c.evaluate, msg,
-                                   "evaluate must return (loss, num_examples, metrics)")
+        loss, n, metrics = _fit_or_evaluate(c.evaluate, msg,
+                                            "evaluate must return (loss, num_examples, metrics)")
         return wire.EvaluateRes(float(loss), int(n), dict(metrics or {}))
     raise TypeError(f"unexpected instruction {type(msg).__name__}")
 
