@@ -12,7 +12,8 @@ protocol code never sees it. The common ones have names::
     cts: Annotated[list[bytes], Ciphertexts(cap=1 << 14)]
     v: Annotated[np.ndarray, Array((np.float64,), ndim=2, finite=True)]
 
-:func:`check_fields` applies the same checks to a message built locally (tests).
+:func:`check_fields` applies the same checks to a message built locally (tests); a class
+based on :class:`Checked` applies them on every construction (a ``ValueError`` naming the field).
 Fields without a check are not checked beyond the codec's own types; a class may
 still check relations in ``__post_init__`` (a ``ValueError`` there is a ``CodecError``).
 """
