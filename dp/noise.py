@@ -29,13 +29,19 @@ import math
 import numpy as np
 
 
+def _nothing_to_draw(name: str, scale: float, size: int) -> bool:
+    """Whether every draw is 0 (``scale`` or ``size`` is 0); ValueError if ``scale`` is
+    negative, infinite or NaN."""
+    if not (scale >= 0 and math.isfinite(scale)):
+        raise ValueError(f"{name} must be finite and >= 0, got {scale}")
+    return scale == 0 or size == 0
+
+
 def discrete_gaussian(
     sigma: float, size: int, rng: np.random.Generator, dtype: type = np.int64
 ) -> np.ndarray:
     """``size`` independent draws of ``N_Z(0, sigma²)`` (int64, or exact floats)."""
-    if not (sigma >= 0 and math.isfinite(sigma)):
-        raise ValueError(f"sigma must be finite and >= 0, got {sigma}")
-    if sigma == 0 or size == 0:
+    if _nothing_to_draw("sigma", sigma, size):
         return np.zeros(size, dtype=dtype)
     draw = _dg_candidates if sigma >= 1.0 else _cks_candidates
     out, ok = draw(size, sigma, rng)
@@ -117,9 +123,7 @@ def skellam(
     mu: float, size: int, rng: np.random.Generator, dtype: type = np.int64
 ) -> np.ndarray:
     """``size`` independent draws of ``Sk(mu)`` (variance ``mu``; int64, or exact floats)."""
-    if not (mu >= 0 and math.isfinite(mu)):
-        raise ValueError(f"mu must be finite and >= 0, got {mu}")
-    if mu == 0 or size == 0:
+    if _nothing_to_draw("mu", mu, size):
         return np.zeros(size, dtype=dtype)
     out: np.ndarray = rng.poisson(mu / 2.0, size).astype(dtype)
     out -= rng.poisson(mu / 2.0, size)

@@ -13,21 +13,9 @@ from __future__ import annotations
 
 import logging
 
+from party import errors
 from party.codec import MAX_MESSAGE_BYTES, decode, encode, wire
-from party.errors import (
-    AuthenticationError,
-    ClosedTransport,
-    CodecError,
-    ConfigError,
-    LocalProtocolError,
-    PartyTimeout,
-    PartyUnavailable,
-    PeerAborted,
-    ProtocolError,
-    QuorumLost,
-    RemoteProtocolError,
-    TesseraError,
-)
+from party.errors import *  # noqa: F403 - every error class, listed once in errors.__all__
 from party.files import write_atomic
 from party.inmemory import InMemoryNetwork, InMemoryTransport
 from party.party import Party, Role
@@ -37,23 +25,11 @@ logging.getLogger("party").addHandler(logging.NullHandler())
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
-    "AuthenticationError",
-    "ClosedTransport",
-    "CodecError",
-    "ConfigError",
     "InMemoryNetwork",
     "InMemoryTransport",
-    "LocalProtocolError",
     "Party",
-    "PartyTimeout",
-    "PartyUnavailable",
-    "PeerAborted",
-    "ProtocolError",
-    "QuorumLost",
-    "RemoteProtocolError",
     "Role",
     "Tag",
-    "TesseraError",
     "Transport",
     "TransportStats",
     "decode",
@@ -61,3 +37,4 @@ __all__ = [
     "wire",
     "write_atomic",
 ]
+__all__ += errors.__all__

@@ -33,7 +33,6 @@ import os
 import socket
 import ssl
 import threading
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ from party.errors import (
     PartyUnavailable,
 )
 from party.files import read_tls, write_atomic
+from party.grpc_server import bind_server
 
 # party.tokens: used here, and the rest re-exported (defined here before the split)
 from party.tokens import _TOKEN as _TOKEN
@@ -111,17 +111,9 @@ class EnrollmentServer:
         load_ca(self.directory)  # fail now, not at the first join, if the CA key is missing
         creds = grpc.ssl_server_credentials(
             [(read_tls(tls.router_key, "[tls].router_key"), chain)], require_client_auth=False)
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="enroll"),
-                                   options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=8)
-        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "tessera.Enroll", {"Join": grpc.unary_unary_rpc_method_handler(self._join)}),))
-        try:
-            self.port = self._server.add_secure_port(self.listen, creds)
-        except RuntimeError:
-            self.port = 0
-        if not self.port:
-            self._server = None
-            raise ConfigError(f"enrollment endpoint cannot listen on {self.listen} (address in use?)")
+        self._server, self.port = bind_server(
+            "tessera.Enroll", {"Join": grpc.unary_unary_rpc_method_handler(self._join)}, self.listen,
+            creds, name="enrollment endpoint", workers=2, max_rpcs=8, hint=" (address in use?)")
         self._server.start()
         log.info("enrollment for %r on %s (port %d)", self.config.name, self.listen, self.port)
         return self

@@ -40,7 +40,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -50,6 +49,7 @@ from party.chunking import FRAME_LIMIT, make_frame, parse_frame
 from party.config import FederationConfig, load_federation
 from party.errors import CodecError, ConfigError
 from party.files import read_tls as read_tls  # re-exported: its old home
+from party.grpc_server import bind_server
 
 log = logging.getLogger("party.router")
 
@@ -132,24 +132,10 @@ class Router:
             require_client_auth=True,
         )
         n = len(self.config.parties)
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=2 * n + 8, thread_name_prefix="router"),
-            # so_reuseport 0: a second router on a port in use must fail, not share the port
-            options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 0)],
-            maximum_concurrent_rpcs=2 * n + 4,
-        )
-        handler = grpc.method_handlers_generic_handler(
-            "tessera.Router", {"Connect": grpc.stream_stream_rpc_method_handler(self._connect)}
-        )
-        self._server.add_generic_rpc_handlers((handler,))
-        try:
-            self.port = self._server.add_secure_port(self._listen, creds)
-        except RuntimeError:
-            self.port = 0
-        if not self.port:
-            self._server = None
-            raise ConfigError(f"router cannot listen on {self._listen}: the address is in use "
-                              "(another router?) or not local")
+        self._server, self.port = bind_server(
+            "tessera.Router", {"Connect": grpc.stream_stream_rpc_method_handler(self._connect)},
+            self._listen, creds, name="router", workers=2 * n + 8, max_rpcs=2 * n + 4,
+            options=SERVER_OPTIONS, hint=": the address is in use (another router?) or not local")
         if self._enroll_listen:
             from party.enroll import EnrollmentServer
 

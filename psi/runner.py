@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from psi.join import PLACEHOLDER, check_join, join_rows
 from psi.messages import Count, Hello, Points
 from psi.normalize import Duplicates, NormalizeReport, normalize_ids
 from psi.protocol import PsiConfig, PsiResult, PsiSession, Send
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11+
 
 log = logging.getLogger(__name__)
 

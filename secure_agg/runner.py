@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +52,9 @@ from secure_agg.messages import (
 from secure_agg.params import SecAggParams
 from secure_agg.quantize import check_weight
 from secure_agg.server import SecAggResult, SecAggServer
+
+if TYPE_CHECKING:
+    from typing import Required, Unpack  # Python 3.11+
 
 log = logging.getLogger("secure_agg")
 T = TypeVar("T")
@@ -291,17 +294,20 @@ def run_server(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def secure_sum(
-    party: Party,
-    clients: Sequence[str],
-    *,
-    params: SecAggParams,
-    session: str,
-    round: int = 0,
-    timeout_s: float | None = None,
-) -> tuple[np.ndarray, float]:
+class RoundOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`run_server` that :func:`secure_sum` passes on (see
+    :func:`run_server` for what each does and its defaults)."""
+
+    params: Required[SecAggParams]
+    session: Required[str]
+    round: int
+    timeout_s: float | None
+
+
+def secure_sum(party: Party, clients: Sequence[str], **options: Unpack[RoundOptions]
+               ) -> tuple[np.ndarray, float]:
     """One call for the aggregator: (Σ w_u x_u as float64, Σ w_u) over the survivors."""
-    res = run_server(party, clients, params=params, session=session, round=round, timeout_s=timeout_s)
+    res = run_server(party, clients, **options)
     return res.sum, res.total_weight
 
 
