@@ -40,7 +40,7 @@ from party.grpc_held import _END, HOLD_BYTES, HOLD_S, _Msg
 from party.grpc_held import _Link as _Link  # re-exported: was defined here
 from party.grpc_link import _RouterLink
 from party.party import Party
-from party.transport import Mailbox, Tag, TransportBase, TransportStats, new_incarnation
+from party.transport import Mailbox, Tag, TransportBase
 
 log = logging.getLogger("party.grpc")
 
@@ -93,10 +93,8 @@ class GrpcTransport(_RouterLink, TransportBase):
     ) -> None:
         if name not in parties:
             raise ConfigError(f"party {name!r} is not in the federation ({', '.join(parties)})")
-        self._name = name
+        super().__init__(name, Mailbox(name))
         self._parties = list(parties)
-        self._stats = TransportStats()
-        self._box = Mailbox(name)
         self._reasm = Reassembler(max_message_bytes)
         self._send_lock = threading.Lock()
         self._state = threading.Condition()
@@ -106,7 +104,6 @@ class GrpcTransport(_RouterLink, TransportBase):
         self.hold_s = hold_s
         self.reconnect_s = reconnect_s
         self._connect_timeout_s = connect_timeout_s
-        self._inc = new_incarnation()
         self._closed = False
         self._errors: dict[str, str] = {}
         self._held: dict[str, deque[_Msg]] = {p: deque() for p in parties if p != name}

@@ -16,7 +16,7 @@ import threading
 import time
 
 from party.errors import ClosedTransport, PartyTimeout, PartyUnavailable
-from party.transport import Mailbox, Tag, TransportBase, TransportStats, new_incarnation
+from party.transport import Mailbox, Tag, TransportBase
 
 log = logging.getLogger("party.inmemory")
 
@@ -135,12 +135,9 @@ class InMemoryTransport(TransportBase):
     """One party's view of an :class:`InMemoryNetwork`."""
 
     def __init__(self, network: InMemoryNetwork, name: str) -> None:
+        super().__init__(name, network.box(name))
         self._net = network
-        self._name = name
-        self._box = network.box(name)
-        self._stats = TransportStats()
         self._closed = False
-        self._inc = new_incarnation()
 
     @property
     def peers(self) -> list[str]:

@@ -308,14 +308,15 @@ def new_incarnation() -> int:
 
 
 class TransportBase:
-    """What the transports here have alike: ``name``, ``stats`` and ``incarnation`` (from
-    the ``_name``, ``_stats`` and ``_inc`` their ``__init__`` sets) and :meth:`_take`,
-    a receive from their :class:`Mailbox` ``_box`` counted in ``stats``."""
+    """What the transports here have alike: a name, a :class:`Mailbox` of what arrived for
+    it, traffic counters and an incarnation (``name``, ``stats``, ``incarnation``), and
+    :meth:`_take`, a receive from the mailbox counted in ``stats``."""
 
-    _name: str
-    _stats: TransportStats
-    _inc: int
-    _box: Mailbox
+    def __init__(self, name: str, box: Mailbox, incarnation: int | None = None) -> None:
+        self._name = name
+        self._box = box
+        self._stats = TransportStats()
+        self._inc = new_incarnation() if incarnation is None else incarnation
 
     @property
     def name(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from hfl.ray.cluster import describe_failure, log
 from party import Party, PartyTimeout, PartyUnavailable, Role, Tag
 from party.codec import decode
-from party.transport import Mailbox, TransportBase, TransportStats
+from party.transport import Mailbox, TransportBase
 
 
 class _Bridge(TransportBase):
@@ -22,13 +22,10 @@ class _Bridge(TransportBase):
 
     def __init__(self, worker: _ClientWorker, name: str, server: str, server_inc: int,
                  incarnation: int, box: Mailbox) -> None:
+        super().__init__(name, box, incarnation)
         self._w = worker
-        self._name = name
         self._server = server
         self._server_inc = server_inc
-        self._inc = incarnation
-        self._box = box
-        self._stats = TransportStats()
 
     @property
     def peers(self) -> list[str]:

@@ -97,6 +97,16 @@ def echo_all(s: socket.socket, payload: bytes) -> tuple[bytes, BaseException | N
     return bytes(buf), err[0] if err else None
 
 
+def timed_echo(px: FaultProxy, payload: bytes) -> float:
+    """Seconds to echo ``payload`` through ``px`` on a new connection (checked unchanged)."""
+    with dial(px) as s:
+        t0 = time.monotonic()
+        got, err = echo_all(s, payload)
+        elapsed = time.monotonic() - t0
+    assert err is None and got == payload
+    return elapsed
+
+
 def test_address_and_bind(px: FaultProxy) -> None:
     assert px.port > 0
     assert px.address == f"127.0.0.1:{px.port}"
@@ -118,11 +128,7 @@ def test_latency_does_not_serialise_throughput(px: FaultProxy) -> None:
     # 5 MB is ~80 chunks of 64 KiB each way: delaying them one after another would take > 8 s.
     px.set_latency(0.05)
     payload = os.urandom(5 << 20)
-    with dial(px) as s:
-        t0 = time.monotonic()
-        got, err = echo_all(s, payload)
-        elapsed = time.monotonic() - t0
-    assert err is None and got == payload
+    elapsed = timed_echo(px, payload)
     assert 0.1 <= elapsed < 2.0, elapsed
 
 
@@ -151,11 +157,7 @@ def test_latency_round_trip(px: FaultProxy) -> None:
 def test_bandwidth_cap(px: FaultProxy) -> None:
     px.set_bandwidth(10e6)  # 2 MB at 10 Mbit/s: ~1.6 s (both directions run at once)
     payload = os.urandom(2_000_000)
-    with dial(px) as s:
-        t0 = time.monotonic()
-        got, err = echo_all(s, payload)
-        elapsed = time.monotonic() - t0
-    assert err is None and got == payload
+    elapsed = timed_echo(px, payload)
     assert 1.2 <= elapsed <= 4.0, elapsed
 
 
@@ -163,11 +165,7 @@ def test_bandwidth_cap_removed_live(px: FaultProxy) -> None:
     px.set_bandwidth(1e6)  # 125 kB/s: 2 MB would take 16 s
     payload = os.urandom(2_000_000)
     threading.Timer(0.5, px.set_bandwidth, args=(None,)).start()
-    with dial(px) as s:
-        t0 = time.monotonic()
-        got, err = echo_all(s, payload)
-        elapsed = time.monotonic() - t0
-    assert err is None and got == payload
+    elapsed = timed_echo(px, payload)
     assert 0.4 <= elapsed < 3.0, elapsed
 
 

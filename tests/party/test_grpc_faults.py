@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -227,37 +228,39 @@ def _spawn(config: FederationConfig, mode: str) -> subprocess.Popen[str]:
     return proc
 
 
-def test_peer_killed_mid_send_gives_clear_error(fed: tuple[FederationConfig, object]) -> None:
+@contextlib.contextmanager
+def _alice_and_carol(fed: tuple[FederationConfig, object], mode: str
+                     ) -> Iterator[tuple[Party, subprocess.Popen[str]]]:
+    """alice in this process, carol in a child running PEER in ``mode``; both gone after."""
     config, _ = fed
     alice = connect(config, "alice")
-    proc = _spawn(config, "send")
+    proc = _spawn(config, mode)
     try:
-        time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        t = time.monotonic()
-        with pytest.raises(PartyUnavailable, match="carol"):
-            alice.recv("carol", Tag("big"), timeout_s=30)
-        assert time.monotonic() - t < 15
+        yield alice, proc
     finally:
         proc.kill()
         proc.wait()
         alice.close()
 
 
+def test_peer_killed_mid_send_gives_clear_error(fed: tuple[FederationConfig, object]) -> None:
+    with _alice_and_carol(fed, "send") as (alice, proc):
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        t = time.monotonic()
+        with pytest.raises(PartyUnavailable, match="carol"):
+            alice.recv("carol", Tag("big"), timeout_s=30)
+        assert time.monotonic() - t < 15
+
+
 def test_ctrl_c_shuts_a_party_down_cleanly(fed: tuple[FederationConfig, object]) -> None:
-    config, _ = fed
-    alice = connect(config, "alice")
-    proc = _spawn(config, "wait")
-    try:
+    with _alice_and_carol(fed, "wait") as (alice, proc):
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)  # a clean close can take a while on a loaded machine
         assert proc.returncode == 0 and "clean shutdown" in out
         with pytest.raises(PartyUnavailable, match="carol"):
             alice.recv("carol", Tag("x"), timeout_s=10)
-    finally:
-        proc.kill()
-        alice.close()
 
 
 def test_router_death_fails_waiting_parties(tmp_path: Path) -> None:

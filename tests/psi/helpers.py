@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,6 +15,23 @@ Tamper = Callable[[str, Send], Any]
 
 class Crash(Exception):
     """Simulates every party being killed at one point of the run."""
+
+
+def shuffled_pair(r: random.Random, common: list[str], na: int, nb: int
+                  ) -> tuple[list[str], list[str]]:
+    """Two ID lists of sizes na and nb holding ``common`` (then a0.., b0..), each shuffled by r."""
+    a = common + [f"a{i}" for i in range(na - len(common))]
+    b = common + [f"b{i}" for i in range(nb - len(common))]
+    r.shuffle(a)
+    r.shuffle(b)
+    return a, b
+
+
+def random_sets(seed: int, na: int, nb: int, overlap: float) -> tuple[list[str], list[str]]:
+    """Two shuffled ID lists of sizes na, nb sharing round(overlap * min(na, nb)) random IDs."""
+    r = random.Random(seed)
+    common = [f"c{r.getrandbits(40)}x{i}" for i in range(round(overlap * min(na, nb)))]
+    return shuffled_pair(r, common, na, nb)
 
 
 def make_sessions(

@@ -19,7 +19,7 @@ from party.handshake import RunMismatch
 from party.testing import run_parties
 from psi import IdError, PsiConfig
 from psi.normalize import normalize_ids
-from tests.psi.test_join import random_sets
+from tests.psi.helpers import random_sets
 from tests.psi.test_spu import NAMES, certs, links, needs_spu  # noqa: F401 - certs is a fixture
 
 CFG = PsiConfig(protocol="rr22")

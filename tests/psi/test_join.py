@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
@@ -13,18 +11,7 @@ from party.testing import run_parties
 from psi import PsiConfig, run_psi
 from psi.join import PLACEHOLDER, join_rows
 from psi.protocol import JOINS
-
-
-def random_sets(seed: int, na: int, nb: int, overlap: float) -> tuple[list[str], list[str]]:
-    """Two shuffled ID lists of sizes na, nb sharing round(overlap * min(na, nb)) IDs."""
-    r = random.Random(seed)
-    s = round(overlap * min(na, nb))
-    common = [f"c{r.getrandbits(40)}x{i}" for i in range(s)]
-    a = common + [f"a{i}" for i in range(na - s)]
-    b = common + [f"b{i}" for i in range(nb - s)]
-    r.shuffle(a)
-    r.shuffle(b)
-    return a, b
+from tests.psi.helpers import random_sets
 
 
 def expected_layout(join: str, a: list[str], b: list[str], order: list[str]) -> tuple[list, list]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,14 @@ B = [f"id{i}".encode() for i in range(200, 420)]
 CFG = PsiConfig(chunk_points=64)
 
 
-def _dirs(tmp_path: Path, names: list[str]) -> dict[str, Path]:
-    return {n: tmp_path / n for n in names}
+def _killed_run(tmp_path: Path, sets: dict[str, list[bytes]], at: Callable[[str], bool]
+                ) -> dict[str, Path]:
+    """Each party's checkpoint directory after a run of ``sets`` in which every party was
+    killed at the first step that ``at`` accepts."""
+    dirs = {n: tmp_path / n for n in sets}
+    with pytest.raises(Crash):
+        pump(make_sessions(sets, CFG, checkpoints=dirs), crash_when=lambda src, dst, step: at(step))
+    return dirs
 
 
 def _expected_order(dirs: dict[str, Path], shared: list[bytes]) -> list[bytes]:
@@ -42,10 +49,7 @@ def _expected_order(dirs: dict[str, Path], shared: list[bytes]) -> list[bytes]:
 @pytest.mark.parametrize("kill_before", ["return:a", "return:b", "result"])
 def test_two_party_resume_gives_the_uninterrupted_output(tmp_path: Path, kill_before: str) -> None:
     sets = {"a": A, "b": B}
-    dirs = _dirs(tmp_path, ["a", "b"])
-    with pytest.raises(Crash):
-        pump(make_sessions(sets, CFG, checkpoints=dirs),
-             crash_when=lambda src, dst, step: step == kill_before)
+    dirs = _killed_run(tmp_path, sets, lambda step: step == kill_before)
     assert (dirs["a"] / "state.json").stat().st_mode & 0o077 == 0  # secrets: owner only
     expected = _expected_order(dirs, sorted(set(A) & set(B)))
     sess = make_sessions(sets, CFG, checkpoints=dirs)
@@ -59,10 +63,7 @@ def test_two_party_resume_gives_the_uninterrupted_output(tmp_path: Path, kill_be
 
 def test_three_party_resume(tmp_path: Path) -> None:
     sets = {"a": A, "b": B, "c": [f"id{i}".encode() for i in range(250, 500)]}
-    dirs = _dirs(tmp_path, list(sets))
-    with pytest.raises(Crash):
-        pump(make_sessions(sets, CFG, checkpoints=dirs),
-             crash_when=lambda src, dst, step: step.startswith("collect:"))
+    dirs = _killed_run(tmp_path, sets, lambda step: step.startswith("collect:"))
     sess = make_sessions(sets, CFG, checkpoints=dirs)
     res = pump(sess)
     assert all(s.resumed for s in sess.values())
@@ -73,10 +74,7 @@ def test_three_party_resume(tmp_path: Path) -> None:
 
 def test_changed_input_or_config_is_refused(tmp_path: Path) -> None:
     sets = {"a": A, "b": B}
-    dirs = _dirs(tmp_path, ["a", "b"])
-    with pytest.raises(Crash):
-        pump(make_sessions(sets, CFG, checkpoints=dirs),
-             crash_when=lambda src, dst, step: step == "return:a")
+    dirs = _killed_run(tmp_path, sets, lambda step: step == "return:a")
     with pytest.raises(CheckpointMismatch, match="other input IDs"):
         make_sessions({"a": [*A, b"new customer"], "b": B}, CFG, checkpoints=dirs)
     with pytest.raises(CheckpointMismatch, match="another PSI config"):
@@ -85,10 +83,7 @@ def test_changed_input_or_config_is_refused(tmp_path: Path) -> None:
 
 def test_peer_without_checkpoint_means_a_fresh_correct_run(tmp_path: Path) -> None:
     sets = {"a": A, "b": B}
-    dirs = _dirs(tmp_path, ["a", "b"])
-    with pytest.raises(Crash):
-        pump(make_sessions(sets, CFG, checkpoints=dirs),
-             crash_when=lambda src, dst, step: step == "result")
+    dirs = _killed_run(tmp_path, sets, lambda step: step == "result")
     old = json.loads((dirs["a"] / "state.json").read_text())["scalar"]
     sess = make_sessions(sets, CFG, checkpoints={"a": dirs["a"]})  # b lost its directory
     res = pump(sess)

@@ -11,16 +11,11 @@ from party import InMemoryNetwork, Party
 from party.errors import PartyTimeout, PartyUnavailable
 from party.testing import run_parties
 from psi import IdError, PsiConfig, run_psi
+from tests.psi.helpers import shuffled_pair
 
 
 def _sets(seed: int, na: int, nb: int, shared: int) -> tuple[list[str], list[str]]:
-    r = random.Random(seed)
-    common = [f"c{i}" for i in range(shared)]
-    a = common + [f"a{i}" for i in range(na - shared)]
-    b = common + [f"b{i}" for i in range(nb - shared)]
-    r.shuffle(a)
-    r.shuffle(b)
-    return a, b
+    return shuffled_pair(random.Random(seed), [f"c{i}" for i in range(shared)], na, nb)
 
 
 def _bank_in_a_thread(

@@ -31,7 +31,8 @@ from psi._spu_worker import spu_problem
 from psi.join import PLACEHOLDER
 from psi.protocol import JOINS
 from psi.spu import SpuLink, SpuUnavailable
-from tests.psi.test_join import check_join_outputs, random_sets
+from tests.psi.helpers import random_sets
+from tests.psi.test_join import check_join_outputs
 from vfl.align import align
 
 needs_spu = pytest.mark.skipif(spu_problem() is not None, reason=f"spu: {spu_problem()}")

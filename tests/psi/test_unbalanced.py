@@ -21,7 +21,8 @@ from party.testing import run_parties
 from psi import NormalizeOptions, PsiConfig, run_psi
 from psi.protocol import JOINS
 from psi.unbalanced import Cache, tags_of
-from tests.psi.test_join import check_join_outputs, random_sets
+from tests.psi.helpers import random_sets
+from tests.psi.test_join import check_join_outputs
 
 NAMES = ("bank", "fintech")
 
