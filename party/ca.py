@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from party.config import check_party_name
 from party.errors import ConfigError
-from party.files import write_atomic
+from party.files import load_json, write_atomic
 
 DEFAULT_ROUTER_HOSTS = ("localhost", "127.0.0.1")
 #: The CA directory's registry of the certificates it signed (serial -> party).
@@ -161,12 +161,7 @@ def locked(path: Path) -> Iterator[None]:
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; {} if absent; ConfigError if it is not one."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
+    data = load_json(path, lambda e: ConfigError(f"{path}: cannot read ({e})"), missing={})
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     return data

@@ -1,8 +1,10 @@
-"""Atomic file output: a reader sees the old file or the new complete one, never a part."""
+"""Atomic file output (a reader sees the old file or the new complete one, never a part),
+and the readers of small settings and state files."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -92,3 +94,14 @@ def read_tls(path: str | os.PathLike[str], what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as e:
         raise ConfigError(f"{what}: cannot read {path}: {e.strerror}") from None
+
+
+def load_json(path: Path, unreadable: Callable[[Exception], Exception], missing: Any = None) -> Any:
+    """The JSON value in ``path``; ``missing`` if there is no such file, and the exception
+    ``unreadable(e)`` makes of the error if it cannot be read or is not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return missing
+    except (OSError, ValueError) as e:
+        raise unreadable(e) from None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from party.errors import ConfigError
-from party.files import write_atomic
+from party.files import load_json, write_atomic
 
 
 class CheckpointMismatch(ConfigError):
@@ -51,12 +51,10 @@ class Checkpoint:
 
     def load(self, *, digest: str, public: dict[str, Any]) -> dict[str, Any] | None:
         """The saved state, or None; CheckpointMismatch if it belongs to other input/config."""
-        try:
-            state: dict[str, Any] = json.loads(self._state.read_text())
-        except FileNotFoundError:
+        state: dict[str, Any] | None = load_json(self._state, lambda e: CheckpointMismatch(
+            f"checkpoint {self._state} is unreadable ({e}); delete it"))
+        if state is None:
             return None
-        except (OSError, ValueError) as e:
-            raise CheckpointMismatch(f"checkpoint {self._state} is unreadable ({e}); delete it") from None
         if state.get("input_sha256") != digest:
             raise CheckpointMismatch(
                 f"checkpoint in {self.dir} was made from other input IDs; "

@@ -81,7 +81,7 @@ from typing import Any
 import numpy as np
 
 from party.errors import ConfigError, RemoteProtocolError
-from party.files import write_atomic
+from party.files import load_json, write_atomic
 from party.handshake import RunConfirm, open_run
 from party.npy import load_npy
 from party.party import Party
@@ -171,13 +171,11 @@ class Cache:
         return self.path / "meta.json"
 
     def meta(self) -> dict[str, Any] | None:
-        try:
-            meta = json.loads(self.meta_path.read_text())
-        except FileNotFoundError:
+        meta = load_json(self.meta_path, lambda e: ConfigError(
+            f"unbalanced-PSI cache {self.path} is unreadable ({e}); "
+            "run the offline phase again (--phase offline)"))
+        if meta is None:
             return None
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"unbalanced-PSI cache {self.path} is unreadable ({e}); "
-                              "run the offline phase again (--phase offline)") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ConfigError(f"{self.meta_path} is not a tessera unbalanced-PSI cache "
                               f"(format {meta.get('format') if isinstance(meta, dict) else None!r})")
