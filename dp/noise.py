@@ -76,22 +76,41 @@ def _dg_candidates(m: int, sigma: float, rng: np.random.Generator) -> tuple[np.n
     ``(1 + (max|Y|/σ)²)/(8σ²)``: 5e-6 of them at σ = 1000) are decided by the exact
     expression. Used for ``σ >= 1`` (acceptance >= 0.88); below that ``c`` vanishes
     (``exp(−12.5)`` at σ = 0.1) and :func:`_cks_candidates` takes over.
+
+    When that share ``p = P(E < sure) = 1 − exp(−sure)`` is small, the ``m`` exponentials
+    are not drawn at all: which slots have ``E < sure`` is a Bernoulli(``p``) subset, drawn
+    as its size ``k ~ Binomial(m, p)`` and a uniform ``k``-subset, and their ``E`` given
+    ``E < sure`` by the inverse CDF ``−log(1 − U·p)``. The other slots accept whatever their
+    ``E``, so the accept decisions have exactly the law of the dense test (``E`` is
+    independent of ``X``), at the cost of a few draws instead of ``m``.
     """
     inv = 1.0 / (sigma * sigma)
     x = rng.standard_normal(m)
     x *= sigma
     y = np.rint(x)
-    e = rng.standard_exponential(m)
     ymax = max(float(y.max()), -float(y.min()))
     sure = 0.125 * inv + 0.5 * (0.5 * ymax * inv) ** 2
-    ok = e >= sure
-    idx = np.flatnonzero(~ok)
+    p = -math.expm1(-sure)
+    if p < SPARSE_BELOW:
+        ok = np.ones(m, dtype=bool)
+        k = int(rng.binomial(m, p))
+        idx = np.sort(rng.choice(m, size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
+        e = -np.log1p(-rng.random(k) * p)  # E | E < sure
+    else:
+        e_all = rng.standard_exponential(m)
+        ok = e_all >= sure
+        idx = np.flatnonzero(~ok)
+        e = e_all[idx]
     if idx.size:
         yi = y[idx]
         u = x[idx] - yi
         w = yi * u * inv
-        ok[idx] = e[idx] >= (0.125 - 0.5 * u * u) * inv + (np.logaddexp(w, -w) - _LN2)
+        ok[idx] = e >= (0.125 - 0.5 * u * u) * inv + (np.logaddexp(w, -w) - _LN2)
     return y, ok
+
+
+#: :func:`_dg_candidates` draws only the exponentials that can reject below this share
+SPARSE_BELOW = 0.01
 
 
 def _cks_candidates(m: int, sigma: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
