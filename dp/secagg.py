@@ -1,11 +1,11 @@
 """Distributed DP over SecAgg+: the integers of :class:`dp.DistributedDP` through ``secure_agg``.
 
 A client's noised vector ``u`` (in ``Z_{2**bits}``) is lifted to its centred integers
-``v ∈ [-2**(bits-1), 2**(bits-1))`` and handed to SecAgg as a float vector with
-``clip = 2**(bits-1)`` and ``quant_bits = bits``: SecAgg's step is then exactly 1, its
-stochastic rounding of an integer is that integer, and its clip never bites, so SecAgg
-carries ``v`` unchanged and returns ``Σ v`` over the survivors (weight 1 each). Since
-``Σ v ≡ Σ u (mod 2**bits)``, the server's :func:`server_sum` reduces it mod
+``v ∈ [-2**(bits-1), 2**(bits-1))`` and handed to SecAgg as an integer vector with
+``clip = 2**(bits-1)`` and ``quant_bits = bits``: SecAgg's step is then exactly 1 (integers
+on a unit step skip its stochastic rounding, which would return them unchanged) and its
+clip never bites, so SecAgg carries ``v`` unchanged and returns ``Σ v`` over the survivors
+(weight 1 each). Since ``Σ v ≡ Σ u (mod 2**bits)``, the server's :func:`server_sum` reduces it mod
 ``2**bits`` and decodes it as if the sum had been taken in ``Z_{2**bits}`` directly.
 SecAgg's own overflow check (``n · 2**(bits-1) < 2**31``) then holds for ``n < 2**(32-bits)``.
 
@@ -48,8 +48,10 @@ def secagg_settings(cfg: DistributedDP) -> dict[str, Any]:
 def client_input(
     cfg: DistributedDP, update: np.ndarray, seed: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """A client's SecAgg input: its clipped, rotated, rounded, noised update (centred ints)."""
-    return cfg.encode_centred(update, seed, rng)
+    """A client's SecAgg input: its clipped, rotated, rounded, noised update (centred ints,
+    int64: on SecAgg's unit step integers skip its stochastic rounding, which would leave
+    them unchanged)."""
+    return cfg.encode_centred(update, seed, rng).astype(np.int64)
 
 
 def server_sum(cfg: DistributedDP, secagg_sum: np.ndarray, seed: int) -> np.ndarray:

@@ -249,11 +249,13 @@ def client_round(party: Party, server: str, delta: np.ndarray, weight: int, *, s
 
         # the noise's generator: seeded from the OS, never from anything another party knows
         # (PCG64DXSM: numpy's recommended PCG variant, and its exponentials are 1.7x faster)
-        delta = client_input(cfg, np.asarray(delta, np.float64), round_seed(session, 0),
-                             np.random.Generator(np.random.PCG64DXSM()))
+        vec = client_input(cfg, np.asarray(delta, np.float64), round_seed(session, 0),
+                           np.random.Generator(np.random.PCG64DXSM()))  # int64
         weight = 1
+    else:
+        vec = np.asarray(delta, np.float64)
     try:
-        out = run_client(party, server, np.asarray(delta, np.float64), weight=int(weight), params=p,
+        out = run_client(party, server, vec, weight=int(weight), params=p,
                          session=session, timeout_s=float(params.get("client_timeout_s", 600.0)))
     except PartyUnavailable:
         raise

@@ -50,20 +50,26 @@ def encode(
     if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"input vector must be numeric, got dtype {arr.dtype}")
     w = check_weight(weight, params)
-    xf = np.array(arr, dtype=np.float64)  # a private copy we can work in place on
-    if not np.isfinite(xf).all():
-        raise ValueError("input vector contains NaN or Inf")
-    rng = rng if rng is not None else np.random.default_rng()
     d = params.vector_length
-    np.clip(xf, -params.clip, params.clip, out=xf)
-    xf *= 1.0 / params.step
-    # stochastic rounding: floor(v + U[0,1)) is v rounded up with probability frac(v)
-    noise = np.empty(d, dtype=np.float64)
-    rng.random(out=noise)
-    xf += noise
-    np.floor(xf, out=xf)
     q = np.empty(d + 1, dtype=np.int64)
-    q[:-1] = xf  # exact: |values| <= 2**(quant_bits-1) < 2**53
+    if np.issubdtype(arr.dtype, np.integer) and params.step == 1.0:
+        # integers on a unit step (distributed DP hands SecAgg its noised integers): the
+        # stochastic rounding below would give each value back unchanged (floor(v + U) = v
+        # for U in [0, 1)), so only the clip is applied, without the random draws
+        np.clip(arr, -params.clip, params.clip, out=q[:-1], casting="unsafe")
+    else:
+        xf = np.array(arr, dtype=np.float64)  # a private copy we can work in place on
+        if not np.isfinite(xf).all():
+            raise ValueError("input vector contains NaN or Inf")
+        rng = rng if rng is not None else np.random.default_rng()
+        np.clip(xf, -params.clip, params.clip, out=xf)
+        xf *= 1.0 / params.step
+        # stochastic rounding: floor(v + U[0,1)) is v rounded up with probability frac(v)
+        noise = np.empty(d, dtype=np.float64)
+        rng.random(out=noise)
+        xf += noise
+        np.floor(xf, out=xf)
+        q[:-1] = xf  # exact: |values| <= 2**(quant_bits-1) < 2**53
     if w != 1:
         q[:-1] *= w  # no overflow: checked against the modulus in SecAggParams
     q[-1] = w
