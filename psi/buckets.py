@@ -3,12 +3,12 @@
 ``vfl.align --protocol rr22 --buckets B`` (:func:`align_csv_buckets`) never holds the
 whole table, nor its keys, in memory, neither in Python nor in spu:
 
-1. **Partition** (before connecting: bad input is refused first). The CSV is read in
-   batches (Arrow's streaming reader, every cell text); each batch's ID columns are
-   normalised (:mod:`psi.normalize`, the same keys as the in-memory path) and each
-   row goes, with its canonical key and its row number, to bucket
-   ``BLAKE2b_key(canonical key) mod B`` (an Arrow IPC file per bucket, in a private
-   temporary directory). The hash key comes from the salt (as a hash), the session
+1. **Partition** (before connecting: bad input is refused first). The CSV is read in blocks
+   of about 16 MB cut at record ends (:func:`_batches`, every cell text: memory stays flat
+   in the file size); each batch's ID columns are normalised (:mod:`psi.normalize`, the same
+   keys as the in-memory path) and each row goes, with its canonical key and its row number,
+   to bucket ``BLAKE2b_key(canonical key) mod B`` (an Arrow IPC file per bucket, in a
+   private temporary directory). The hash key comes from the salt (as a hash), the session
    and ``B``, which both parties share, so an ID lands in the same bucket at both.
 2. **Per bucket** ``b = 0 … B-1``, in that order at both parties: the bucket's rows are
    loaded (≈ 1/B of the file), duplicates across batches found (equal keys share a
