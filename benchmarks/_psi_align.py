@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._emit import emit
+from benchmarks._emit import emit, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +51,7 @@ def make_ids(name: str, n: int, overlap: float, seed: int) -> Any:
 
 
 SPU_REF = r"""
-import json, resource, sys, time
+import json, sys, time
 from psi._spu_worker import link_desc, load_spu
 job = json.loads(sys.argv[1])
 ls, lp = load_spu()
@@ -68,8 +69,9 @@ cfg.output_params.path = job["output"]
 rep = lp.psi_execute(cfg, ctx)
 secs = time.perf_counter() - t
 import os
+from party.files import peak_rss_mb  # VmHWM: ru_maxrss would include the harness's size
 open(job["result"] + ".tmp", "w").write(json.dumps({"seconds": secs, "shared": int(rep.intersection_count),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 os.replace(job["result"] + ".tmp", job["result"])
 ctx.barrier()
 os._exit(0)
@@ -103,21 +105,43 @@ def _free_port() -> int:
         return int(sk.getsockname()[1])
 
 
-def _wait_rss(proc: subprocess.Popen[Any]) -> tuple[int, float]:
-    """Wait for ``proc``: (exit code, its peak RSS in MB)."""
-    _, status, ru = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, ru.ru_maxrss / 1024.0
+def _wait_rss(procs: dict[str, subprocess.Popen[Any]], t0: float) -> tuple[dict[str, float], dict[str, float]]:
+    """Wait for every process: (the largest peak RSS of a process of each one's tree, MB;
+    each one's wall seconds since ``t0``).
+
+    Sampled every 0.2 s as each process's own ``VmHWM`` (:func:`party.files.peak_rss_mb`),
+    not ``wait4``'s ``ru_maxrss``: that carries this benchmark's own size (it holds both
+    parties' IDs: 3.3 GB at 100M) over into every child it starts."""
+    from party.files import peak_rss_mb
+
+    peak = dict.fromkeys(procs, 0.0)
+    wall: dict[str, float] = {}
+    while len(wall) < len(procs):
+        for n, p in procs.items():
+            if n in wall:
+                continue
+            for pid in process_tree(p.pid):
+                peak[n] = max(peak[n], peak_rss_mb(pid))
+            if p.poll() is not None:
+                wall[n] = time.perf_counter() - t0
+        time.sleep(0.2)
+    return peak, wall
 
 
 def run_spu_bench(args: argparse.Namespace) -> int:
-    """--protocol rr22/kkrt: vfl.align end to end, then (with --reference spu) spu itself."""
+    """--protocol rr22/kkrt: vfl.align end to end, then (with --reference spu) spu itself.
+
+    With ``--repeats R`` both run R times, interleaved (T S S T T S ...: a change in the
+    machine's load falls on both), and the figures are medians over the runs."""
     from party.testing import grpc_federation
 
     names = ("bank", "fintech")
+    repeats = max(1, int(getattr(args, "repeats", 1) or 1))
     cond: dict[str, Any] = {"n": args.n, "overlap": args.overlap, "protocol": args.protocol,
                             "load_before": round(os.getloadavg()[0], 2),
                             "setting": "2 processes on localhost; router gRPC+mTLS; spu brpc link mTLS"}
+    if repeats > 1:
+        cond["repeats"] = repeats
     with tempfile.TemporaryDirectory() as d, grpc_federation(list(names), directory=d) as (config, _r):
         dd = Path(d)
         for i, name in enumerate(names):
@@ -127,63 +151,47 @@ def run_spu_bench(args: argparse.Namespace) -> int:
         bk = ["--buckets", str(args.buckets)] if args.buckets else []
         if args.buckets:
             cond["buckets"] = args.buckets
-        reps, rss, wall = _align_pair(dd, names, {n: ["--protocol", args.protocol, *bk] for n in names},
-                                      args.protocol)
-        _check_aligned(dd, names, reps, int(args.n * args.overlap))
+        ours: list[tuple[float, float, dict[str, Any], dict[str, float]]] = []
+        refs: list[tuple[float, dict[str, Any]]] = []
+        order = [m for i in range(repeats) for m in (("t", "s") if i % 2 == 0 else ("s", "t"))]
+        if args.reference != "spu":
+            order = ["t"] * repeats
+        for what in order:
+            if what == "t":
+                reps, rss, wall = _align_pair(dd, names, {n: ["--protocol", args.protocol, *bk]
+                                                          for n in names}, args.protocol)
+                _check_aligned(dd, names, reps, int(args.n * args.overlap))
+                ours.append((max(r["seconds_end_to_end"] for r in reps.values()),
+                             max(wall.values()), reps, rss))
+            else:
+                refs.append(_spu_reference(args, dd, names))
         cond["load_after"] = round(os.getloadavg()[0], 2)
-        secs = max(r["seconds_end_to_end"] for r in reps.values())
+        secs = statistics.median(o[0] for o in ours)
+        proc_secs = statistics.median(o[1] for o in ours)
+        _, _, reps, rss = ours[0]
+        runs = {"runs_s": [round(o[0], 2) for o in ours]} if repeats > 1 else {}
         emit("psi_seconds", round(secs, 2), "s", **cond, what="vfl.align end to end (read CSV .. aligned CSV written), slower party",
-             psi_process_seconds=round(max(wall.values()), 2),
+             psi_process_seconds=round(proc_secs, 2), **runs,
              spu={n: r["spu"] for n, r in reps.items()},
              largest_bucket={n: r.get("largest_bucket") for n, r in reps.items()},
              align_seconds={n: r["seconds"] for n, r in reps.items()})
         for n in names:
-            emit("psi_peak_rss_mb", round(rss[n], 1), "MB", **cond, party=n,
+            emit("psi_peak_rss_mb", round(max(o[3][n] for o in ours), 1), "MB", **cond, party=n,
                  spu_worker_peak_rss_mb=round(float(reps[n]["spu"].get("worker_peak_rss_mb") or 0), 1),
                  python_peak_rss_mb=reps[n].get("python_peak_rss_mb"),
-                 note="ru_maxrss of the vfl.align process tree: its largest process (python or spu worker)")
+                 note="VmHWM of the vfl.align process tree, sampled: its largest process (python or spu worker)")
             emit("psi_bytes_sent", reps[n]["bytes_sent"], "B", **cond, party=n,
                  note="tessera router traffic only; spu's link has no byte counters")
         if args.reference != "spu":
             return 0
-        cond["load_before_reference"] = round(os.getloadavg()[0], 2)
-        eps = {n: f"127.0.0.1:{_free_port()}" for n in names}
-        refs = {n: subprocess.Popen(
-            [sys.executable, "-c", SPU_REF, json.dumps({
-                "link_id": "bench-ref", "parties": [[m, eps[m]] for m in names], "rank": i,
-                "recv_timeout_ms": 3600 * 1000, "connect_retry_times": 300,
-                "connect_retry_interval_ms": 200,
-                "ca": str(dd / "certs" / "ca.pem"), "cert": str(dd / "certs" / f"{n}.pem"),
-                "key": str(dd / "certs" / f"{n}.key"), "protocol": args.protocol,
-                "input": str(dd / f"{n}.csv"), "output": str(dd / f"{n}_spu.csv"),
-                "result": str(dd / f"{n}_spu.json")})],
-            cwd=ROOT, stdout=open(dd / f"{n}_spu.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-            env={**os.environ, "TMPDIR": d})
-            for i, n in enumerate(names)}
-        outs = {}
-        from psi.spu import _remove_trace
-
-        # each writes its result before its closing barrier; brpc's shutdown race can leave one
-        # waiting there for its peer until the receive timeout: both results in, both stopped
-        while not all((dd / f"{n}_spu.json").exists() for n in names):
-            dead = [n for n, p in refs.items() if p.poll() is not None and not (dd / f"{n}_spu.json").exists()]
-            if dead:
-                raise SystemExit(f"spu reference {dead[0]} failed with exit code {refs[dead[0]].returncode}")
-            time.sleep(0.05)
-        for n, p in refs.items():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=10)
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            _remove_trace(dd / f"{n}_spu.log")  # spu writes /tmp/psi_<id>.trace
-            outs[n] = json.loads((dd / f"{n}_spu.json").read_text())
-        spu_secs = max(o["seconds"] for o in outs.values())
+        spu_secs = statistics.median(r[0] for r in refs)
         ref = {**cond, "impl": f"spu {args.protocol} psi_execute, CSV in, aligned CSV out"}
         emit("psi_spu_seconds", round(spu_secs, 2), "s", **ref,
-             peak_rss_mb={n: round(o["peak_rss_mb"], 1) for n, o in outs.items()})
+             **({"runs_s": [round(r[0], 2) for r in refs]} if repeats > 1 else {}),
+             peak_rss_mb={n: round(o["peak_rss_mb"], 1) for n, o in refs[0][1].items()})
         emit("psi_seconds_over_spu", round(secs / spu_secs, 3), "x", **ref,
-             process_seconds_over_spu=round(max(wall.values()) / spu_secs, 3))
+             statistic="median over median" if repeats > 1 else "one run each",
+             process_seconds_over_spu=round(proc_secs / spu_secs, 3))
         if args.compare_ecdh:
             cond["load_before_ecdh"] = round(os.getloadavg()[0], 2)
             wk = ["--workers", str(args.workers)] if args.workers is not None else []
@@ -200,6 +208,45 @@ def run_spu_bench(args: argparse.Namespace) -> int:
                  round(ecdh_secs / secs, 2), "x", **cond,
                  what=f"tessera ECDH end to end / tessera {args.protocol} end to end, same files, same run")
     return 0
+
+
+def _spu_reference(args: argparse.Namespace, dd: Path, names: tuple[str, ...]) -> tuple[float, dict[str, Any]]:
+    """One run of spu's own ``psi_execute`` on the parties' files: (slower party's seconds, results)."""
+    eps = {n: f"127.0.0.1:{_free_port()}" for n in names}
+    link_id = f"bench-ref-{os.urandom(4).hex()}"  # the same at both parties, fresh per run
+    for n in names:
+        (dd / f"{n}_spu.json").unlink(missing_ok=True)
+    refs = {n: subprocess.Popen(
+        [sys.executable, "-c", SPU_REF, json.dumps({
+            "link_id": link_id, "parties": [[m, eps[m]] for m in names], "rank": i,
+            "recv_timeout_ms": 3600 * 1000, "connect_retry_times": 300,
+            "connect_retry_interval_ms": 200,
+            "ca": str(dd / "certs" / "ca.pem"), "cert": str(dd / "certs" / f"{n}.pem"),
+            "key": str(dd / "certs" / f"{n}.key"), "protocol": args.protocol,
+            "input": str(dd / f"{n}.csv"), "output": str(dd / f"{n}_spu.csv"),
+            "result": str(dd / f"{n}_spu.json")})],
+        cwd=ROOT, stdout=open(dd / f"{n}_spu.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        env={**os.environ, "TMPDIR": str(dd)})
+        for i, n in enumerate(names)}
+    outs = {}
+    from psi.spu import _remove_trace
+
+    # each writes its result before its closing barrier; brpc's shutdown race can leave one
+    # waiting there for its peer until the receive timeout: both results in, both stopped
+    while not all((dd / f"{n}_spu.json").exists() for n in names):
+        dead = [n for n, p in refs.items() if p.poll() is not None and not (dd / f"{n}_spu.json").exists()]
+        if dead:
+            raise SystemExit(f"spu reference {dead[0]} failed with exit code {refs[dead[0]].returncode}")
+        time.sleep(0.05)
+    for n, p in refs.items():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=10)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        _remove_trace(dd / f"{n}_spu.log")  # spu writes /tmp/psi_<id>.trace
+        outs[n] = json.loads((dd / f"{n}_spu.json").read_text())
+    return max(o["seconds"] for o in outs.values()), outs
 
 
 def _bench_federation(dd: Path, router: str, names: tuple[str, ...], eps: dict[str, str] | None = None) -> Path:
@@ -221,12 +268,10 @@ def _align_pair(dd: Path, names: tuple[str, ...], extra: dict[str, list[str]], t
          *(["--output", str(dd / f"{n}_out.csv")] if output else []),
          "--report", str(dd / f"{n}_{tag}.json"), "--no-progress", *extra[n]],
         cwd=ROOT, stdout=subprocess.DEVNULL) for n in names}
-    rss, wall = {}, {}
+    rss, wall = _wait_rss(procs, t0)
     for n, p in procs.items():
-        rc, rss[n] = _wait_rss(p)
-        wall[n] = time.perf_counter() - t0
-        if rc != 0:
-            raise SystemExit(f"vfl.align {n} ({tag}) failed with exit code {rc}")
+        if p.returncode != 0:
+            raise SystemExit(f"vfl.align {n} ({tag}) failed with exit code {p.returncode}")
     reps = {n: json.loads((dd / f"{n}_{tag}.json").read_text()) for n in names}
     return reps, rss, wall
 

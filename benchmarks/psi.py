@@ -56,7 +56,10 @@ from benchmarks._psi_align import make_ids, run_spu_bench, run_ub_bench  # noqa:
 
 
 def _peak_mb(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024.0
+    """This process's own peak (VmHWM); ``ru_maxrss`` would include the harness's size at spawn."""
+    from party.files import peak_rss_mb
+
+    return peak_rss_mb() if who == resource.RUSAGE_SELF else resource.getrusage(who).ru_maxrss / 1024.0
 
 
 def run_party(party: Any, n: int, overlap: float, seed: int, workers: int | None) -> dict[str, Any]:
@@ -202,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-client", type=int, default=10_000, help="with --mode unbalanced: the client's IDs")
     ap.add_argument("--protocol", choices=["ecdh", "rr22", "kkrt"], default="ecdh",
                     help="rr22/kkrt: vfl.align processes end to end through spu")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="with --protocol rr22/kkrt: runs of tessera and of the spu reference, "
+                         "interleaved; the figures are medians")
     ap.add_argument("--buckets", type=int,
                     help="with --protocol rr22/kkrt: vfl.align --buckets B (streamed, one spu run per bucket)")
     ap.add_argument("--compare-ecdh", action="store_true",

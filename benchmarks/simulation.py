@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._emit import emit
+from benchmarks._emit import emit, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "2nn"
@@ -218,25 +218,6 @@ def child(args: argparse.Namespace) -> int:
 # ---- the parent: runs each system in a child and samples its memory ---------------------------
 
 
-def _tree(root: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
 def _rss_mb(pid: int) -> tuple[float, str]:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -260,7 +241,7 @@ def run_child(part: str, args: argparse.Namespace, clients: int, fraction: float
     def sample() -> None:
         while not stop.wait(0.25):
             mine = tree = 0.0
-            for pid in _tree(p.pid):
+            for pid in process_tree(p.pid):
                 mb, name = _rss_mb(pid)
                 tree += mb
                 if pid == p.pid or name.startswith("ray::"):

@@ -105,3 +105,25 @@ def load_json(path: Path, unreadable: Callable[[Exception], Exception], missing:
         return missing
     except (OSError, ValueError) as e:
         raise unreadable(e) from None
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident set in MB: Linux ``VmHWM`` of ``/proc/<pid>/status``.
+
+    Not ``getrusage(...).ru_maxrss``: Linux carries a process's ``ru_maxrss`` over a
+    ``fork``/``exec``, so a child started by a large parent reports the parent's size
+    (a ``vfl.align`` started by a benchmark holding 3.3 GB of IDs said 3,356 MB; its own
+    peak was a fraction of that). Elsewhere (no ``/proc``), ``ru_maxrss`` of this process;
+    0.0 for another process that has gone.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    if pid != "self":
+        return 0.0
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1024.0 * 1024.0) if sys.platform == "darwin" else kb / 1024.0

@@ -35,7 +35,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -46,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from party.errors import ConfigError
-from party.files import atomic_path
+from party.files import atomic_path, peak_rss_mb
 from party.handshake import open_run
 from party.party import Party
 from psi.normalize import Duplicates, IdError, NormalizeReport, PackedKeys, normalize_ids
@@ -330,7 +329,7 @@ def align_csv_buckets(
         "bytes_sent": stats1["bytes_sent"] - stats0["bytes_sent"],
         "bytes_received": stats1["bytes_received"] - stats0["bytes_received"],
         "spu": {"spu_seconds": round(spu_seconds, 3), "worker_peak_rss_mb": worker_rss},
-        "python_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "python_peak_rss_mb": round(peak_rss_mb(), 1),
         "normalization": {"options": config.normalize.public(),
                           **{k: v for k, v in rep.as_dict().items() if k not in ("rows", "kept")}},
         "input": str(input), "output": str(output),

@@ -90,6 +90,7 @@ from party.errors import (
     RemoteProtocolError,
     TesseraError,
 )
+from party.files import peak_rss_mb
 from party.handshake import RunConfirm, open_run
 from party.party import Party
 from party.transport import Tag
@@ -411,6 +412,9 @@ def run_spu_keys(
             raise RemoteProtocolError(
                 f"{peer}'s spu result differs from {party.name}'s (another intersection, or "
                 "another party answered on the PSI endpoint); no output is written", peer=peer)
+        # the worker's own peak (VmHWM) while it lives: the ru_maxrss it reports includes
+        # this process's size when it was spawned
+        report["peak_rss_mb"] = round(peak_rss_mb(proc.pid), 1) or report.get("peak_rss_mb", 0.0)
         _stop(proc)
     except BaseException:
         if proc is not None and proc.poll() is None:
