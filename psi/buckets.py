@@ -53,7 +53,9 @@ from psi.protocol import PsiConfig
 
 KEY_COL, ROW_COL = "__tessera_key", "__tessera_row"
 DUMMY_PREFIX = b"\xff\xfetessera-dummy:"
-BATCH_BYTES = 16 << 20  # Arrow's CSV reader block: ≈ 16 MB of input per batch (≈ 350k rows)
+BATCH_BYTES = 16 << 20  # input per batch (_batches): ≈ 16 MB, ≈ 350k rows
+#: the longest record (quoted newlines included) a --buckets CSV may have
+MAX_RECORD_BYTES = 64 << 20
 #: partition()'s result and its temporary directory: (files, report, schema, rows per bucket, dir)
 Prepared = tuple[list[Path], NormalizeReport, Any, np.ndarray, Path]
 
@@ -123,10 +125,15 @@ def _batches(path: Path) -> Iterator[Any]:
                                    null_values=[])
     head: bytes | None = None
     carry = b""
+    done = 0  # bytes of the file before ``carry``
     with open(path, "rb") as raw:
         while True:
             chunk = raw.read(BATCH_BYTES)
             buf = carry + chunk
+            if chunk and len(buf) > MAX_RECORD_BYTES:  # never rescan a growing buffer
+                raise ConfigError(
+                    f"{path}: no end of a record in the {len(buf) >> 20} MB after byte {done}: "
+                    "a quoted field that is never closed?")
             if head is None:
                 cut = _first_record_end(buf)
                 if cut < 0:
@@ -135,12 +142,14 @@ def _batches(path: Path) -> Iterator[Any]:
                         continue
                     cut = len(buf)
                 head, buf = buf[:cut], buf[cut:]
+                done += cut
             if chunk:
                 cut = _record_end(buf)
                 if cut < 0:
                     carry = buf
                     continue
                 piece, carry = buf[:cut], buf[cut:]
+                done += cut
             else:
                 piece, carry = buf, b""
             if piece.strip():

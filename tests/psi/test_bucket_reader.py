@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from party.errors import ConfigError
 from psi import buckets
 
 
@@ -59,3 +60,13 @@ def test_record_end_ignores_newlines_inside_quotes() -> None:
     assert buckets._record_end(b'a,"b\nc') == -1
     assert buckets._record_end(b"no newline") == -1
     assert buckets._record_end(b'a,"q""\n"\n') == 9
+
+
+def test_an_unclosed_quote_is_a_clear_error_not_a_growing_buffer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "t.csv"
+    p.write_bytes(b'id,x\n1,"never closed\n' + b"2,3\n" * 5000)
+    monkeypatch.setattr(buckets, "BATCH_BYTES", 1024)
+    monkeypatch.setattr(buckets, "MAX_RECORD_BYTES", 8192)
+    with pytest.raises(ConfigError, match="never closed"):
+        list(buckets._batches(p))
