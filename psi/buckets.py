@@ -88,19 +88,18 @@ def _packed(col: Any) -> PackedKeys:
     return PackedKeys(data, offs - offs[0])
 
 
-def _record_end(buf: bytes, start: int = 0) -> int:
-    """The index just past the last line end of ``buf`` that is outside quotes (``-1``: none).
+def _record_ends(buf: bytes) -> np.ndarray:
+    """The index just past each line end of ``buf`` that is outside quotes, in order.
 
     ``buf`` starts at a record boundary. A newline ends a record unless it is inside a quoted
     field, that is, unless an odd number of ``"`` precede it (RFC 4180: a quote inside a
     quoted field is doubled, so it adds two)."""
     a = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(a[start:] == 10) + start
-    if not nl.size:
-        return -1
+    nl = np.flatnonzero(a == 10)
     quotes = np.flatnonzero(a == 34)
-    outside = nl[np.searchsorted(quotes, nl) % 2 == 0] if quotes.size else nl
-    return int(outside[-1]) + 1 if outside.size else -1
+    if quotes.size:
+        nl = nl[np.searchsorted(quotes, nl) % 2 == 0]
+    return nl + 1
 
 
 def _batches(path: Path) -> Iterator[Any]:
@@ -108,21 +107,16 @@ def _batches(path: Path) -> Iterator[Any]:
 
     Not Arrow's streaming reader (``pyarrow.csv.open_csv``): it reads ahead and holds the
     whole file in memory (570 MB of RSS for a 570 MB CSV, measured here; apache/arrow#6764).
-    The file is read in blocks cut at record ends (:func:`_record_end`, so quoted newlines
-    are kept whole), and each block, with the header line, goes to ``read_csv``."""
+    The file is read in blocks cut at record ends (:func:`_record_ends`, so quoted newlines
+    are kept whole), and each block, with the header record, goes to ``read_csv``."""
+    import csv
+    import io
+
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        import csv
-
-        names = next(csv.reader(f), [])  # the header record (quoted newlines too)
-    if not names or len(set(names)) != len(names):
-        raise ConfigError(f"{path}: a header with distinct column names is needed for --buckets")
     parse = pacsv.ParseOptions(newlines_in_values=True)
-    convert = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                   strings_can_be_null=False, quoted_strings_can_be_null=False,
-                                   null_values=[])
+    convert: Any = None
     head: bytes | None = None
     carry = b""
     done = 0  # bytes of the file before ``carry``
@@ -134,20 +128,27 @@ def _batches(path: Path) -> Iterator[Any]:
                 raise ConfigError(
                     f"{path}: no end of a record in the {len(buf) >> 20} MB after byte {done}: "
                     "a quoted field that is never closed?")
+            ends = _record_ends(buf)
             if head is None:
-                cut = _first_record_end(buf)
-                if cut < 0:
-                    if chunk:
-                        carry = buf
-                        continue
-                    cut = len(buf)
-                head, buf = buf[:cut], buf[cut:]
-                done += cut
-            if chunk:
-                cut = _record_end(buf)
-                if cut < 0:
+                if not ends.size and chunk:
                     carry = buf
                     continue
+                cut = int(ends[0]) if ends.size else len(buf)
+                head, buf, ends = buf[:cut], buf[cut:], ends[1:] - cut
+                done += cut
+                text = head.decode("utf-8-sig")  # a non-UTF-8 header fails as before
+                names = next(csv.reader(io.StringIO(text, newline="")), [])
+                if not names or len(set(names)) != len(names):
+                    raise ConfigError(
+                        f"{path}: a header with distinct column names is needed for --buckets")
+                convert = pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False,
+                    quoted_strings_can_be_null=False, null_values=[])
+            if chunk:
+                if not ends.size:
+                    carry = buf
+                    continue
+                cut = int(ends[-1])
                 piece, carry = buf[:cut], buf[cut:]
                 done += cut
             else:
@@ -158,16 +159,6 @@ def _batches(path: Path) -> Iterator[Any]:
                 yield from t.combine_chunks().to_batches()
             if not chunk:
                 return
-
-
-def _first_record_end(buf: bytes) -> int:
-    """The index just past the first line end of ``buf`` outside quotes (``-1``: none)."""
-    a = np.frombuffer(buf, dtype=np.uint8)
-    quotes = np.flatnonzero(a == 34)
-    for i in np.flatnonzero(a == 10):
-        if int(np.searchsorted(quotes, i)) % 2 == 0:
-            return int(i) + 1
-    return -1
 
 
 def partition(path: Path, id_columns: Sequence[str], config: PsiConfig, duplicates: Duplicates,

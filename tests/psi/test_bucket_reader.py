@@ -55,11 +55,12 @@ def test_batches_read_a_file_without_final_newline_and_a_quoted_header(
     assert _rows_of(p) == [["1", "2"], ["3", "4\n5"]]
 
 
-def test_record_end_ignores_newlines_inside_quotes() -> None:
-    assert buckets._record_end(b'a,"b\nc"\nd') == 8
-    assert buckets._record_end(b'a,"b\nc') == -1
-    assert buckets._record_end(b"no newline") == -1
-    assert buckets._record_end(b'a,"q""\n"\n') == 9
+def test_record_ends_ignore_newlines_inside_quotes() -> None:
+    assert buckets._record_ends(b'a,"b\nc"\nd').tolist() == [8]
+    assert buckets._record_ends(b'a,"b\nc').tolist() == []
+    assert buckets._record_ends(b"no newline").tolist() == []
+    assert buckets._record_ends(b'a,"q""\n"\n').tolist() == [9]
+    assert buckets._record_ends(b'h\n1,"x\ny"\n2\n').tolist() == [2, 10, 12]
 
 
 def test_an_unclosed_quote_is_a_clear_error_not_a_growing_buffer(
