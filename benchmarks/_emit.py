@@ -17,10 +17,11 @@ def emit(figure: str, value: float, unit: str, **conditions: Any) -> dict[str, A
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process, in MB."""
-    import resource
+    """Peak resident set size of this process, in MB (its own ``VmHWM``:
+    :func:`party.files.peak_rss_mb`)."""
+    from party.files import peak_rss_mb as own_peak
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return own_peak()
 
 
 def process_tree(root: int) -> list[int]:

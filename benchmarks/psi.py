@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,15 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._emit import emit  # noqa: E402
+from benchmarks._emit import emit, peak_rss_mb  # noqa: E402
 from benchmarks._psi_align import make_ids, run_spu_bench, run_ub_bench  # noqa: E402
-
-
-def _peak_mb(who: int) -> float:
-    """This process's own peak (VmHWM); ``ru_maxrss`` would include the harness's size at spawn."""
-    from party.files import peak_rss_mb
-
-    return peak_rss_mb() if who == resource.RUSAGE_SELF else resource.getrusage(who).ru_maxrss / 1024.0
 
 
 def run_party(party: Any, n: int, overlap: float, seed: int, workers: int | None) -> dict[str, Any]:
@@ -77,7 +69,7 @@ def run_party(party: Any, n: int, overlap: float, seed: int, workers: int | None
         "group_ops": res.group_ops,
         "bytes_sent": st["bytes_sent"],
         "bytes_received": st["bytes_received"],
-        "peak_rss_mb": _peak_mb(resource.RUSAGE_SELF),
+        "peak_rss_mb": peak_rss_mb(),  # VmHWM: ru_maxrss would include the harness's size
         "worker_peak_rss_mb": res.worker_peak_rss_mb,
     }
 

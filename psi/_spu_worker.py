@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -148,7 +147,6 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     out["load_seconds"] = round(float(job.get("load_seconds", 0.0)), 3)
     out["link_seconds"] = round(t_link, 3)
     out["seconds"] = round(time.perf_counter() - t0, 3)
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 
 

@@ -58,11 +58,9 @@ class _Worker:
 
     def peak_rss_mb(self) -> float:
         """The worker's peak resident set (Linux ``VmHWM``), 0 if unknown."""
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-        return 0.0
+        from party.files import peak_rss_mb  # here: the worker pool's importers need no party
+
+        return peak_rss_mb(self.proc.pid)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

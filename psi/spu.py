@@ -412,9 +412,9 @@ def run_spu_keys(
             raise RemoteProtocolError(
                 f"{peer}'s spu result differs from {party.name}'s (another intersection, or "
                 "another party answered on the PSI endpoint); no output is written", peer=peer)
-        # the worker's own peak (VmHWM) while it lives: the ru_maxrss it reports includes
+        # the worker's own peak (VmHWM), read while it lives: its own ru_maxrss would include
         # this process's size when it was spawned
-        report["peak_rss_mb"] = round(peak_rss_mb(proc.pid), 1) or report.get("peak_rss_mb", 0.0)
+        report["peak_rss_mb"] = round(peak_rss_mb(proc.pid), 1)
         _stop(proc)
     except BaseException:
         if proc is not None and proc.poll() is None:
