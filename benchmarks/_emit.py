@@ -42,3 +42,9 @@ def process_tree(root: int) -> list[int]:
         out.append(p)
         todo.extend(kids.get(p, []))
     return out
+
+
+def interleaved(a: str, b: str, repeats: int) -> list[str]:
+    """``repeats`` of each of two arms in the order a b b a a b …, so that a change in the
+    machine's load during the runs falls on both arms alike."""
+    return [m for i in range(repeats) for m in ((a, b) if i % 2 == 0 else (b, a))]

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._emit import emit, process_tree
+from benchmarks._emit import emit, interleaved, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,7 +136,7 @@ def run_spu_bench(args: argparse.Namespace) -> int:
     from party.testing import grpc_federation
 
     names = ("bank", "fintech")
-    repeats = max(1, int(getattr(args, "repeats", 1) or 1))
+    repeats = max(1, args.repeats)
     cond: dict[str, Any] = {"n": args.n, "overlap": args.overlap, "protocol": args.protocol,
                             "load_before": round(os.getloadavg()[0], 2),
                             "setting": "2 processes on localhost; router gRPC+mTLS; spu brpc link mTLS"}
@@ -153,9 +153,7 @@ def run_spu_bench(args: argparse.Namespace) -> int:
             cond["buckets"] = args.buckets
         ours: list[tuple[float, float, dict[str, Any], dict[str, float]]] = []
         refs: list[tuple[float, dict[str, Any]]] = []
-        order = [m for i in range(repeats) for m in (("t", "s") if i % 2 == 0 else ("s", "t"))]
-        if args.reference != "spu":
-            order = ["t"] * repeats
+        order = interleaved("t", "s", repeats) if args.reference == "spu" else ["t"] * repeats
         for what in order:
             if what == "t":
                 reps, rss, wall = _align_pair(dd, names, {n: ["--protocol", args.protocol, *bk]
@@ -168,7 +166,7 @@ def run_spu_bench(args: argparse.Namespace) -> int:
         cond["load_after"] = round(os.getloadavg()[0], 2)
         secs = statistics.median(o[0] for o in ours)
         proc_secs = statistics.median(o[1] for o in ours)
-        _, _, reps, rss = ours[0]
+        reps = ours[0][2]
         runs = {"runs_s": [round(o[0], 2) for o in ours]} if repeats > 1 else {}
         emit("psi_seconds", round(secs, 2), "s", **cond, what="vfl.align end to end (read CSV .. aligned CSV written), slower party",
              psi_process_seconds=round(proc_secs, 2), **runs,

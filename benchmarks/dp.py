@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks._emit import emit
+from benchmarks._emit import emit, interleaved
 from benchmarks._mnist_clients import flower_proxies, iid_clients
 from examples.mnist_fedavg.task import make_model, test
 from hfl.torch_utils import get_parameters, set_parameters
@@ -152,12 +152,8 @@ def _timing(args: argparse.Namespace, s: dict[str, Any], z: float,
     arms alike; each arm's rounds are pooled. ``first``: a distributed run already made."""
     runs: dict[str, list[dict[str, Any]]] = {"distributed": [first] if first else [],
                                              "secagg": []}
-    order = []
-    for i in range(args.timing_repeats):
-        pair = ["distributed", "secagg"] if i % 2 == 0 else ["secagg", "distributed"]
-        order += pair
-    for mode in order:
-        if len(runs[mode]) < args.timing_repeats:
+    for mode in interleaved("distributed", "secagg", args.timing_repeats):
+        if len(runs[mode]) < args.timing_repeats:  # ``first`` counts as one of them
             runs[mode].append(_tessera(args, s, z if mode == "distributed" else None,
                                        mode=mode, seed=0))
 
